@@ -1,0 +1,73 @@
+"""The nine diagnostic classes, their official codes and the benign/malignant split.
+
+Class names are exactly the seed data set's folder names; every other module uses
+these constants so names and order never drift.
+"""
+
+from __future__ import annotations
+
+CLASS_NAMES: tuple[str, ...] = (
+    "actinic keratosis",
+    "basal cell carcinoma",
+    "dermatofibroma",
+    "melanoma",
+    "nevus",
+    "pigmented benign keratosis",
+    "seborrheic keratosis",
+    "squamous cell carcinoma",
+    "vascular lesion",
+)
+
+# Malignant or pre-malignant (actinic keratosis) classes: "refer" territory.
+MALIGNANT_CLASSES: frozenset[str] = frozenset(
+    {"melanoma", "basal cell carcinoma", "squamous cell carcinoma", "actinic keratosis"}
+)
+
+# Official ISIC 2019 one-hot columns -> class name (UNK has no class here).
+ISIC2019_CODES: dict[str, str] = {
+    "AK": "actinic keratosis",
+    "BCC": "basal cell carcinoma",
+    "DF": "dermatofibroma",
+    "MEL": "melanoma",
+    "NV": "nevus",
+    "BKL": "pigmented benign keratosis",
+    "SCC": "squamous cell carcinoma",
+    "VASC": "vascular lesion",
+}
+
+# HAM10000 `dx` codes -> class name. akiec also covers intraepithelial carcinoma.
+HAM10000_CODES: dict[str, str] = {
+    "akiec": "actinic keratosis",
+    "bcc": "basal cell carcinoma",
+    "bkl": "pigmented benign keratosis",
+    "df": "dermatofibroma",
+    "mel": "melanoma",
+    "nv": "nevus",
+    "vasc": "vascular lesion",
+}
+
+# Official labels that cannot tell a more specific folder label apart: ISIC 2019 and
+# HAM10000 file seborrheic keratosis under BKL, so a BKL answer does not contradict
+# a "seborrheic keratosis" folder.
+COMPATIBLE_REFINEMENTS: dict[str, frozenset[str]] = {
+    "pigmented benign keratosis": frozenset({"seborrheic keratosis"}),
+}
+
+
+def is_malignant(class_name: str) -> bool:
+    """True for the malignant or pre-malignant classes."""
+    if class_name not in CLASS_NAMES:
+        raise ValueError(f"unknown class name: {class_name!r}")
+    return class_name in MALIGNANT_CLASSES
+
+
+def class_index(class_name: str) -> int:
+    """Position of a class in the model's output vector."""
+    return CLASS_NAMES.index(class_name)
+
+
+def labels_agree(folder_label: str, official_label: str) -> bool:
+    """Whether a folder label is consistent with an official one."""
+    if folder_label == official_label:
+        return True
+    return folder_label in COMPATIBLE_REFINEMENTS.get(official_label, frozenset())

@@ -1,0 +1,145 @@
+"""The one image loader used by the audit, training, the CLI and the app.
+
+Every input goes through :func:`load_image`, so every caller refuses the same bad
+files with the same plain-language reason and receives the same upright 8-bit RGB
+picture, whatever the file's mode, orientation or size.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+# Refuse anything over this many pixels *before* decoding it: a 30000x30000 PNG
+# compresses to a few KB but would need 2.7 GB of RAM once decoded.
+MAX_PIXELS = 80_000_000
+# Anything smaller than this on its shorter side carries no usable lesion detail.
+MIN_SIDE = 32
+# Huge but legitimate photos are downscaled to this longer side on load.
+MAX_SIDE = 2048
+# Files larger than this are refused unread (the app's upload limit is lower).
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+
+class ImageLoadError(ValueError):
+    """A file that cannot be used as an image, with a reason a user can act on."""
+
+
+@dataclass
+class LoadedImage:
+    """An upright RGB picture plus what was done to get it."""
+
+    image: Image.Image
+    original_size: tuple[int, int]
+    original_mode: str
+    original_format: str | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_array(self) -> np.ndarray:
+        """uint8 array of shape (height, width, 3)."""
+        return np.asarray(self.image, dtype=np.uint8)
+
+
+def _read_bytes(source: str | Path | bytes) -> bytes:
+    if isinstance(source, bytes | bytearray):
+        return bytes(source)
+    path = Path(source)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageLoadError(f"cannot read file: {exc.strerror or exc}") from exc
+    if size > MAX_FILE_BYTES:
+        raise ImageLoadError(f"file is {size / 1e6:.0f} MB, over the {MAX_FILE_BYTES / 1e6:.0f} MB limit")
+    return path.read_bytes()
+
+
+def _to_8bit_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB without losing the picture."""
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode in {"I;16", "I;16B", "I;16L", "I;16N", "I", "F"}:
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        notes.append(f"{mode} high bit-depth image rescaled to 8 bits")
+        return Image.fromarray(scaled.astype(np.uint8), "L").convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in {"RGBA", "LA", "PA", "RGBa", "La"}:
+        notes.append(f"transparency ({img.mode}) flattened onto white")
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode in {"CMYK", "YCbCr", "LAB", "HSV"}:
+        notes.append(f"{img.mode} colour converted to RGB")
+    return img.convert("RGB")
+
+
+def load_image(source: str | Path | bytes, *, max_side: int | None = MAX_SIDE) -> LoadedImage:
+    """Decode ``source`` (path or bytes) into an upright 8-bit RGB image.
+
+    Raises :class:`ImageLoadError` with a user-facing reason for empty, non-image,
+    truncated, corrupt, too small or decompression-bomb files. Animated and
+    multi-page files use their first frame; EXIF orientation is applied; images
+    larger than ``max_side`` are downscaled (never rejected).
+    """
+    data = _read_bytes(source)
+    if not data:
+        raise ImageLoadError("the file is empty (0 bytes)")
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        if isinstance(exc, UnidentifiedImageError):
+            raise ImageLoadError("not an image file this app can read") from exc
+        raise ImageLoadError(f"image is too large to decode safely ({exc})") from exc
+    except Exception as exc:
+        if "truncat" in str(exc).lower():
+            raise ImageLoadError(f"the image data is truncated or corrupt ({exc})") from exc
+        raise ImageLoadError(f"cannot read the image header: {exc}") from exc
+
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise ImageLoadError(
+            f"image is {width}x{height} = {width * height / 1e6:.0f} megapixels, over the "
+            f"{MAX_PIXELS / 1e6:.0f} megapixel safety limit (possible decompression bomb)"
+        )
+    original_mode, original_format = img.mode, img.format
+    if getattr(img, "n_frames", 1) > 1:
+        notes.append(f"{img.n_frames} frames/pages: the first one was used")
+        img.seek(0)
+    try:
+        if max_side and img.format == "JPEG" and max(width, height) > 2 * max_side:
+            img.draft("RGB", (max_side, max_side))  # fast DCT-domain downscale
+        img.load()
+    except Exception as exc:
+        raise ImageLoadError(f"the image data is truncated or corrupt ({exc})") from exc
+
+    upright = img
+    try:
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:
+        orientation = 1
+        notes.append("unreadable EXIF block ignored")
+    if orientation not in (1, None):
+        upright = ImageOps.exif_transpose(img)
+        notes.append(f"rotated upright using its EXIF orientation ({orientation})")
+    rgb = _to_8bit_rgb(upright, notes)
+
+    if min(rgb.size) < MIN_SIDE:
+        raise ImageLoadError(
+            f"image is {rgb.size[0]}x{rgb.size[1]} pixels; at least {MIN_SIDE} pixels on the shorter side are needed"
+        )
+    if max_side and max(rgb.size) > max_side:
+        rgb = rgb.copy()
+        rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        notes.append(f"downscaled from {width}x{height} to {rgb.size[0]}x{rgb.size[1]}")
+    return LoadedImage(rgb, (width, height), original_mode, original_format, notes)

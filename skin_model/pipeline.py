@@ -1,0 +1,115 @@
+"""Model input: the one resize used everywhere, a decoded-image cache, and the
+tf.data pipelines (augmentation happens here, after splitting, on training data only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .classes import CLASS_NAMES
+from .images import load_image
+
+CACHE_ENV_VAR = "SKIN_CACHE_DIR"
+RESIZE_METHOD = "PIL bilinear (antialiased) resize of the whole upright RGB image to size x size"
+
+
+def to_model_input(image: Image.Image, size: int) -> np.ndarray:
+    """uint8 (size, size, 3) array: the exact resize used in training and inference."""
+    return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def default_cache_dir() -> Path:
+    """``$SKIN_CACHE_DIR`` or ``~/.cache/skin_model``."""
+    return Path(os.environ.get(CACHE_ENV_VAR, Path.home() / ".cache" / "skin_model"))
+
+
+def load_arrays(
+    rows: pd.DataFrame,
+    size: int,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decode and resize the images of manifest ``rows`` into ``(x uint8, y int)``.
+
+    The result is cached as .npz keyed by the files' content hashes, labels and
+    size, so later epochs and runs skip JPEG decoding entirely.
+    """
+    key_src = "|".join(f"{h}:{lab}" for h, lab in zip(rows["sha256"], rows["final_label"], strict=True))
+    key = hashlib.sha256(f"{size}|{key_src}".encode()).hexdigest()[:24]
+    cache = (cache_dir or default_cache_dir()) / f"images-{size}-{key}.npz"
+    if cache.exists():
+        with np.load(cache) as data:
+            return data["x"], data["y"]
+    x = np.zeros((len(rows), size, size, 3), dtype=np.uint8)
+    for i, path in enumerate(tqdm(rows["path"], desc=f"decoding {len(rows)} images", disable=not progress)):
+        x[i] = to_model_input(load_image(path).image, size)
+    y = np.array([CLASS_NAMES.index(lab) for lab in rows["final_label"]], dtype=np.int32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, x=x, y=y)
+    tmp.replace(cache)
+    return x, y
+
+
+def augment(image, seed_pair, zoom: float = 0.15, jitter: float = 0.1):
+    """Random flips, 90-degree rotations, zoom-crop and colour jitter (float 0-255 in
+    and out). Dermoscopy has no canonical orientation, so all eight symmetries are valid."""
+    import tensorflow as tf
+
+    size = tf.shape(image)[0]
+    seeds = tf.random.split(seed_pair, 8)
+    image = tf.image.stateless_random_flip_left_right(image, seeds[0])
+    image = tf.image.stateless_random_flip_up_down(image, seeds[1])
+    k = tf.random.stateless_uniform([], seeds[2], 0, 4, dtype=tf.int32)
+    image = tf.image.rot90(image, k)
+    scale = tf.random.stateless_uniform([], seeds[3], 1.0 - zoom, 1.0)
+    crop = tf.cast(tf.cast(size, tf.float32) * scale, tf.int32)
+    image = tf.image.stateless_random_crop(image, tf.stack([crop, crop, 3]), seeds[4])
+    image = tf.image.resize(image, tf.stack([size, size]))
+    image = image / 255.0
+    image = tf.image.stateless_random_brightness(image, jitter, seeds[5])
+    image = tf.image.stateless_random_contrast(image, 1 - 2 * jitter, 1 + 2 * jitter, seeds[6])
+    image = tf.image.stateless_random_saturation(image, 1 - 2 * jitter, 1 + 2 * jitter, seeds[7])
+    return tf.clip_by_value(image, 0.0, 1.0) * 255.0
+
+
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray | None = None,
+    batch_size: int = 32,
+    training: bool = False,
+    seed: int = 0,
+    sample_weights: np.ndarray | None = None,
+):
+    """A batched, prefetched tf.data pipeline over in-memory uint8 images.
+
+    Training shuffles each epoch and augments with stateless ops seeded per
+    element, so a run is reproducible for a given seed.
+    """
+    import tensorflow as tf
+
+    parts: list = [x] + ([] if y is None else [y]) + ([] if sample_weights is None else [sample_weights])
+    ds = tf.data.Dataset.from_tensor_slices(tuple(parts))
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        counter = tf.data.Dataset.counter()
+        ds = tf.data.Dataset.zip((ds, counter))
+
+        def _aug(elem, idx):
+            image = tf.cast(elem[0], tf.float32)
+            image = augment(image, tf.stack([tf.constant(seed, tf.int64), idx]))
+            return (image, *elem[1:])
+
+        ds = ds.map(_aug, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda *e: (tf.cast(e[0], tf.float32), *e[1:]), num_parallel_calls=tf.data.AUTOTUNE)
+    if len(parts) == 1:
+        ds = ds.map(lambda *e: e[0])
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,91 @@
+"""The audit finds exactly what was planted in a synthetic data set."""
+
+from __future__ import annotations
+
+from skin_model.audit import audit_findings, format_report
+from skin_model.manifest import Manifest
+
+
+def _ids(entries: list[dict]) -> set[str]:
+    return {e["isic_id"] for e in entries}
+
+
+def test_unreadable_file_is_reported(synthetic_manifest: Manifest, synthetic_data) -> None:
+    findings = audit_findings(synthetic_manifest)
+    assert _ids(findings["unreadable"]) == {synthetic_data[1]["unreadable_id"]}
+    assert "truncated" in findings["unreadable"][0]["error"]
+
+
+def test_cross_class_duplicate_found_and_dropped(synthetic_manifest: Manifest, synthetic_data) -> None:
+    findings = audit_findings(synthetic_manifest)
+    groups = findings["cross_class_duplicate_groups"]
+    assert len(groups) == 1
+    assert groups[0]["folder_labels"] == ["dermatofibroma", "melanoma"]
+    assert {f["isic_id"] for f in groups[0]["files"]} == {synthetic_data[1]["cross_class_conflict"]}
+    assert groups[0]["resolution"].startswith("dropped")
+    table = synthetic_manifest.table
+    conflict_rows = table[table["isic_id"] == synthetic_data[1]["cross_class_conflict"]]
+    assert (conflict_rows["split"] == "excluded").all()
+
+
+def test_exact_duplicate_counts(synthetic_manifest: Manifest) -> None:
+    dup = audit_findings(synthetic_manifest)["exact_duplicates"]
+    # nevus "(1)" copy and the Train/Test leak are within one class; the conflict is across.
+    assert dup == {"groups": 3, "files": 6, "within_one_class": 2, "across_classes": 1}
+
+
+def test_train_test_leak_found_and_removed_from_test(synthetic_manifest: Manifest, synthetic_data) -> None:
+    leaks = audit_findings(synthetic_manifest)["train_test_leaks"]
+    assert [(leak["isic_id"], leak["kind"]) for leak in leaks] == [
+        (synthetic_data[1]["leaked_test_image"], "byte-identical")
+    ]
+    table = synthetic_manifest.table
+    leaked = table[(table["source"] == "seed_test") & (table["isic_id"] == synthetic_data[1]["leaked_test_image"])]
+    assert (leaked["split"] == "excluded").all()
+
+
+def test_near_duplicate_resized_copy(synthetic_manifest: Manifest, synthetic_data) -> None:
+    groups = audit_findings(synthetic_manifest)["near_duplicate_groups"]
+    assert len(groups) == 1
+    ids = {f["isic_id"] for f in groups[0]["files"]}
+    assert ids == {synthetic_data[1]["near_duplicate_id"], synthetic_data[1]["near_duplicate_copy_id"]}
+    assert groups[0]["max_hash_distance"] <= 8
+    table = synthetic_manifest.table.set_index("isic_id")
+    # the ISIC 2017 copy is de-duplicated against the seed copy
+    assert table.loc[synthetic_data[1]["near_duplicate_copy_id"], "split"] == "excluded"
+    assert table.loc[synthetic_data[1]["near_duplicate_id"], "split"] in {"train", "val"}
+
+
+def test_official_label_overrides_folder(synthetic_manifest: Manifest, synthetic_data) -> None:
+    findings = audit_findings(synthetic_manifest)
+    wrong = synthetic_data[1]["official_disagreement_id"]
+    entries = [d for d in findings["official_label_disagreements"] if d["isic_id"] == wrong]
+    assert len(entries) == 1
+    assert entries[0]["folder_label"] == "nevus" and entries[0]["official_label"] == "melanoma"
+    row = synthetic_manifest.table.set_index("isic_id").loc[wrong]
+    assert row["final_label"] == "melanoma"
+    assert findings["official_agreement"]["nevus"]["with_official_label"] == 1
+    assert findings["official_agreement"]["nevus"]["agree"] == 0
+
+
+def test_lesion_group_stays_on_one_side(synthetic_manifest: Manifest, synthetic_data) -> None:
+    a, b = synthetic_data[1]["lesion_pair"]
+    table = synthetic_manifest.table.set_index("isic_id")
+    assert table.loc[a, "group_id"] == table.loc[b, "group_id"]
+    assert table.loc[a, "split"] == table.loc[b, "split"]
+
+
+def test_class_counts_before_and_after(synthetic_manifest: Manifest) -> None:
+    counts = audit_findings(synthetic_manifest)["class_counts"]
+    assert counts["before"]["seed_train"]["nevus"] == 6 + 2  # 6 + "(1)" copy + near duplicate
+    assert counts["before"]["isic2017"]["seborrheic keratosis"] == 4
+    after = counts["after"]
+    assert sum(after["test"].values()) == 9 * 2  # leak removed from Test, so 2 per class remain
+    assert after["test"]["basal cell carcinoma"] == 2
+    assert after["train"]["seborrheic keratosis"] + after.get("val", {}).get("seborrheic keratosis", 0) == 6 + 4
+
+
+def test_report_is_readable(synthetic_manifest: Manifest) -> None:
+    report = format_report(audit_findings(synthetic_manifest))
+    assert "cross-class duplicate groups: 1" in report
+    assert "train/test leaks: 1" in report

@@ -1,0 +1,67 @@
+"""The command line lists its commands, each has --help, and data comes from a flag or env."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from skin_model.cli import build_parser, main
+
+
+def test_help_lists_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for command in build_parser()._subparsers._group_actions[0].choices:
+        assert command in out
+
+
+def test_each_subcommand_has_help() -> None:
+    choices = build_parser()._subparsers._group_actions[0].choices
+    for name, sub in choices.items():
+        assert sub.format_help().startswith("usage: python -m skin_model " + name)
+
+
+def test_missing_data_location_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.delenv("SKIN_DATA_DIR", raising=False)
+    assert main(["audit"]) == 2
+    assert "SKIN_DATA_DIR" in capsys.readouterr().err
+
+
+def test_audit_command_writes_json_and_csv(synthetic_data, tmp_path) -> None:
+    out = tmp_path / "audit"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skin_model",
+            "audit",
+            "--data",
+            str(synthetic_data[0]),
+            "--out",
+            str(out),
+            "--json",
+            str(tmp_path / "f.json"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "cross-class duplicate groups: 1" in result.stdout
+    findings = json.loads((tmp_path / "f.json").read_text())
+    for key in (
+        "cross_class_duplicate_groups",
+        "train_test_leaks",
+        "near_duplicate_groups",
+        "official_label_disagreements",
+        "unreadable",
+        "class_counts",
+    ):
+        assert key in findings
+    assert (out / "manifest.csv").read_text().splitlines()[0].startswith("path,source,isic_id")
+    assert str(synthetic_data[0]) not in (out / "manifest.csv").read_text()  # relative paths only

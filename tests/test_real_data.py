@@ -1,0 +1,28 @@
+"""The audit on the shared data set (skipped with a reason where it is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from skin_model.audit import audit_findings
+from skin_model.manifest import build_manifest
+
+
+@pytest.fixture(scope="module")
+def real_findings(real_data_dir: Path) -> dict:
+    return audit_findings(build_manifest(real_data_dir, progress=False))
+
+
+def test_finds_cross_class_duplicates_and_leaks(real_findings: dict) -> None:
+    assert len(real_findings["cross_class_duplicate_groups"]) >= 150
+    leaks = real_findings["train_test_leaks"]
+    assert sum(leak["kind"] != "same lesion" for leak in leaks) >= 18
+    assert not real_findings["unreadable"]
+
+
+def test_clean_splits_have_no_leak(real_findings: dict) -> None:
+    after = real_findings["class_counts"]["after"]
+    assert sum(after["test"].values()) > 0
+    assert after["train"]["seborrheic keratosis"] > 100  # learnable thanks to ISIC 2017
