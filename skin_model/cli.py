@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__
+from .artifact import ArtifactError
 from .paths import AUDIT_DIR
 from .sources import DATA_ENV_VAR, DataNotFoundError, resolve_data_dir
 
@@ -39,6 +40,72 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_manifest(args: argparse.Namespace):
+    from .manifest import build_manifest
+
+    return build_manifest(resolve_data_dir(args.data), seed=args.split_seed, progress=not args.quiet)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one architecture on the cleaned splits and save the artifact."""
+    from .evaluation import summary_table
+    from .training import TrainConfig, train
+
+    config = TrainConfig(
+        arch=args.arch, input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.lr, patience=args.patience, seed=args.seed, tta=args.tta,
+        label_smoothing=args.label_smoothing, class_balanced=not args.no_class_balance,
+    )
+    out = Path(args.out or Path("trained_models") / args.arch)
+    manifest = train(config, _load_manifest(args), out, progress=not args.quiet, keep_weights=not args.no_weights)
+    print(f"trained {manifest['architecture']} in {manifest['training_wall_time_s'] / 60:.1f} min "
+          f"({manifest['epochs_run']} epochs, best {manifest['best_epoch']}); saved to {out}")
+    from .artifact import read_evaluation
+
+    print(summary_table(read_evaluation(out) or {}))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a saved model on val/test and write evaluation.json next to it."""
+    from .artifact import EVALUATION_FILE, load_artifact, read_evaluation, write_json
+    from .evaluation import evaluate_artifact, summary_table
+
+    artifact = load_artifact(args.model)
+    manifest = _load_manifest(args)
+    if manifest.fingerprint() != artifact.manifest.get("data_fingerprint"):
+        print("warning: the data differ from the data this model was trained on (fingerprint mismatch)",
+              file=sys.stderr)
+    splits = ("val", "test") if args.split == "all" else (args.split,)
+    results = evaluate_artifact(artifact, manifest, splits, tta=args.tta, progress=not args.quiet)
+    merged = (read_evaluation(artifact.path) or {}) | results
+    write_json(artifact.path / EVALUATION_FILE, merged)
+    print(summary_table(results))
+    print(f"wrote {artifact.path / EVALUATION_FILE}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Classify image files and folders into a CSV; exit 1 only if nothing was readable."""
+    from .artifact import load_artifact
+    from .inference import Predictor, iter_input_files, predict_files, predictions_table
+
+    files = iter_input_files(args.paths)
+    if not files:
+        print("error: no files found in the given paths", file=sys.stderr)
+        return 1
+    predictor = Predictor.from_artifact(load_artifact(args.model), tta=args.tta)
+    table = predictions_table(predict_files(predictor, files, progress=not args.quiet))
+    if args.output == "-":
+        table.to_csv(sys.stdout, index=False)
+    else:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.output, index=False)
+        ok = int((table["status"] == "ok").sum())
+        print(f"{ok} of {len(table)} files classified; wrote {args.output}", file=sys.stderr)
+    return 0 if (table["status"] == "ok").any() else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m skin_model",
@@ -60,6 +127,46 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--seed", type=int, default=1337, help="seed of the train/val split")
     audit.add_argument("--quiet", action="store_true", help="no progress bar")
     audit.set_defaults(func=cmd_audit)
+
+    train = sub.add_parser("train", help="train a model on the cleaned splits and save it with its evaluation",
+                           description="Train with class balancing, augmentation, label smoothing, a cosine "
+                           "learning-rate schedule and early stopping on validation balanced accuracy.")
+    _add_data_flag(train)
+    train.add_argument("--arch", default="skinnet", help="skinnet (default), seed_cnn, or tiny_cnn (for tests)")
+    train.add_argument("--epochs", type=int, default=40)
+    train.add_argument("--out", metavar="DIR", help="model folder (default trained_models/ARCH)")
+    train.add_argument("--input-size", type=int, help="square input size in pixels (default per architecture)")
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    train.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
+    train.add_argument("--label-smoothing", type=float, default=0.1)
+    train.add_argument("--no-class-balance", action="store_true", help="do not weight classes by inverse frequency")
+    train.add_argument("--tta", action="store_true", help="evaluate with 8-view test-time augmentation")
+    train.add_argument("--seed", type=int, default=1337)
+    train.add_argument("--split-seed", type=int, default=1337, help="seed of the train/val split")
+    train.add_argument("--no-weights", action="store_true", help="keep only manifest/evaluation/history")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a saved model on val/test, write evaluation.json",
+                              description="Evaluate a saved model on the cleaned validation and/or test split.")
+    _add_data_flag(evaluate)
+    evaluate.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
+    evaluate.add_argument("--split", choices=["test", "val", "all"], default="all")
+    evaluate.add_argument("--tta", action="store_true", default=None, help="use test-time augmentation")
+    evaluate.add_argument("--split-seed", type=int, default=1337)
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="classify images or folders into a CSV",
+                             description="Classify image files and folders (recursively). One CSV row per file: "
+                             "file, status, predicted_class, one probability per class, malignant_probability.")
+    predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    predict.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
+    predict.add_argument("--output", "-o", default="predictions.csv", help="CSV path, or - for stdout")
+    predict.add_argument("--tta", action="store_true", help="average over 8 flips/rotations")
+    predict.add_argument("--quiet", action="store_true")
+    predict.set_defaults(func=cmd_predict)
     return parser
 
 
@@ -68,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except DataNotFoundError as exc:
+    except (DataNotFoundError, ArtifactError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

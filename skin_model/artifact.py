@@ -1,0 +1,146 @@
+"""Model artifacts: a folder with ``model.keras``, ``manifest.json``,
+``evaluation.json`` and ``history.csv``. :func:`load_artifact` is the only way the
+app and the CLI load a model: it checks the manifest, verifies the weights'
+SHA-256 and loads with Keras safe mode (no arbitrary code)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .classes import CLASS_NAMES
+from .paths import TRAINED_MODELS_DIR
+
+MODEL_FILE = "model.keras"
+MANIFEST_FILE = "manifest.json"
+EVALUATION_FILE = "evaluation.json"
+HISTORY_FILE = "history.csv"
+DEFAULT_POINTER = "default.json"
+FORMAT_VERSION = 1
+
+
+class ArtifactError(RuntimeError):
+    """A model folder that is missing, incomplete, altered or incompatible."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    import keras
+    import numpy
+    import tensorflow
+
+    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__}
+
+
+def save_artifact(model, out_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Write the model and a manifest that records its checksum."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / MODEL_FILE
+    model.save(model_path)
+    full = {
+        "format_version": FORMAT_VERSION,
+        "class_names": list(CLASS_NAMES),
+        **manifest,
+        "versions": library_versions(),
+        "weights_file": MODEL_FILE,
+        "weights_sha256": sha256_of(model_path),
+    }
+    write_json(out_dir / MANIFEST_FILE, full)
+    return out_dir
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+
+
+def read_manifest(model_dir: Path) -> dict[str, Any]:
+    """The manifest of a model folder, with its required keys checked."""
+    path = Path(model_dir) / MANIFEST_FILE
+    if not path.is_file():
+        raise ArtifactError(f"{model_dir} has no {MANIFEST_FILE}: not a model folder")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc})") from exc
+    missing = {"class_names", "input_size", "weights_sha256", "malignant_threshold"} - set(manifest)
+    if missing:
+        raise ArtifactError(f"{path} lacks {', '.join(sorted(missing))}")
+    if tuple(manifest["class_names"]) != CLASS_NAMES:
+        raise ArtifactError(f"{path}: class names or order differ from this version of skin_model")
+    return manifest
+
+
+@dataclass
+class ModelArtifact:
+    """A loaded, verified model with its manifest and (if present) evaluation."""
+
+    path: Path
+    model: Any
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name", self.path.name)
+
+    @property
+    def input_size(self) -> int:
+        return int(self.manifest["input_size"])
+
+    @property
+    def malignant_threshold(self) -> float:
+        return float(self.manifest["malignant_threshold"])
+
+    def evaluation(self) -> dict[str, Any] | None:
+        return read_evaluation(self.path)
+
+
+def read_evaluation(model_dir: Path) -> dict[str, Any] | None:
+    path = Path(model_dir) / EVALUATION_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def load_artifact(model_dir: str | Path | None = None) -> ModelArtifact:
+    """Load and verify a model folder (default: the project's default model)."""
+    import keras
+
+    model_dir = Path(model_dir) if model_dir else default_model_dir()
+    manifest = read_manifest(model_dir)
+    weights = model_dir / manifest.get("weights_file", MODEL_FILE)
+    if not weights.is_file():
+        raise ArtifactError(f"{model_dir} has no weights file {weights.name} (only its evaluation ships?)")
+    actual = sha256_of(weights)
+    if actual != manifest["weights_sha256"]:
+        raise ArtifactError(
+            f"{weights} does not match its manifest checksum (expected {manifest['weights_sha256'][:12]}..., "
+            f"got {actual[:12]}...): the file was altered or corrupted; refusing to load it"
+        )
+    try:
+        model = keras.models.load_model(weights, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - surface any deserialisation failure as one error type
+        raise ArtifactError(f"cannot load {weights}: {exc}") from exc
+    return ModelArtifact(model_dir, model, manifest)
+
+
+def default_model_dir(models_dir: Path = TRAINED_MODELS_DIR) -> Path:
+    """The folder named by ``trained_models/default.json``."""
+    pointer = models_dir / DEFAULT_POINTER
+    if not pointer.is_file():
+        raise ArtifactError(f"no default model: {pointer} is missing")
+    return models_dir / json.loads(pointer.read_text())["default"]
+
+
+def list_model_dirs(models_dir: Path = TRAINED_MODELS_DIR) -> list[Path]:
+    """Every folder under ``models_dir`` with a manifest (with or without weights)."""
+    return sorted(p.parent for p in models_dir.glob(f"*/{MANIFEST_FILE}"))

@@ -1,0 +1,222 @@
+"""Metrics for a set of predictions, all from scikit-learn, as JSON-ready data.
+
+Every result carries the name of the split it was computed on; classes absent from
+that split get ``None`` for metrics that need positives (AUC, AP, recall).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn import metrics
+
+from .classes import CLASS_NAMES, MALIGNANT_CLASSES
+
+MALIGNANT_MASK = np.array([name in MALIGNANT_CLASSES for name in CLASS_NAMES])
+CURVE_POINTS = 101
+
+
+def malignant_score(probs: np.ndarray) -> np.ndarray:
+    """Benign/malignant score: the summed probability of the malignant classes."""
+    return probs[:, MALIGNANT_MASK].sum(axis=1)
+
+
+def threshold_for_sensitivity(y_malignant: np.ndarray, score: np.ndarray, target: float = 0.9) -> float:
+    """The highest threshold whose sensitivity (score >= threshold) reaches ``target``:
+    as specific as possible while catching at least ``target`` of malignant lesions."""
+    positives = np.sort(score[y_malignant.astype(bool)])[::-1]
+    if len(positives) == 0:
+        return 0.5
+    k = int(np.ceil(target * len(positives))) - 1
+    return float(positives[k])
+
+
+def sensitivity_at_specificity(y: np.ndarray, score: np.ndarray, specificity: float = 0.8) -> float | None:
+    """Best sensitivity among operating points with specificity >= ``specificity``
+    (the ISIC challenge's secondary metric)."""
+    if y.min() == y.max():
+        return None
+    fpr, tpr, _ = metrics.roc_curve(y, score)
+    ok = fpr <= 1 - specificity + 1e-12
+    return float(tpr[ok].max()) if ok.any() else 0.0
+
+
+def _resample(curve_x: np.ndarray, curve_y: np.ndarray) -> dict[str, list[float]]:
+    """A curve at CURVE_POINTS evenly spaced x values (small JSON, smooth plots)."""
+    grid = np.linspace(0, 1, CURVE_POINTS)
+    order = np.argsort(curve_x, kind="stable")
+    return {"x": grid.round(4).tolist(), "y": np.interp(grid, curve_x[order], curve_y[order]).round(4).tolist()}
+
+
+def calibration(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 10) -> dict[str, Any]:
+    """Expected calibration error of the top-1 confidence, and the reliability bins."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y_true
+    edges = np.linspace(0, 1, n_bins + 1)
+    bins, ece = [], 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inside = (confidence > lo) & (confidence <= hi)
+        if inside.any():
+            acc, conf = float(correct[inside].mean()), float(confidence[inside].mean())
+            ece += inside.mean() * abs(acc - conf)
+            bins.append({"lower": round(lo, 2), "upper": round(hi, 2), "count": int(inside.sum()),
+                         "accuracy": round(acc, 4), "confidence": round(conf, 4)})
+    return {"ece": round(float(ece), 4), "bins": bins}
+
+
+def _macro_auc(y_true: np.ndarray, probs: np.ndarray) -> float | None:
+    aucs = [
+        metrics.roc_auc_score(y_true == k, probs[:, k])
+        for k in range(probs.shape[1])
+        if 0 < (y_true == k).sum() < len(y_true)
+    ]
+    return float(np.mean(aucs)) if aucs else None
+
+
+def bootstrap_intervals(
+    y_true: np.ndarray, probs: np.ndarray, n: int = 1000, seed: int = 0
+) -> dict[str, list[float] | None]:
+    """95% percentile bootstrap intervals for balanced accuracy and macro AUC."""
+    rng = np.random.default_rng(seed)
+    pred = probs.argmax(axis=1)
+    bal, auc = [], []
+    for _ in range(n):
+        idx = rng.integers(0, len(y_true), len(y_true))
+        bal.append(metrics.balanced_accuracy_score(y_true[idx], pred[idx]))
+        value = _macro_auc(y_true[idx], probs[idx])
+        if value is not None:
+            auc.append(value)
+
+    def ci(values: list[float]) -> list[float] | None:
+        return np.percentile(values, [2.5, 97.5]).round(4).tolist() if values else None
+
+    return {"balanced_accuracy": ci(bal), "macro_auc": ci(auc)}
+
+
+def evaluate_predictions(
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    split: str,
+    malignant_threshold: float,
+    class_names: tuple[str, ...] = CLASS_NAMES,
+    bootstrap: int = 1000,
+) -> dict[str, Any]:
+    """Every metric the app and the model card show, for one split."""
+    y_true = np.asarray(y_true)
+    pred = probs.argmax(axis=1)
+    labels = list(range(len(class_names)))
+    present = [k for k in labels if (y_true == k).any()]
+    prec, rec, f1, support = metrics.precision_recall_fscore_support(
+        y_true, pred, labels=labels, zero_division=0
+    )
+    cm = metrics.confusion_matrix(y_true, pred, labels=labels)
+    per_class, roc, pr = {}, {}, {}
+    for k, name in enumerate(class_names):
+        positive = y_true == k
+        has_both = 0 < positive.sum() < len(y_true)
+        tn = cm.sum() - cm[k].sum() - cm[:, k].sum() + cm[k, k]
+        negatives = cm.sum() - cm[k].sum()
+        per_class[name] = {
+            "precision": round(float(prec[k]), 4),
+            "recall": round(float(rec[k]), 4) if positive.any() else None,
+            "specificity": round(float(tn / negatives), 4) if negatives else None,
+            "f1": round(float(f1[k]), 4) if positive.any() else None,
+            "support": int(support[k]),
+            "roc_auc": round(float(metrics.roc_auc_score(positive, probs[:, k])), 4) if has_both else None,
+            "average_precision": round(float(metrics.average_precision_score(positive, probs[:, k])), 4)
+            if has_both else None,
+            "sensitivity_at_80_specificity": sensitivity_at_specificity(positive, probs[:, k]),
+        }
+        if has_both:
+            fpr, tpr, _ = metrics.roc_curve(positive, probs[:, k])
+            roc[name] = _resample(fpr, tpr)
+            precision_c, recall_c, _ = metrics.precision_recall_curve(positive, probs[:, k])
+            pr[name] = {"recall": recall_c.round(4).tolist()[::max(1, len(recall_c) // CURVE_POINTS)],
+                        "precision": precision_c.round(4).tolist()[::max(1, len(recall_c) // CURVE_POINTS)]}
+
+    y_mal = MALIGNANT_MASK[y_true].astype(int)
+    score = malignant_score(probs)
+    flagged = score >= malignant_threshold
+    has_both_mal = 0 < y_mal.sum() < len(y_mal)
+    malignant = {
+        "threshold": round(float(malignant_threshold), 4),
+        "roc_auc": round(float(metrics.roc_auc_score(y_mal, score)), 4) if has_both_mal else None,
+        "sensitivity": round(float(flagged[y_mal == 1].mean()), 4) if y_mal.any() else None,
+        "specificity": round(float((~flagged)[y_mal == 0].mean()), 4) if (y_mal == 0).any() else None,
+        "sensitivity_at_80_specificity": sensitivity_at_specificity(y_mal, score),
+        "confusion": {"tp": int((flagged & (y_mal == 1)).sum()), "fn": int((~flagged & (y_mal == 1)).sum()),
+                      "fp": int((flagged & (y_mal == 0)).sum()), "tn": int((~flagged & (y_mal == 0)).sum())},
+    }
+    if has_both_mal:
+        fpr, tpr, _ = metrics.roc_curve(y_mal, score)
+        malignant["roc"] = _resample(fpr, tpr)
+
+    macro_auc = _macro_auc(y_true, probs)
+    return {
+        "split": split,
+        "n_images": int(len(y_true)),
+        "classes_present": [class_names[k] for k in present],
+        "accuracy": round(float(metrics.accuracy_score(y_true, pred)), 4),
+        "balanced_accuracy": round(float(metrics.balanced_accuracy_score(y_true, pred)), 4),
+        "macro_precision": round(float(np.mean(prec[present])), 4),
+        "macro_recall": round(float(np.mean(rec[present])), 4),
+        "macro_f1": round(float(np.mean(f1[present])), 4),
+        "weighted_precision": round(float(np.average(prec, weights=support)), 4),
+        "weighted_recall": round(float(np.average(rec, weights=support)), 4),
+        "weighted_f1": round(float(np.average(f1, weights=support)), 4),
+        "macro_auc": round(macro_auc, 4) if macro_auc is not None else None,
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "roc_curves": roc,
+        "pr_curves": pr,
+        "malignant": malignant,
+        "calibration": calibration(y_true, probs),
+        "bootstrap_95ci": bootstrap_intervals(y_true, probs, n=bootstrap) if bootstrap else None,
+        # Raw scores so the app can explore thresholds without the data set.
+        "scores": {"y_true": y_true.tolist(), "probs": probs.round(5).tolist()},
+    }
+
+
+def evaluate_artifact(artifact, manifest, splits: tuple[str, ...] = ("val", "test"), tta: bool | None = None,
+                      cache_dir=None, progress: bool = True, bootstrap: int = 1000) -> dict[str, Any]:
+    """Evaluate a loaded model artifact on manifest splits (images it never trained on)."""
+    from .inference import Predictor
+    from .pipeline import load_arrays
+
+    use_tta = artifact.manifest.get("tta", False) if tta is None else tta
+    predictor = Predictor.from_artifact(artifact, tta=use_tta)
+    results: dict[str, Any] = {"model": artifact.name}
+    for split in splits:
+        rows = manifest.kept(split)
+        if not len(rows):
+            continue
+        x, y = load_arrays(rows, artifact.input_size, cache_dir, progress)
+        results[split] = evaluate_predictions(
+            y, predictor.predict_arrays(x), split, artifact.malignant_threshold, bootstrap=bootstrap
+        )
+    return results
+
+
+def summary_table(evaluation: dict[str, Any]) -> str:
+    """A printable per-split, per-class table of the headline metrics."""
+    import pandas as pd
+
+    lines = []
+    for split in ("val", "test"):
+        if split not in evaluation:
+            continue
+        ev = evaluation[split]
+        lines.append(
+            f"== {split} split: {ev['n_images']} images | accuracy {ev['accuracy']:.3f} | balanced accuracy "
+            f"{ev['balanced_accuracy']:.3f} | macro AUC {ev['macro_auc']} | malignant AUC "
+            f"{ev['malignant']['roc_auc']} (sens {ev['malignant']['sensitivity']}, spec "
+            f"{ev['malignant']['specificity']} at threshold {ev['malignant']['threshold']}) | ECE "
+            f"{ev['calibration']['ece']} =="
+        )
+        table = pd.DataFrame(ev["per_class"]).T[
+            ["support", "precision", "recall", "specificity", "f1", "roc_auc", "average_precision"]
+        ]
+        lines.append(table.to_string())
+        lines.append("")
+    return "\n".join(lines)

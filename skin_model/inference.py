@@ -1,0 +1,140 @@
+"""Inference: a compiled forward pass (no ``model.predict`` overhead), optional
+test-time augmentation, and file/folder prediction with a status per file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .artifact import ModelArtifact
+from .classes import CLASS_NAMES
+from .evaluation import malignant_score
+from .images import ImageLoadError, load_image
+from .pipeline import to_model_input
+
+
+def dihedral_views(x):
+    """The 8 flips/90-degree rotations of a batch (NHWC): dermoscopy has no 'up'."""
+    import tensorflow as tf
+
+    views = []
+    for k in range(4):
+        rotated = tf.image.rot90(x, k)
+        views += [rotated, tf.image.flip_left_right(rotated)]
+    return views
+
+
+class Predictor:
+    """Wraps a loaded model with a traced forward pass; safe to share between threads
+    (the traced function holds no per-call state)."""
+
+    def __init__(self, model, input_size: int, tta: bool = False) -> None:
+        import tensorflow as tf
+
+        self.model = model
+        self.input_size = input_size
+        self.tta = tta
+        spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
+
+        def forward(x):
+            if not tta:
+                return model(x, training=False)
+            return tf.reduce_mean(tf.stack([model(v, training=False) for v in dihedral_views(x)]), axis=0)
+
+        self._forward = tf.function(forward, input_signature=[spec])
+
+    @classmethod
+    def from_artifact(cls, artifact: ModelArtifact, tta: bool = False) -> Predictor:
+        return cls(artifact.model, artifact.input_size, tta=tta)
+
+    def warm_up(self) -> None:
+        self.predict_arrays(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))
+
+    def predict_arrays(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities for uint8/float images already at the input size."""
+        if len(x) == 0:
+            return np.zeros((0, len(CLASS_NAMES)), np.float32)
+        out = [
+            self._forward(np.asarray(x[i : i + batch_size], np.float32)).numpy()
+            for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(out)
+
+    def predict_image(self, image: Image.Image) -> np.ndarray:
+        """Probabilities for one upright RGB picture of any size."""
+        return self.predict_arrays(to_model_input(image, self.input_size)[None])[0]
+
+
+def iter_input_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """(file, name to report) for files given directly or found (recursively) in folders.
+
+    Names are relative to the folder they were found under, with forward slashes;
+    hidden files are skipped.
+    """
+    found: list[tuple[Path, str]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                rel = file.relative_to(path)
+                if not any(part.startswith(".") for part in rel.parts):
+                    found.append((file, rel.as_posix()))
+        else:
+            found.append((path, path.name))
+    return found
+
+
+@dataclass
+class FilePrediction:
+    file: str
+    status: str
+    probs: np.ndarray | None
+
+
+def predict_files(
+    predictor: Predictor, files: list[tuple[Path, str]], batch_size: int = 64, progress: bool = True
+) -> list[FilePrediction]:
+    """Predict every file; unreadable ones get a status saying why, never an exception."""
+    results: list[FilePrediction] = []
+    pending: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> None:
+        probs = predictor.predict_arrays(np.stack([arr for _, arr in pending]), batch_size)
+        for (index, _), p in zip(pending, probs, strict=True):
+            results[index].probs = p
+        pending.clear()
+
+    for path, name in tqdm(files, desc="predicting", unit="img", disable=not progress):
+        try:
+            image = load_image(path).image
+        except ImageLoadError as exc:
+            results.append(FilePrediction(name, f"unreadable: {exc}", None))
+            continue
+        results.append(FilePrediction(name, "ok", None))
+        pending.append((len(results) - 1, to_model_input(image, predictor.input_size)))
+        if len(pending) >= batch_size:
+            flush()
+    if pending:
+        flush()
+    return results
+
+
+def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
+    """The predict CSV: file, status, predicted_class, one column per class,
+    malignant_probability (empty where the file was not classified)."""
+    rows = []
+    for r in results:
+        row: dict[str, object] = {"file": r.file, "status": r.status, "predicted_class": ""}
+        if r.probs is not None:
+            row["predicted_class"] = CLASS_NAMES[int(np.argmax(r.probs))]
+            row.update({name: round(float(p), 6) for name, p in zip(CLASS_NAMES, r.probs, strict=True)})
+            row["malignant_probability"] = round(float(malignant_score(r.probs[None])[0]), 6)
+        rows.append(row)
+    columns = ["file", "status", "predicted_class", *CLASS_NAMES, "malignant_probability"]
+    return pd.DataFrame(rows).reindex(columns=columns)

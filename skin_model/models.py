@@ -1,0 +1,99 @@
+"""Model architectures. All are flat functional Keras models (no nested backbone, no
+Sequential) so Grad-CAM can reach their last convolution, and all take float RGB
+pixels in 0-255 and rescale inside the model: callers never preprocess."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+from keras import layers
+
+from .classes import CLASS_NAMES
+
+N_CLASSES = len(CLASS_NAMES)
+
+
+def seed_cnn(input_size: int = 180, n_classes: int = N_CLASSES) -> keras.Model:
+    """The seed's baseline: two conv pairs, Flatten and Dense 512 (66M params at 180 px)."""
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    x = layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Dropout(0.25)(x)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(64, 3, padding="same", activation="relu", name="last_conv")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Dropout(0.25)(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(512, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="seed_cnn")
+
+
+def _residual_stage(x, filters: int, stride: int, name: str, weight_decay: float):
+    """Two separable convs with batch norm and a projected shortcut."""
+    reg = keras.regularizers.l2(weight_decay)
+    shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, kernel_regularizer=reg,
+                             name=f"{name}_proj")(x)
+    shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+    y = layers.SeparableConv2D(filters, 3, strides=stride, padding="same", use_bias=False,
+                               depthwise_regularizer=reg, pointwise_regularizer=reg, name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False,
+                               depthwise_regularizer=reg, pointwise_regularizer=reg, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def skinnet(
+    input_size: int = 160,
+    n_classes: int = N_CLASSES,
+    widths: tuple[int, ...] = (48, 96, 160, 256),
+    dropout: float = 0.3,
+    weight_decay: float = 1e-5,
+) -> keras.Model:
+    """A compact residual separable CNN with global average pooling (~0.2M params):
+    small enough to train from scratch on ~3k images on two CPU cores."""
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.Activation("relu", name="stem_relu")(x)
+    for k, width in enumerate(widths):
+        x = _residual_stage(x, width, stride=2, name=f"stage{k + 1}", weight_decay=weight_decay)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="skinnet")
+
+
+def tiny_cnn(input_size: int = 32, n_classes: int = N_CLASSES) -> keras.Model:
+    """A few-thousand-parameter CNN for tests: trains in seconds."""
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = layers.Rescaling(1.0 / 255)(inputs)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="last_conv")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="tiny_cnn")
+
+
+ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
+    "seed_cnn": seed_cnn,
+    "skinnet": skinnet,
+    "tiny_cnn": tiny_cnn,
+}
+DEFAULT_INPUT_SIZE = {"seed_cnn": 180, "skinnet": 160, "tiny_cnn": 32}
+
+
+def build_model(arch: str, input_size: int | None = None, n_classes: int = N_CLASSES) -> keras.Model:
+    """Build an architecture by name."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](input_size=input_size or DEFAULT_INPUT_SIZE[arch], n_classes=n_classes)

@@ -1,0 +1,114 @@
+"""train -> save -> load -> evaluate -> predict, end to end on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skin_model.artifact import ArtifactError, load_artifact
+from skin_model.classes import CLASS_NAMES
+from skin_model.manifest import Manifest
+from skin_model.training import TrainConfig, class_weights, train
+
+from .synthetic import jpeg_bytes, smooth_picture
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(synthetic_manifest: Manifest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    config = TrainConfig(arch="tiny_cnn", epochs=2, batch_size=16, patience=5, bootstrap=20, warmup_epochs=1)
+    train(config, synthetic_manifest, out, cache_dir=out.parent / "cache", progress=False)
+    return out
+
+
+def test_artifact_files_and_manifest(tiny_model_dir: Path) -> None:
+    for name in ("model.keras", "manifest.json", "evaluation.json", "history.csv"):
+        assert (tiny_model_dir / name).is_file()
+    manifest = json.loads((tiny_model_dir / "manifest.json").read_text())
+    assert manifest["class_names"] == list(CLASS_NAMES)
+    assert manifest["input_size"] == 32
+    assert manifest["epochs_run"] == 2
+    assert 0 <= manifest["malignant_threshold"] <= 1
+    assert len(manifest["data_fingerprint"]) == 64
+    assert manifest["training_wall_time_s"] > 0
+    evaluation = json.loads((tiny_model_dir / "evaluation.json").read_text())
+    assert evaluation["test"]["split"] == "test" and evaluation["val"]["split"] == "val"
+    assert evaluation["test"]["n_images"] == 18
+    history = pd.read_csv(tiny_model_dir / "history.csv")
+    assert {"loss", "accuracy", "val_balanced_accuracy"} <= set(history.columns)
+
+
+def test_loaded_model_predicts_like_the_saved_one(tiny_model_dir: Path) -> None:
+    artifact = load_artifact(tiny_model_dir)
+    x = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    probs = artifact.model(x, training=False).numpy()
+    assert probs.shape == (4, 9)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_altered_weights_are_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "altered"
+    shutil.copytree(tiny_model_dir, copy)
+    with (copy / "model.keras").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ArtifactError, match="checksum"):
+        load_artifact(copy)
+
+
+def test_altered_manifest_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "altered"
+    shutil.copytree(tiny_model_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["weights_sha256"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="checksum"):
+        load_artifact(copy)
+
+
+def test_predict_cli_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "in put"
+    (folder / "sub dir").mkdir(parents=True)
+    (folder / "a.jpg").write_bytes(jpeg_bytes(smooth_picture(1, 80)))
+    (folder / "sub dir" / "ünï b.jpg").write_bytes(jpeg_bytes(smooth_picture(2, 300)))
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "preds.csv"
+    subprocess.run(
+        [sys.executable, "-m", "skin_model", "predict", "--model", str(tiny_model_dir), str(folder),
+         "--output", str(out), "--quiet"],
+        check=True, capture_output=True, text=True,
+    )
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["file", "status", "predicted_class", *CLASS_NAMES, "malignant_probability"]
+    assert table["file"].tolist() == ["a.jpg", "notes.txt", "sub dir/ünï b.jpg"]
+    assert table["status"].tolist()[0] == "ok" and table["status"].tolist()[2] == "ok"
+    assert table["status"][1].startswith("unreadable: not an image")
+    ok = table[table["status"] == "ok"]
+    np.testing.assert_allclose(ok[list(CLASS_NAMES)].sum(axis=1), 1.0, atol=1e-4)
+    malignant = ["actinic keratosis", "basal cell carcinoma", "melanoma", "squamous cell carcinoma"]
+    np.testing.assert_allclose(ok["malignant_probability"], ok[malignant].sum(axis=1), atol=1e-4)
+
+
+def test_predict_exit_code_when_nothing_readable(tiny_model_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "x.jpg").write_bytes(b"")
+    result = subprocess.run(
+        [sys.executable, "-m", "skin_model", "predict", "--model", str(tiny_model_dir), str(tmp_path / "x.jpg"),
+         "--output", str(tmp_path / "p.csv"), "--quiet"],
+        capture_output=True, text=True,
+    )
+    assert result.returncode == 1
+    assert "empty" in pd.read_csv(tmp_path / "p.csv")["status"][0]
+
+
+def test_class_weights_balance_the_classes() -> None:
+    y = np.array([0, 0, 0, 1])
+    w = class_weights(y, n_classes=3)
+    assert w[0] * 3 == pytest.approx(w[1] * 1)  # each class contributes equally
+    assert w[2] == 0
+    assert (w[y]).mean() == pytest.approx(1.0)
