@@ -40,8 +40,12 @@ def library_versions() -> dict[str, str]:
     import numpy
     import tensorflow
 
-    return {"python": platform.python_version(), "tensorflow": tensorflow.__version__,
-            "keras": keras.__version__, "numpy": numpy.__version__}
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tensorflow.__version__,
+        "keras": keras.__version__,
+        "numpy": numpy.__version__,
+    }
 
 
 def save_artifact(model, out_dir: Path, manifest: dict[str, Any]) -> Path:
@@ -128,7 +132,7 @@ def load_artifact(model_dir: str | Path | None = None) -> ModelArtifact:
         )
     try:
         model = keras.models.load_model(weights, compile=False, safe_mode=True)
-    except Exception as exc:  # noqa: BLE001 - surface any deserialisation failure as one error type
+    except Exception as exc:
         raise ArtifactError(f"cannot load {weights}: {exc}") from exc
     return ModelArtifact(model_dir, model, manifest)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .artifact import ArtifactError
+from .classes import CLASS_NAMES
 from .paths import AUDIT_DIR
 from .sources import DATA_ENV_VAR, DataNotFoundError, resolve_data_dir
 
@@ -52,14 +53,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import TrainConfig, train
 
     config = TrainConfig(
-        arch=args.arch, input_size=args.input_size, epochs=args.epochs, batch_size=args.batch_size,
-        learning_rate=args.lr, patience=args.patience, seed=args.seed, tta=args.tta,
-        label_smoothing=args.label_smoothing, class_balanced=not args.no_class_balance,
+        arch=args.arch,
+        input_size=args.input_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        tta=args.tta,
+        label_smoothing=args.label_smoothing,
+        class_balanced=not args.no_class_balance,
     )
     out = Path(args.out or Path("trained_models") / args.arch)
     manifest = train(config, _load_manifest(args), out, progress=not args.quiet, keep_weights=not args.no_weights)
-    print(f"trained {manifest['architecture']} in {manifest['training_wall_time_s'] / 60:.1f} min "
-          f"({manifest['epochs_run']} epochs, best {manifest['best_epoch']}); saved to {out}")
+    print(
+        f"trained {manifest['architecture']} in {manifest['training_wall_time_s'] / 60:.1f} min "
+        f"({manifest['epochs_run']} epochs, best {manifest['best_epoch']}); saved to {out}"
+    )
     from .artifact import read_evaluation
 
     print(summary_table(read_evaluation(out) or {}))
@@ -74,8 +84,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     artifact = load_artifact(args.model)
     manifest = _load_manifest(args)
     if manifest.fingerprint() != artifact.manifest.get("data_fingerprint"):
-        print("warning: the data differ from the data this model was trained on (fingerprint mismatch)",
-              file=sys.stderr)
+        print(
+            "warning: the data differ from the data this model was trained on (fingerprint mismatch)", file=sys.stderr
+        )
     splits = ("val", "test") if args.split == "all" else (args.split,)
     results = evaluate_artifact(artifact, manifest, splits, tta=args.tta, progress=not args.quiet)
     merged = (read_evaluation(artifact.path) or {}) | results
@@ -106,6 +117,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if (table["status"] == "ok").any() else 1
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Write a heat-map overlay PNG (and optionally the raw map) for one image."""
+    import numpy as np
+
+    from .artifact import load_artifact
+    from .explain import MALIGNANT_TARGET, Explainer, render_overlay
+    from .images import ImageLoadError, load_image
+    from .inference import Predictor
+    from .pipeline import to_model_input
+
+    artifact = load_artifact(args.model)
+    try:
+        image = load_image(args.image).image
+    except ImageLoadError as exc:
+        print(f"error: {args.image}: {exc}", file=sys.stderr)
+        return 1
+    x = to_model_input(image, artifact.input_size)
+    probs = Predictor.from_artifact(artifact).predict_arrays(x[None])[0]
+    explainer = Explainer(artifact.model, artifact.input_size)
+    target = args.target if args.target == MALIGNANT_TARGET else explainer.target_index(args.target, probs)
+    heat = explainer.explain(x, args.method, target=target, max_n=args.max_n or None)
+    render_overlay(image, heat, opacity=args.opacity).save(args.output)
+    if args.raw:
+        np.save(args.raw, heat)
+    label = target if isinstance(target, str) else CLASS_NAMES[target]
+    print(
+        f"{args.method} for '{label}' (predicted: {CLASS_NAMES[int(np.argmax(probs))]} "
+        f"{float(np.max(probs)):.1%}); wrote {args.output}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m skin_model",
@@ -128,9 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--quiet", action="store_true", help="no progress bar")
     audit.set_defaults(func=cmd_audit)
 
-    train = sub.add_parser("train", help="train a model on the cleaned splits and save it with its evaluation",
-                           description="Train with class balancing, augmentation, label smoothing, a cosine "
-                           "learning-rate schedule and early stopping on validation balanced accuracy.")
+    train = sub.add_parser(
+        "train",
+        help="train a model on the cleaned splits and save it with its evaluation",
+        description="Train with class balancing, augmentation, label smoothing, a cosine "
+        "learning-rate schedule and early stopping on validation balanced accuracy.",
+    )
     _add_data_flag(train)
     train.add_argument("--arch", default="skinnet", help="skinnet (default), seed_cnn, or tiny_cnn (for tests)")
     train.add_argument("--epochs", type=int, default=40)
@@ -148,8 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="evaluate a saved model on val/test, write evaluation.json",
-                              description="Evaluate a saved model on the cleaned validation and/or test split.")
+    evaluate = sub.add_parser(
+        "evaluate",
+        help="evaluate a saved model on val/test, write evaluation.json",
+        description="Evaluate a saved model on the cleaned validation and/or test split.",
+    )
     _add_data_flag(evaluate)
     evaluate.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
     evaluate.add_argument("--split", choices=["test", "val", "all"], default="all")
@@ -158,15 +207,40 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    predict = sub.add_parser("predict", help="classify images or folders into a CSV",
-                             description="Classify image files and folders (recursively). One CSV row per file: "
-                             "file, status, predicted_class, one probability per class, malignant_probability.")
+    predict = sub.add_parser(
+        "predict",
+        help="classify images or folders into a CSV",
+        description="Classify image files and folders (recursively). One CSV row per file: "
+        "file, status, predicted_class, one probability per class, malignant_probability.",
+    )
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     predict.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
     predict.add_argument("--output", "-o", default="predictions.csv", help="CSV path, or - for stdout")
     predict.add_argument("--tta", action="store_true", help="average over 8 flips/rotations")
     predict.add_argument("--quiet", action="store_true")
     predict.set_defaults(func=cmd_predict)
+
+    explain = sub.add_parser(
+        "explain",
+        help="heat map of the evidence for a class, as an overlay PNG",
+        description="Explain one prediction with Grad-CAM and friends (tf-keras-vis).",
+    )
+    explain.add_argument("image", help="image file")
+    explain.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
+    explain.add_argument(
+        "--method", default="gradcam", choices=["gradcam", "gradcam++", "scorecam", "layercam", "smoothgrad"]
+    )
+    explain.add_argument(
+        "--class",
+        dest="target",
+        metavar="NAME",
+        help="class name to explain, or 'malignant' (default: the predicted class)",
+    )
+    explain.add_argument("--max-n", type=int, default=10, help="Score-CAM channels kept (Faster-Score-CAM); 0 = all")
+    explain.add_argument("--opacity", type=float, default=0.45)
+    explain.add_argument("--output", "-o", default="overlay.png")
+    explain.add_argument("--raw", metavar="NPY", help="also save the raw heat map (.npy)")
+    explain.set_defaults(func=cmd_explain)
     return parser
 
 

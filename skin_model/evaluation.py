@@ -6,6 +6,7 @@ that split get ``None`` for metrics that need positives (AUC, AP, recall).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -55,13 +56,20 @@ def calibration(y_true: np.ndarray, probs: np.ndarray, n_bins: int = 10) -> dict
     correct = probs.argmax(axis=1) == y_true
     edges = np.linspace(0, 1, n_bins + 1)
     bins, ece = [], 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for lo, hi in itertools.pairwise(edges):
         inside = (confidence > lo) & (confidence <= hi)
         if inside.any():
             acc, conf = float(correct[inside].mean()), float(confidence[inside].mean())
             ece += inside.mean() * abs(acc - conf)
-            bins.append({"lower": round(lo, 2), "upper": round(hi, 2), "count": int(inside.sum()),
-                         "accuracy": round(acc, 4), "confidence": round(conf, 4)})
+            bins.append(
+                {
+                    "lower": round(lo, 2),
+                    "upper": round(hi, 2),
+                    "count": int(inside.sum()),
+                    "accuracy": round(acc, 4),
+                    "confidence": round(conf, 4),
+                }
+            )
     return {"ece": round(float(ece), 4), "bins": bins}
 
 
@@ -107,9 +115,7 @@ def evaluate_predictions(
     pred = probs.argmax(axis=1)
     labels = list(range(len(class_names)))
     present = [k for k in labels if (y_true == k).any()]
-    prec, rec, f1, support = metrics.precision_recall_fscore_support(
-        y_true, pred, labels=labels, zero_division=0
-    )
+    prec, rec, f1, support = metrics.precision_recall_fscore_support(y_true, pred, labels=labels, zero_division=0)
     cm = metrics.confusion_matrix(y_true, pred, labels=labels)
     per_class, roc, pr = {}, {}, {}
     for k, name in enumerate(class_names):
@@ -125,15 +131,18 @@ def evaluate_predictions(
             "support": int(support[k]),
             "roc_auc": round(float(metrics.roc_auc_score(positive, probs[:, k])), 4) if has_both else None,
             "average_precision": round(float(metrics.average_precision_score(positive, probs[:, k])), 4)
-            if has_both else None,
+            if has_both
+            else None,
             "sensitivity_at_80_specificity": sensitivity_at_specificity(positive, probs[:, k]),
         }
         if has_both:
             fpr, tpr, _ = metrics.roc_curve(positive, probs[:, k])
             roc[name] = _resample(fpr, tpr)
             precision_c, recall_c, _ = metrics.precision_recall_curve(positive, probs[:, k])
-            pr[name] = {"recall": recall_c.round(4).tolist()[::max(1, len(recall_c) // CURVE_POINTS)],
-                        "precision": precision_c.round(4).tolist()[::max(1, len(recall_c) // CURVE_POINTS)]}
+            pr[name] = {
+                "recall": recall_c.round(4).tolist()[:: max(1, len(recall_c) // CURVE_POINTS)],
+                "precision": precision_c.round(4).tolist()[:: max(1, len(recall_c) // CURVE_POINTS)],
+            }
 
     y_mal = MALIGNANT_MASK[y_true].astype(int)
     score = malignant_score(probs)
@@ -145,8 +154,12 @@ def evaluate_predictions(
         "sensitivity": round(float(flagged[y_mal == 1].mean()), 4) if y_mal.any() else None,
         "specificity": round(float((~flagged)[y_mal == 0].mean()), 4) if (y_mal == 0).any() else None,
         "sensitivity_at_80_specificity": sensitivity_at_specificity(y_mal, score),
-        "confusion": {"tp": int((flagged & (y_mal == 1)).sum()), "fn": int((~flagged & (y_mal == 1)).sum()),
-                      "fp": int((flagged & (y_mal == 0)).sum()), "tn": int((~flagged & (y_mal == 0)).sum())},
+        "confusion": {
+            "tp": int((flagged & (y_mal == 1)).sum()),
+            "fn": int((~flagged & (y_mal == 1)).sum()),
+            "fp": int((flagged & (y_mal == 0)).sum()),
+            "tn": int((~flagged & (y_mal == 0)).sum()),
+        },
     }
     if has_both_mal:
         fpr, tpr, _ = metrics.roc_curve(y_mal, score)
@@ -155,7 +168,7 @@ def evaluate_predictions(
     macro_auc = _macro_auc(y_true, probs)
     return {
         "split": split,
-        "n_images": int(len(y_true)),
+        "n_images": len(y_true),
         "classes_present": [class_names[k] for k in present],
         "accuracy": round(float(metrics.accuracy_score(y_true, pred)), 4),
         "balanced_accuracy": round(float(metrics.balanced_accuracy_score(y_true, pred)), 4),
@@ -178,8 +191,15 @@ def evaluate_predictions(
     }
 
 
-def evaluate_artifact(artifact, manifest, splits: tuple[str, ...] = ("val", "test"), tta: bool | None = None,
-                      cache_dir=None, progress: bool = True, bootstrap: int = 1000) -> dict[str, Any]:
+def evaluate_artifact(
+    artifact,
+    manifest,
+    splits: tuple[str, ...] = ("val", "test"),
+    tta: bool | None = None,
+    cache_dir=None,
+    progress: bool = True,
+    bootstrap: int = 1000,
+) -> dict[str, Any]:
     """Evaluate a loaded model artifact on manifest splits (images it never trained on)."""
     from .inference import Predictor
     from .pipeline import load_arrays

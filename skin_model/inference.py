@@ -61,8 +61,7 @@ class Predictor:
         if len(x) == 0:
             return np.zeros((0, len(CLASS_NAMES)), np.float32)
         out = [
-            self._forward(np.asarray(x[i : i + batch_size], np.float32)).numpy()
-            for i in range(0, len(x), batch_size)
+            self._forward(np.asarray(x[i : i + batch_size], np.float32)).numpy() for i in range(0, len(x), batch_size)
         ]
         return np.concatenate(out)
 

@@ -36,15 +36,29 @@ def seed_cnn(input_size: int = 180, n_classes: int = N_CLASSES) -> keras.Model:
 def _residual_stage(x, filters: int, stride: int, name: str, weight_decay: float):
     """Two separable convs with batch norm and a projected shortcut."""
     reg = keras.regularizers.l2(weight_decay)
-    shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, kernel_regularizer=reg,
-                             name=f"{name}_proj")(x)
+    shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, kernel_regularizer=reg, name=f"{name}_proj")(x)
     shortcut = layers.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
-    y = layers.SeparableConv2D(filters, 3, strides=stride, padding="same", use_bias=False,
-                               depthwise_regularizer=reg, pointwise_regularizer=reg, name=f"{name}_conv1")(x)
+    y = layers.SeparableConv2D(
+        filters,
+        3,
+        strides=stride,
+        padding="same",
+        use_bias=False,
+        depthwise_regularizer=reg,
+        pointwise_regularizer=reg,
+        name=f"{name}_conv1",
+    )(x)
     y = layers.BatchNormalization(name=f"{name}_bn1")(y)
     y = layers.Activation("relu", name=f"{name}_relu1")(y)
-    y = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False,
-                               depthwise_regularizer=reg, pointwise_regularizer=reg, name=f"{name}_conv2")(y)
+    y = layers.SeparableConv2D(
+        filters,
+        3,
+        padding="same",
+        use_bias=False,
+        depthwise_regularizer=reg,
+        pointwise_regularizer=reg,
+        name=f"{name}_conv2",
+    )(y)
     y = layers.BatchNormalization(name=f"{name}_bn2")(y)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
     return layers.Activation("relu", name=f"{name}_out")(y)

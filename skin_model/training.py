@@ -105,8 +105,9 @@ def train(
     weights = class_weights(y_train) if config.class_balanced else np.ones(len(CLASS_NAMES))
     sample_weights = weights[y_train].astype(np.float32)
     y_onehot = np.eye(len(CLASS_NAMES), dtype=np.float32)[y_train]
-    train_ds = make_dataset(x_train, y_onehot, config.batch_size, training=True, seed=config.seed,
-                            sample_weights=sample_weights)
+    train_ds = make_dataset(
+        x_train, y_onehot, config.batch_size, training=True, seed=config.seed, sample_weights=sample_weights
+    )
 
     model = build_model(config.arch, size)
     steps = int(np.ceil(len(x_train) / config.batch_size))
@@ -129,8 +130,9 @@ def train(
 
     eval_predictor = Predictor(model, size, tta=config.tta)
     val_probs = eval_predictor.predict_arrays(x_val)
-    threshold = threshold_for_sensitivity(MALIGNANT_MASK[y_val], malignant_score(val_probs),
-                                          config.malignant_sensitivity_target)
+    threshold = threshold_for_sensitivity(
+        MALIGNANT_MASK[y_val], malignant_score(val_probs), config.malignant_sensitivity_target
+    )
     evaluation = {"model": out_dir.name}
     for name, (x, y) in arrays.items():
         if name == "train":
@@ -149,7 +151,7 @@ def train(
         },
         "training_config": asdict(config),
         "data_fingerprint": manifest.fingerprint(),
-        "split_sizes": {name: int(len(rows)) for name, rows in splits.items()},
+        "split_sizes": {name: len(rows) for name, rows in splits.items()},
         "training_wall_time_s": round(wall, 1),
         "epochs_run": len(history.history["loss"]),
         "best_epoch": selector.best_epoch + 1,
@@ -162,7 +164,8 @@ def train(
         "metrics_summary": {
             split: {k: evaluation[split][k] for k in ("balanced_accuracy", "macro_auc", "accuracy")}
             | {"malignant_auc": evaluation[split]["malignant"]["roc_auc"]}
-            for split in ("val", "test") if split in evaluation
+            for split in ("val", "test")
+            if split in evaluation
         },
         "tensorflow_threads": tf.config.threading.get_intra_op_parallelism_threads(),
     }

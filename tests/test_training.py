@@ -80,9 +80,21 @@ def test_predict_cli_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "preds.csv"
     subprocess.run(
-        [sys.executable, "-m", "skin_model", "predict", "--model", str(tiny_model_dir), str(folder),
-         "--output", str(out), "--quiet"],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "skin_model",
+            "predict",
+            "--model",
+            str(tiny_model_dir),
+            str(folder),
+            "--output",
+            str(out),
+            "--quiet",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     table = pd.read_csv(out)
     assert list(table.columns) == ["file", "status", "predicted_class", *CLASS_NAMES, "malignant_probability"]
@@ -98,9 +110,20 @@ def test_predict_cli_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
 def test_predict_exit_code_when_nothing_readable(tiny_model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "x.jpg").write_bytes(b"")
     result = subprocess.run(
-        [sys.executable, "-m", "skin_model", "predict", "--model", str(tiny_model_dir), str(tmp_path / "x.jpg"),
-         "--output", str(tmp_path / "p.csv"), "--quiet"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "skin_model",
+            "predict",
+            "--model",
+            str(tiny_model_dir),
+            str(tmp_path / "x.jpg"),
+            "--output",
+            str(tmp_path / "p.csv"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert "empty" in pd.read_csv(tmp_path / "p.csv")["status"][0]

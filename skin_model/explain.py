@@ -1,0 +1,253 @@
+"""Visual explanations: Grad-CAM (fast GradientTape path and tf-keras-vis), Grad-CAM++,
+Score-CAM / Faster-Score-CAM, Layer-CAM and SmoothGrad, plus overlay rendering.
+
+tf-keras-vis 0.8.7 under Keras 3 has three traps, all handled here so callers never
+see them:
+- a Sequential model breaks ``ReplaceToLinear`` (no ``output_names``) and loses its
+  gradients after reloading: it is rebuilt as a flat functional model;
+- a nested backbone (a Model used as a layer) gives "Output not connected to inputs":
+  the model is rebuilt flat from the backbone's own input;
+- ``ReplaceToLinear`` with ``clone=False`` would switch the shared model's softmax off
+  for every user: instead the explanation model reuses the original layers but ends in
+  a *new* linear copy of the output layer, so the cached model is never modified.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .classes import CLASS_NAMES, MALIGNANT_CLASSES
+
+METHODS = ("gradcam", "gradcam++", "scorecam", "layercam", "smoothgrad")
+MALIGNANT_TARGET = "malignant"
+_SPATIAL_TYPES = ("Conv", "SeparableConv", "DepthwiseConv", "Activation", "ReLU", "Add", "BatchNormalization")
+
+
+def _apply_copy(layer, x, linear: bool = False):
+    """Apply a fresh copy of ``layer`` (same config and weights; optionally a linear
+    activation) to ``x``. Copies keep one graph node each, so ``layer.output`` of the
+    rebuilt model is well defined, and the original layer is never touched."""
+    config = layer.get_config()
+    if linear:
+        config["activation"] = "linear"
+        config["name"] = f"{layer.name}_linear"
+    copy = type(layer).from_config(config)
+    y = copy(x)
+    copy.set_weights(layer.get_weights())
+    return y
+
+
+def _ends_in_softmax(layer) -> bool:
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "") == "softmax"
+
+
+def _flatten(model, linear_head: bool):
+    """``model`` as a functional model without nested models; with ``linear_head`` its
+    final softmax is replaced by a linear copy of that layer."""
+    import keras
+
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    nested = [layer for layer in layers if isinstance(layer, keras.Model)]
+    if any(layer is not layers[0] for layer in nested):
+        raise ValueError(f"{model.name}: a nested model is only supported as the first layer (a backbone)")
+    if nested:  # rebuild on the backbone's own input, so gradients reach its layers
+        backbone = _flatten(layers[0], linear_head=False)
+        inputs, x, chain = backbone.inputs, backbone.outputs[0], layers[1:]
+    elif isinstance(model, keras.Sequential):
+        inputs = [keras.Input(model.inputs[0].shape[1:])]
+        x, chain = inputs[0], layers
+    else:  # already a flat functional graph
+        if not linear_head or not _ends_in_softmax(model.layers[-1]):
+            return model
+        last = model.layers[-1]
+        return keras.Model(model.inputs, _apply_copy(last, last.input, linear=True), name=f"{model.name}_explain")
+    for layer in chain[:-1] if (linear_head and chain) else chain:
+        x = _apply_copy(layer, x)
+    if linear_head and chain:
+        last = chain[-1]
+        x = _apply_copy(last, x, linear=_ends_in_softmax(last))
+    return keras.Model(inputs, x, name=f"{model.name}_explain" if linear_head else f"{model.name}_flat")
+
+
+def explanation_model(model):
+    """A flat functional model computing the original model's pre-softmax scores.
+
+    The original model is untouched: its layers are reused (shared weights), except
+    the final softmax layer, which is replaced by a new linear copy.
+    """
+    return _flatten(model, linear_head=True)
+
+
+def last_spatial_layer(model) -> str:
+    """Name of the last layer with a spatial (H x W x C, H and W > 1) output that is a
+    convolution or follows one: where Grad-CAM looks, found rather than hard-coded."""
+    for layer in reversed(model.layers):
+        try:
+            shape = layer.output.shape
+        except (AttributeError, ValueError):
+            continue
+        if len(shape) == 4 and (shape[1] or 2) > 1 and any(t in type(layer).__name__ for t in _SPATIAL_TYPES):
+            return layer.name
+    raise ValueError(f"{model.name} has no convolutional feature map to explain")
+
+
+def _score_fn(target: int | str, probability: bool = False):
+    """The scalar per image that the map explains: a class logit, or log P(malignant);
+    with ``probability`` the softmax probability (what Score-CAM's weights assume)."""
+    import tensorflow as tf
+
+    if probability:
+        mask = tf.constant([name in MALIGNANT_CLASSES for name in CLASS_NAMES])
+
+        def prob(logits):
+            p = tf.nn.softmax(logits, axis=-1)
+            if target == MALIGNANT_TARGET:
+                return tf.reduce_sum(tf.boolean_mask(p, mask, axis=1), axis=1)
+            return p[:, int(target)]
+
+        return prob
+
+    if target == MALIGNANT_TARGET:
+        mask = tf.constant([name in MALIGNANT_CLASSES for name in CLASS_NAMES])
+
+        def malignant(logits):
+            return tf.reduce_logsumexp(tf.boolean_mask(logits, mask, axis=1), axis=1) - tf.reduce_logsumexp(
+                logits, axis=1
+            )
+
+        return malignant
+    index = int(target)
+    return lambda logits: logits[:, index]
+
+
+def _resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of a (h, w) map to ``size`` (h, w), as tf-keras-vis does."""
+    from scipy.ndimage import zoom
+
+    return zoom(cam, (size[0] / cam.shape[0], size[1] / cam.shape[1]), order=1)
+
+
+def _normalise(cam: np.ndarray) -> np.ndarray:
+    lo, hi = float(cam.min()), float(cam.max())
+    return (cam - lo) / (hi - lo) if hi > lo else np.zeros_like(cam, dtype=np.float32)
+
+
+class Explainer:
+    """Explanations for one model, built once (the tf-keras-vis objects and the traced
+    fast path are cached); the model it was given is never modified."""
+
+    def __init__(self, model, input_size: int) -> None:
+        import keras
+        import tensorflow as tf
+
+        self.input_size = input_size
+        self.model = explanation_model(model)
+        self.layer_name = last_spatial_layer(self.model)
+        self._grad_model = keras.Model(
+            self.model.inputs, [self.model.get_layer(self.layer_name).output, self.model.outputs[0]]
+        )
+        self._tools: dict[str, Any] = {}
+        spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
+        self._fast = {
+            target: tf.function(self._fast_cam_fn(_score_fn(target)), input_signature=[spec])
+            for target in [*range(len(CLASS_NAMES)), MALIGNANT_TARGET]
+        }
+
+    def _fast_cam_fn(self, score):
+        import tensorflow as tf
+
+        def cam(x):
+            with tf.GradientTape() as tape:
+                features, logits = self._grad_model(x, training=False)
+                value = score(logits)
+            grads = tape.gradient(value, features)
+            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+            return tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
+
+        return cam
+
+    def _tool(self, method: str):
+        """The tf-keras-vis object for a method, created once."""
+        if method not in self._tools:
+            from tf_keras_vis.gradcam import Gradcam
+            from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+            from tf_keras_vis.layercam import Layercam
+            from tf_keras_vis.saliency import Saliency
+            from tf_keras_vis.scorecam import Scorecam
+
+            cls = {
+                "gradcam": Gradcam,
+                "gradcam++": GradcamPlusPlus,
+                "scorecam": Scorecam,
+                "layercam": Layercam,
+                "smoothgrad": Saliency,
+            }[method]
+            # our explanation model is already linear and private: no cloning needed
+            self._tools[method] = cls(self.model, clone=False)
+        return self._tools[method]
+
+    def target_index(self, target: int | str | None, probs: np.ndarray | None = None) -> int | str:
+        if target is None:
+            if probs is None:
+                raise ValueError("give a target or the probabilities to pick the predicted class")
+            return int(np.argmax(probs))
+        if isinstance(target, str) and target != MALIGNANT_TARGET:
+            return CLASS_NAMES.index(target)
+        return target
+
+    def explain(
+        self,
+        image: np.ndarray,
+        method: str = "gradcam",
+        target: int | str = 0,
+        fast: bool = True,
+        max_n: int | None = 10,
+        smooth_samples: int = 20,
+    ) -> np.ndarray:
+        """A heat map in [0, 1] of shape (input_size, input_size) for one image given as
+        a (size, size, 3) array of 0-255 pixels. ``fast`` uses the GradientTape path
+        for Grad-CAM; ``max_n`` makes Score-CAM the faster variant (None = all channels)."""
+        if method not in METHODS:
+            raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+        target = self.target_index(target)
+        x = np.asarray(image, np.float32)[None]
+        size = (self.input_size, self.input_size)
+        if method == "gradcam" and fast:
+            cam = self._fast[target](x).numpy()[0]
+            return _normalise(_resize_map(cam, size)).astype(np.float32)
+        score = _score_fn(target, probability=method == "scorecam")
+        tool = self._tool(method)
+        if method == "smoothgrad":
+            result = tool(score, x, smooth_samples=smooth_samples, smooth_noise=0.2)
+        elif method == "scorecam":
+            result = tool(score, x, penultimate_layer=self.layer_name, max_N=max_n)
+        else:
+            result = tool(score, x, penultimate_layer=self.layer_name)
+        return _normalise(np.asarray(result)[0]).astype(np.float32)
+
+
+def colormap_lut(name: str = "Viridis") -> np.ndarray:
+    """A 256x3 uint8 lookup table from a plotly colour scale (perceptually uniform and
+    colour-blind safe for Viridis/Cividis/Inferno)."""
+    from plotly.colors import sample_colorscale, unlabel_rgb
+
+    colors = sample_colorscale(name, list(np.linspace(0, 1, 256)), colortype="rgb")
+    return np.array([unlabel_rgb(c) for c in colors], dtype=np.float64).round().astype(np.uint8)
+
+
+def render_overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.45, cmap: str = "Viridis") -> Image.Image:
+    """The heat map coloured and blended over the picture, at the picture's size."""
+    rgb = image.convert("RGB")
+    heat_img = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8), "L").resize(rgb.size, Image.BILINEAR)
+    colored = Image.fromarray(colormap_lut(cmap)[np.asarray(heat_img)], "RGB")
+    return Image.blend(rgb, colored, float(np.clip(opacity, 0, 1)))
+
+
+def heat_inside(heat: np.ndarray, mask: np.ndarray) -> float:
+    """Fraction of the total heat that falls inside a (same-shape, boolean) lesion mask."""
+    total = float(heat.sum())
+    return float(heat[mask.astype(bool)].sum() / total) if total > 0 else 0.0

@@ -1,0 +1,155 @@
+"""Explanations point at the evidence, match tf-keras-vis, and never alter the model."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from skin_model.explain import (
+    METHODS,
+    Explainer,
+    explanation_model,
+    heat_inside,
+    last_spatial_layer,
+    render_overlay,
+)
+
+SIZE, SHAPE = 48, 7
+
+
+def planted_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Textured noise with one small coloured square at a random place; the square's
+    colour (red = class 0, green = class 1) is the only thing that decides the class."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(60, 140, size=(n, SIZE, SIZE, 3)).astype(np.float32)
+    y = rng.integers(0, 2, n)
+    masks = np.zeros((n, SIZE, SIZE), bool)
+    for i in range(n):
+        r, c = rng.integers(2, SIZE - SHAPE - 2, 2)
+        colour = [250, 30, 30] if y[i] == 0 else [30, 250, 30]
+        x[i, r : r + SHAPE, c : c + SHAPE] = colour
+        masks[i, r : r + SHAPE, c : c + SHAPE] = True
+    return x, y, masks
+
+
+def small_cnn(n_classes: int = 9) -> keras.Model:
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="features")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(n_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="module")
+def trained() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    x, y, _ = planted_images(600, seed=1)
+    model = small_cnn()
+    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=12, batch_size=32, verbose=0)
+    x_test, y_test, _ = planted_images(100, seed=2)
+    accuracy = float((model(x_test).numpy().argmax(1) == y_test).mean())
+    assert accuracy > 0.95, f"planted-feature model did not learn ({accuracy:.2f})"
+    return model
+
+
+@pytest.fixture(scope="module")
+def explainer(trained: keras.Model) -> Explainer:
+    return Explainer(trained, SIZE)
+
+
+def _peak_inside(heat: np.ndarray, mask: np.ndarray, tolerance: int = 1) -> bool:
+    r, c = np.unravel_index(np.argmax(heat), heat.shape)
+    rows, cols = np.nonzero(mask)
+    return (
+        rows.min() - tolerance <= r <= rows.max() + tolerance and cols.min() - tolerance <= c <= cols.max() + tolerance
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "fast"), [("gradcam", True), ("gradcam", False), ("gradcam++", False), ("scorecam", False)]
+)
+def test_heatmap_peak_lands_on_planted_square(explainer: Explainer, method: str, fast: bool) -> None:
+    x, y, masks = planted_images(40, seed=3)
+    hits = [
+        _peak_inside(explainer.explain(x[i], method, target=int(y[i]), fast=fast, max_n=None), masks[i])
+        for i in range(len(x))
+    ]
+    assert np.mean(hits) >= 0.9, f"{method}: peak on the square in {np.mean(hits):.0%} of images"
+    # a centred or random map would not do this: the squares are spread over the image
+    centre_hits = np.mean([masks[i][SIZE // 2, SIZE // 2] for i in range(len(x))])
+    assert centre_hits < 0.3
+
+
+def test_fast_path_matches_tf_keras_vis(explainer: Explainer) -> None:
+    x, y, _ = planted_images(5, seed=4)
+    for i in range(len(x)):
+        fast = explainer.explain(x[i], "gradcam", target=int(y[i]), fast=True)
+        reference = explainer.explain(x[i], "gradcam", target=int(y[i]), fast=False)
+        assert np.corrcoef(fast.ravel(), reference.ravel())[0, 1] >= 0.99
+
+
+def test_heat_inside_mask_fraction() -> None:
+    heat = np.zeros((4, 4))
+    heat[0, 0], heat[3, 3] = 3.0, 1.0
+    mask = np.zeros((4, 4), bool)
+    mask[0, 0] = True
+    assert heat_inside(heat, mask) == pytest.approx(0.75)
+
+
+def test_overlay_has_image_size_and_opacity(explainer: Explainer) -> None:
+    image = Image.new("RGB", (120, 90), (200, 100, 50))
+    heat = np.zeros((SIZE, SIZE), np.float32)
+    assert np.array_equal(np.asarray(render_overlay(image, heat, opacity=0.0)), np.asarray(image))
+    blended = render_overlay(image, heat + 1, opacity=1.0)
+    assert blended.size == (120, 90) and not np.array_equal(np.asarray(blended), np.asarray(image))
+
+
+def _sequential(model: keras.Model) -> keras.Sequential:
+    seq = keras.Sequential([keras.Input((SIZE, SIZE, 3)), *model.layers[1:]])
+    return seq
+
+
+def _nested(model: keras.Model) -> keras.Model:
+    backbone = keras.Model(model.inputs, model.get_layer("features").output, name="backbone")
+    inputs = keras.Input((SIZE, SIZE, 3))
+    # backbone first, as in transfer learning; head layers reused
+    x = backbone(inputs)
+    for layer in model.layers[model.layers.index(model.get_layer("features")) + 1 :]:
+        x = layer(x)
+    return keras.Model(inputs, x)
+
+
+@pytest.mark.parametrize("variant", ["functional", "sequential", "nested", "sequential_reloaded"])
+def test_every_method_on_every_model_shape_leaves_model_unchanged(trained, variant, tmp_path) -> None:
+    model = {
+        "functional": lambda m: m,
+        "sequential": _sequential,
+        "nested": _nested,
+        "sequential_reloaded": _sequential,
+    }[variant](trained)
+    if variant == "sequential_reloaded":
+        model.save(tmp_path / "m.keras")
+        model = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
+    x, y, masks = planted_images(3, seed=5)
+    before = model(x).numpy()
+    explainer = Explainer(model, SIZE)
+    assert explainer.model is not model
+    for method in METHODS:
+        for target in (int(y[0]), "malignant"):
+            heat = explainer.explain(x[0], method, target=target, max_n=4, smooth_samples=3)
+            assert heat.shape == (SIZE, SIZE) and heat.min() >= 0 and heat.max() <= 1
+            assert np.isfinite(heat).all()
+    np.testing.assert_array_equal(before, model(x).numpy())
+    np.testing.assert_allclose(model(x).numpy().sum(axis=1), 1.0, atol=1e-5)  # softmax still on
+    if variant != "functional":
+        hits = np.mean([_peak_inside(explainer.explain(x[i], "gradcam", int(y[i])), masks[i]) for i in range(3)])
+        assert hits >= 2 / 3
+
+
+def test_last_spatial_layer_is_found(trained: keras.Model) -> None:
+    assert last_spatial_layer(explanation_model(trained)) == "features"
