@@ -71,3 +71,42 @@ def labels_agree(folder_label: str, official_label: str) -> bool:
     if folder_label == official_label:
         return True
     return folder_label in COMPATIBLE_REFINEMENTS.get(official_label, frozenset())
+
+
+# Plain-language name and one-line description of each class, for people who are not
+# dermatologists (patients, students) reading the app.
+CLASS_INFO: dict[str, tuple[str, str]] = {
+    "actinic keratosis": (
+        "Actinic keratosis (sun damage)",
+        "Rough, scaly patch from long sun exposure; pre-cancerous, can turn into squamous cell carcinoma.",
+    ),
+    "basal cell carcinoma": (
+        "Basal cell carcinoma",
+        "The most common skin cancer; grows slowly and rarely spreads, but needs treatment.",
+    ),
+    "dermatofibroma": (
+        "Dermatofibroma",
+        "Harmless firm bump, often on the legs; dimples when pinched.",
+    ),
+    "melanoma": (
+        "Melanoma",
+        "Cancer of pigment cells; can spread early, so suspicious moles need prompt review.",
+    ),
+    "nevus": ("Mole (melanocytic nevus)", "A common benign mole."),
+    "pigmented benign keratosis": (
+        "Benign keratosis (pigmented)",
+        "Harmless growth such as solar lentigo or lichen-planus-like keratosis.",
+    ),
+    "seborrheic keratosis": (
+        "Seborrheic keratosis",
+        "Harmless 'stuck-on' warty growth, very common with age.",
+    ),
+    "squamous cell carcinoma": (
+        "Squamous cell carcinoma",
+        "Skin cancer of the outer layer; can spread if not treated.",
+    ),
+    "vascular lesion": (
+        "Vascular lesion",
+        "Benign blood-vessel growth such as a cherry angioma or angiokeratoma.",
+    ),
+}

@@ -33,6 +33,20 @@ def threshold_for_sensitivity(y_malignant: np.ndarray, score: np.ndarray, target
     return float(positives[k])
 
 
+def malignant_operating_point(y_true: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float | int]:
+    """Sensitivity, specificity and confusion counts of the benign/malignant call at
+    ``threshold`` (for the app's threshold explorer)."""
+    y_mal = MALIGNANT_MASK[np.asarray(y_true)]
+    flagged = malignant_score(np.asarray(probs)) >= threshold
+    tp, fn = int((flagged & y_mal).sum()), int((~flagged & y_mal).sum())
+    fp, tn = int((flagged & ~y_mal).sum()), int((~flagged & ~y_mal).sum())
+    return {
+        "threshold": float(threshold), "tp": tp, "fn": fn, "fp": fp, "tn": tn,
+        "sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
+        "specificity": tn / (tn + fp) if tn + fp else float("nan"),
+    }
+
+
 def sensitivity_at_specificity(y: np.ndarray, score: np.ndarray, specificity: float = 0.8) -> float | None:
     """Best sensitivity among operating points with specificity >= ``specificity``
     (the ISIC challenge's secondary metric)."""

@@ -70,6 +70,58 @@ class Predictor:
         return self.predict_arrays(to_model_input(image, self.input_size)[None])[0]
 
 
+# Below this top-class probability the model is called unsure and the user is told
+# to refer; a first, uncalibrated rule (see README: what is left).
+UNSURE_BELOW = 0.5
+
+
+@dataclass
+class Diagnosis:
+    """One image's result in the form the app and reports show."""
+
+    probs: np.ndarray
+    malignant_probability: float
+    malignant_threshold: float
+
+    @property
+    def ranked(self) -> list[tuple[str, float]]:
+        order = np.argsort(self.probs)[::-1]
+        return [(CLASS_NAMES[k], float(self.probs[k])) for k in order]
+
+    @property
+    def predicted_class(self) -> str:
+        return self.ranked[0][0]
+
+    @property
+    def high_risk(self) -> bool:
+        return self.malignant_probability >= self.malignant_threshold
+
+    @property
+    def unsure(self) -> bool:
+        return self.ranked[0][1] < UNSURE_BELOW
+
+    @property
+    def refer(self) -> bool:
+        return self.high_risk or self.unsure
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "predicted_class": self.predicted_class,
+            "probabilities": {name: round(p, 6) for name, p in self.ranked},
+            "malignant_probability": round(self.malignant_probability, 6),
+            "malignant_threshold": self.malignant_threshold,
+            "high_malignant_risk": self.high_risk,
+            "model_unsure": self.unsure,
+            "refer_to_dermatologist": self.refer,
+        }
+
+
+def diagnose(predictor: Predictor, image: Image.Image, malignant_threshold: float) -> Diagnosis:
+    """Class probabilities, malignant risk and the referral flags for one picture."""
+    probs = predictor.predict_image(image)
+    return Diagnosis(probs, float(malignant_score(probs[None])[0]), malignant_threshold)
+
+
 def iter_input_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
     """(file, name to report) for files given directly or found (recursively) in folders.
 

@@ -1,0 +1,13 @@
+"""Streamlit entry point: `streamlit run app.py`."""
+
+import streamlit as st
+
+st.set_page_config(page_title="Skin lesion decision support (demo)", page_icon="🔬", layout="wide")
+
+pages = [
+    st.Page("pages/diagnose.py", title="Diagnose", icon="🔬", default=True),
+    st.Page("pages/evaluation.py", title="Evaluation", icon="📊"),
+    st.Page("pages/dataset.py", title="Dataset", icon="🗂️"),
+    st.Page("pages/model_card.py", title="Model card", icon="📄"),
+]
+st.navigation(pages).run()

@@ -1,0 +1,173 @@
+"""Shared UI pieces for every page: cached loading, charts, and fixed texts.
+
+Pages stay thin: anything about models, metrics or images is done by ``skin_model``;
+this module only loads it once and draws it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from skin_model import artifact as artifact_io
+from skin_model.classes import CLASS_INFO, CLASS_NAMES
+from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
+
+DISCLAIMER = (
+    "**Research demo, not a medical device.** This tool has not been clinically validated. It can be wrong, "
+    "and it has never seen most skin types, body sites or cameras. It does not replace a dermatologist: "
+    "anyone worried about a skin lesion should see one."
+)
+COLORSCALE = "Viridis"  # perceptually uniform and readable with colour-blindness
+SHORT = {name: "".join(w[0] for w in name.split()).upper() for name in CLASS_NAMES}
+
+
+def show_disclaimer() -> None:
+    st.warning(DISCLAIMER, icon="⚠️")
+
+
+@st.cache_resource(show_spinner="Loading the model…")
+def load_model_bundle(model_dir: str | None = None):
+    """The verified model, its compiled predictor and its explainer, loaded once per
+    server process and shared by all sessions (none of them holds per-user state)."""
+    from skin_model.explain import Explainer
+    from skin_model.inference import Predictor
+
+    art = artifact_io.load_artifact(model_dir)
+    predictor = Predictor.from_artifact(art)
+    predictor.warm_up()
+    return art, predictor, Explainer(art.model, art.input_size)
+
+
+@st.cache_data
+def model_summaries() -> list[dict[str, Any]]:
+    """Manifest and evaluation of every shipped model (weights not needed)."""
+    out = []
+    default = None
+    try:
+        default = artifact_io.default_model_dir().name
+    except artifact_io.ArtifactError:
+        pass
+    for path in artifact_io.list_model_dirs(TRAINED_MODELS_DIR):
+        manifest = json.loads((path / artifact_io.MANIFEST_FILE).read_text())
+        out.append({
+            "name": path.name,
+            "path": str(path),
+            "default": path.name == default,
+            "manifest": manifest,
+            "evaluation": artifact_io.read_evaluation(path),
+            "history": pd.read_csv(path / artifact_io.HISTORY_FILE) if (path / artifact_io.HISTORY_FILE).is_file()
+            else None,
+        })
+    return sorted(out, key=lambda m: (not m["default"], m["name"]))
+
+
+@st.cache_data
+def load_audit() -> dict[str, Any] | None:
+    path = AUDIT_DIR / "audit.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+@st.cache_data
+def load_manifest_table() -> pd.DataFrame | None:
+    path = AUDIT_DIR / "manifest.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def plain_name(class_name: str) -> str:
+    return CLASS_INFO[class_name][0]
+
+
+def probability_chart(ranked: list[tuple[str, float]], malignant: set[str]) -> go.Figure:
+    """Horizontal bars, most likely on top, with the percentage written on each bar."""
+    names = [plain_name(n) for n, _ in ranked][::-1]
+    values = [p for _, p in ranked][::-1]
+    colors = ["#b2182b" if n in malignant else "#2166ac" for n, _ in ranked][::-1]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colors,
+                           text=[f"{v:.1%}" for v in values], textposition="auto",
+                           hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"), height=320,
+                      margin=dict(l=10, r=10, t=30, b=10),
+                      title="Class probabilities (red: malignant or pre-malignant)")
+    return fig
+
+
+def confusion_figure(cm: list[list[int]], normalise: bool, split: str) -> go.Figure:
+    """Annotated confusion matrix, counts or row-normalised (recall per true class)."""
+    counts = np.asarray(cm, dtype=float)
+    rows = counts.sum(axis=1, keepdims=True)
+    values = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) if normalise else counts
+    text = [[f"{v:.0%}" if normalise else f"{int(v)}" for v in row] for row in values]
+    labels = [SHORT[n] for n in CLASS_NAMES]
+    fig = go.Figure(go.Heatmap(z=values, x=labels, y=labels, text=text, texttemplate="%{text}",
+                               colorscale=COLORSCALE, hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
+    fig.update_layout(title=f"Confusion matrix ({'row-normalised' if normalise else 'counts'}) — {split} split",
+                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=520)
+    return fig
+
+
+def curves_figure(curves: dict[str, dict[str, list[float]]], per_class: dict[str, dict], kind: str,
+                  split: str) -> go.Figure:
+    """ROC or precision-recall curves per class, AUC/AP in the legend."""
+    fig = go.Figure()
+    for name, curve in curves.items():
+        if kind == "roc":
+            label = f"{SHORT[name]} (AUC {per_class[name]['roc_auc']:.2f})"
+            fig.add_trace(go.Scatter(x=curve["x"], y=curve["y"], name=label, mode="lines"))
+        else:
+            label = f"{SHORT[name]} (AP {per_class[name]['average_precision']:.2f})"
+            fig.add_trace(go.Scatter(x=curve["recall"], y=curve["precision"], name=label, mode="lines"))
+    if kind == "roc":
+        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="chance", mode="lines", line=dict(dash="dot", color="grey")))
+        fig.update_layout(xaxis_title="1 − specificity", yaxis_title="sensitivity")
+    else:
+        fig.update_layout(xaxis_title="recall (sensitivity)", yaxis_title="precision")
+    fig.update_layout(title=f"{'ROC' if kind == 'roc' else 'Precision-recall'} curves — {split} split", height=450)
+    return fig
+
+
+def reliability_figure(calibration: dict[str, Any], split: str) -> go.Figure:
+    bins = calibration["bins"]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=[(b["lower"] + b["upper"]) / 2 for b in bins], y=[b["accuracy"] for b in bins],
+                         width=0.09, name="accuracy", text=[f"n={b['count']}" for b in bins], textposition="outside"))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                             line=dict(dash="dot", color="grey")))
+    fig.update_layout(title=f"Reliability diagram — {split} split (ECE {calibration['ece']:.3f})",
+                      xaxis_title="top-class confidence", yaxis_title="accuracy", yaxis_range=[0, 1.1], height=400)
+    return fig
+
+
+def history_figure(history: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    epochs = history.index + 1
+    for column, label in (("loss", "training loss"), ("accuracy", "training accuracy"),
+                          ("val_balanced_accuracy", "validation balanced accuracy")):
+        if column in history:
+            fig.add_trace(go.Scatter(x=epochs, y=history[column], name=label, mode="lines+markers"))
+    fig.update_layout(title="Training curves (training split; selection on validation)", xaxis_title="epoch",
+                      height=380)
+    return fig
+
+
+def class_counts_figure(counts: dict[str, dict[str, int]], title: str) -> go.Figure:
+    fig = go.Figure()
+    for group, per_class in counts.items():
+        fig.add_trace(go.Bar(name=group, x=[SHORT[c] for c in CLASS_NAMES], y=[per_class.get(c, 0) for c in CLASS_NAMES],
+                             text=[per_class.get(c, 0) for c in CLASS_NAMES], textposition="auto"))
+    fig.update_layout(barmode="stack", title=title, height=380, yaxis_title="images")
+    return fig
+
+
+def legend_caption() -> str:
+    return " · ".join(f"{SHORT[n]} = {n}" for n in CLASS_NAMES)
+
+
+def asset(path: str) -> Path:
+    return Path(__file__).resolve().parents[1] / "assets" / path

@@ -1,0 +1,81 @@
+"""Dataset: what the audit found in the training data and what cleaning did."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import class_counts_figure, legend_caption, load_audit, load_manifest_table
+from skin_model.classes import CLASS_NAMES
+from skin_model.images import ImageLoadError, load_image
+from skin_model.sources import DATA_ENV_VAR
+
+st.title("Dataset audit")
+audit = load_audit()
+if audit is None:
+    st.error("No audit results ship with this copy (assets/audit/audit.json is missing). "
+             "Run `python -m skin_model audit --data DIR` to create them.")
+    st.stop()
+
+totals = audit["totals"]
+st.markdown(
+    f"The seed data set (Kaggle *Skin cancer ISIC*) and the ISIC 2017 training set hold **{totals['files']:,}** files; "
+    f"after removing copies, conflicting labels and leaked test images, **{totals['kept']:,}** are used. "
+    "Duplicates are found by content hash (byte-identical) and by perceptual hash plus thumbnail correlation "
+    f"(≤ {audit['settings']['near_duplicate_max_hash_distance']} bits and ≥ "
+    f"{audit['settings']['near_duplicate_min_thumbnail_correlation']} correlation)."
+)
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Byte-identical groups across classes", len(audit["cross_class_duplicate_groups"]))
+c2.metric("Test images leaked from Train", len(audit["train_test_leaks"]))
+c3.metric("Near-duplicate groups", len(audit["near_duplicate_groups"]))
+c4.metric("Official label disagreements", len(audit["official_label_disagreements"]))
+
+left, right = st.columns(2)
+left.plotly_chart(class_counts_figure(audit["class_counts"]["before"], "Before cleaning: folder label per source"),
+                  width="stretch")
+right.plotly_chart(class_counts_figure(audit["class_counts"]["after"], "After cleaning: final label per split"),
+                   width="stretch")
+st.caption(legend_caption())
+
+tabs = st.tabs(["Label conflicts", "Train/Test leakage", "Official ground truth", "Exclusions", "Gallery"])
+with tabs[0]:
+    rows = [{"folder labels": " / ".join(g["folder_labels"]), "official": g["official_label"] or "—",
+             "resolution": g["resolution"], "files": ", ".join(f["path"].split("/")[-1] for f in g["files"])}
+            for g in audit["cross_class_duplicate_groups"]]
+    st.markdown(f"**{len(rows)}** groups of byte-identical images are filed under different classes.")
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+with tabs[1]:
+    leaks = pd.DataFrame(audit["train_test_leaks"]).drop(columns=["train_files"], errors="ignore")
+    st.markdown(f"**{len(leaks)}** images of the seed Test folder also appear in Train (as the same bytes, the same "
+                "picture at another size, or another photo of the same lesion). None of them is used for testing.")
+    st.dataframe(leaks, hide_index=True, width="stretch")
+with tabs[2]:
+    agreement = pd.DataFrame(audit["official_agreement"]).T
+    st.markdown("Agreement of the seed folder labels with the official ISIC 2019 / ISIC 2017 / HAM10000 labels "
+                "(ISBI 2016 for benign vs malignant). Where they disagree, the official label is used.")
+    st.dataframe(agreement, width="stretch")
+    st.dataframe(pd.DataFrame(audit["official_label_disagreements"]), hide_index=True, width="stretch")
+with tabs[3]:
+    st.json(audit["totals"]["excluded_by_reason"])
+    st.json(audit["source_overlap"])
+with tabs[4]:
+    data_dir = os.environ.get(DATA_ENV_VAR)
+    table = load_manifest_table()
+    if not data_dir or not Path(data_dir).is_dir() or table is None:
+        st.info(f"The image gallery needs the data set: set {DATA_ENV_VAR} to its folder and restart. "
+                "Everything else on this page works without it.")
+    else:
+        name = st.selectbox("Class", CLASS_NAMES)
+        sample = table[(table["final_label"] == name) & (table["split"] != "excluded")].head(12)
+        cols = st.columns(6)
+        for k, (_, row) in enumerate(sample.iterrows()):
+            try:
+                image = load_image(Path(data_dir) / row["path"]).image
+            except ImageLoadError as exc:
+                cols[k % 6].caption(f"{row['path']}: {exc}")
+                continue
+            cols[k % 6].image(image, caption=f"{row['isic_id']} ({row['split']})", alt=f"{name} example")

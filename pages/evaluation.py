@@ -1,0 +1,100 @@
+"""Evaluation dashboards of the shipped models, on held-out splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pages.common import (
+    confusion_figure,
+    curves_figure,
+    history_figure,
+    legend_caption,
+    model_summaries,
+    reliability_figure,
+)
+from skin_model.evaluation import malignant_operating_point
+
+st.title("Evaluation")
+models = [m for m in model_summaries() if m["evaluation"]]
+if not models:
+    st.error("No evaluated model ships with this copy of the app (trained_models/ has no evaluation.json).")
+    st.stop()
+
+st.markdown("Every number on this page is computed on images the model never trained on: the **validation** "
+            "split (used to pick the best epoch and the malignant threshold) or the **test** split (the seed's "
+            "Test folder minus every image whose picture or lesion also appears in Train).")
+
+rows = []
+for m in models:
+    for split in ("val", "test"):
+        ev = m["evaluation"].get(split)
+        if ev:
+            ci = (ev.get("bootstrap_95ci") or {}).get("balanced_accuracy")
+            rows.append({"model": m["name"] + (" (default)" if m["default"] else ""), "split": split,
+                         "images": ev["n_images"], "accuracy": ev["accuracy"],
+                         "balanced accuracy": ev["balanced_accuracy"],
+                         "balanced accuracy 95% CI": f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else "",
+                         "macro AUC": ev["macro_auc"], "malignant AUC": ev["malignant"]["roc_auc"],
+                         "ECE": ev["calibration"]["ece"]})
+st.subheader("All models")
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+names = [m["name"] for m in models]
+c1, c2 = st.columns(2)
+chosen = models[names.index(c1.selectbox("Model", names))]
+splits = [s for s in ("test", "val") if s in chosen["evaluation"]]
+split = c2.radio("Split", splits, horizontal=True, format_func=lambda s: {"val": "validation", "test": "test"}[s])
+ev = chosen["evaluation"][split]
+missing = sorted(set(ev["per_class"]) - set(ev["classes_present"]))
+st.caption(f"{ev['n_images']} images in the {split} split." + (
+    f" Not present in this split (no recall/AUC): {', '.join(missing)}." if missing else ""))
+
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Balanced accuracy", f"{ev['balanced_accuracy']:.3f}")
+m2.metric("Macro AUC", f"{ev['macro_auc']:.3f}" if ev["macro_auc"] is not None else "n/a")
+m3.metric("Malignant AUC", f"{ev['malignant']['roc_auc']:.3f}" if ev["malignant"]["roc_auc"] else "n/a")
+m4.metric("Accuracy", f"{ev['accuracy']:.3f}")
+
+tab_cm, tab_curves, tab_table, tab_cal, tab_thr, tab_hist = st.tabs(
+    ["Confusion matrix", "ROC / PR", "Per-class metrics", "Calibration", "Benign/malignant threshold", "Training"])
+with tab_cm:
+    normalise = st.toggle("Row-normalised (recall per true class)", value=False)
+    st.plotly_chart(confusion_figure(ev["confusion_matrix"], normalise, split), width="stretch")
+    st.caption(legend_caption())
+with tab_curves:
+    a, b = st.columns(2)
+    a.plotly_chart(curves_figure(ev["roc_curves"], ev["per_class"], "roc", split), width="stretch")
+    b.plotly_chart(curves_figure(ev["pr_curves"], ev["per_class"], "pr", split), width="stretch")
+with tab_table:
+    table = pd.DataFrame(ev["per_class"]).T.rename(columns={"recall": "sensitivity", "roc_auc": "AUC",
+                                                           "average_precision": "AP",
+                                                           "sensitivity_at_80_specificity": "sens @ 80% spec"})
+    st.dataframe(table, width="stretch")
+    st.caption(f"Per-class metrics on the {split} split (one class against the rest).")
+with tab_cal:
+    st.plotly_chart(reliability_figure(ev["calibration"], split), width="stretch")
+with tab_thr:
+    scores = ev.get("scores")
+    if not scores:
+        st.info("This evaluation has no stored scores.")
+    else:
+        shipped = ev["malignant"]["threshold"]
+        threshold = st.slider("Malignant-risk threshold", 0.0, 1.0, float(shipped), 0.01,
+                              help=f"The shipped threshold is {shipped:.2f}.")
+        point = malignant_operating_point(np.array(scores["y_true"]), np.array(scores["probs"]), threshold)
+        a, b, c = st.columns(3)
+        a.metric("Sensitivity (malignant caught)", f"{point['sensitivity']:.1%}")
+        b.metric("Specificity (benign cleared)", f"{point['specificity']:.1%}")
+        c.metric("Referred", f"{point['tp'] + point['fp']} of {ev['n_images']}")
+        st.table(pd.DataFrame({"called malignant": [point["tp"], point["fp"]],
+                               "called benign": [point["fn"], point["tn"]]},
+                              index=["truly malignant", "truly benign"]))
+        st.caption(f"Using the stored {split}-split scores of {chosen['name']}.")
+with tab_hist:
+    if chosen["history"] is not None:
+        st.plotly_chart(history_figure(chosen["history"]), width="stretch")
+    mf = chosen["manifest"]
+    st.caption(f"Trained for {mf.get('epochs_run')} epochs in {mf.get('training_wall_time_s', 0) / 60:.1f} min "
+               f"on 2 CPU cores; best epoch {mf.get('best_epoch')} by validation balanced accuracy.")

@@ -1,0 +1,85 @@
+"""Model card: what the model is for, what it was trained on, how well it does, and where it fails."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from pages.common import DISCLAIMER, model_summaries
+
+st.title("Model card")
+models = model_summaries()
+default = next((m for m in models if m["default"]), None)
+if default is None:
+    st.error("No default model ships with this copy of the app.")
+    st.stop()
+mf, ev = default["manifest"], default["evaluation"] or {}
+
+st.warning(DISCLAIMER, icon="⚠️")
+st.header("Intended use")
+st.markdown(
+    "A **decision-support demo** for dermoscopic images of single skin lesions: it ranks 9 diagnoses, estimates a "
+    "benign-vs-malignant risk and shows where in the image its evidence lies. It is meant for teaching and for "
+    "exploring what such models do, **not** for diagnosing patients and not for photos taken without a "
+    "dermatoscope. It is not a medical device and has no regulatory approval."
+)
+
+st.header("Model")
+st.markdown(
+    f"- **{mf.get('name')}**: architecture `{mf.get('architecture')}`, {mf.get('parameters', 0):,} parameters, "
+    f"input {mf.get('input_size')}×{mf.get('input_size')} RGB.\n"
+    f"- Preprocessing: {mf.get('preprocessing', {}).get('resize')}; {mf.get('preprocessing', {}).get('input_range')}.\n"
+    f"- Trained in {mf.get('training_wall_time_s', 0) / 60:.1f} min on 2 CPU cores, {mf.get('epochs_run')} epochs "
+    f"(best {mf.get('best_epoch')} by validation balanced accuracy); class-balanced loss, label smoothing, "
+    "flips/rotations/zoom/colour-jitter augmentation, cosine learning-rate schedule.\n"
+    f"- Malignant risk = summed probability of melanoma, basal cell carcinoma, squamous cell carcinoma and actinic "
+    f"keratosis; referral threshold **{mf.get('malignant_threshold', 0):.3f}**, {mf.get('malignant_threshold_rule')}.\n"
+    f"- Data fingerprint `{mf.get('data_fingerprint', '')[:16]}…`; weights SHA-256 `{mf.get('weights_sha256', '')[:16]}…`."
+)
+
+st.header("Training data")
+st.markdown(
+    "- *Skin cancer ISIC The International Skin Imaging Collaboration* (Kaggle copy of ISIC archive images, "
+    "180×180) and the official **ISIC 2017** challenge training set (the only reliable source of seborrheic "
+    "keratosis here), cleaned by the project's audit: byte-identical and near-duplicate copies removed, label "
+    "conflicts resolved with the official ground truth or dropped, leaked Test images removed.\n"
+    "- Labels cross-checked with ISIC 2019, ISIC 2017, HAM10000 and ISBI 2016 ground truth.\n"
+    f"- Split sizes: {mf.get('split_sizes')}. Train/validation/test never share a picture or a lesion.\n"
+    "- Licences: ISIC archive images are CC-BY-NC (some CC-0), © the International Skin Imaging Collaboration. "
+    "HAM10000: Tschandl P., Rosendahl C., Kittler H., *The HAM10000 dataset, a large collection of multi-source "
+    "dermatoscopic images of common pigmented skin lesions*, Sci. Data 5, 180161 (2018), CC-BY-NC. ISIC 2017: "
+    "Codella N. et al., *Skin lesion analysis toward melanoma detection*, ISBI 2018. Images are not redistributed."
+)
+
+st.header("Metrics")
+rows = []
+for split in ("val", "test"):
+    if split in ev:
+        e = ev[split]
+        rows.append({"split": split, "images": e["n_images"], "balanced accuracy": e["balanced_accuracy"],
+                     "macro AUC": e["macro_auc"], "malignant AUC": e["malignant"]["roc_auc"],
+                     "malignant sensitivity": e["malignant"]["sensitivity"],
+                     "malignant specificity": e["malignant"]["specificity"], "ECE": e["calibration"]["ece"]})
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+baseline = next((m for m in models if m["name"] == "seed_cnn" and m["evaluation"]), None)
+if baseline:
+    b = baseline["evaluation"]
+    st.caption("Seed baseline (same splits): " + "; ".join(
+        f"{s}: balanced accuracy {b[s]['balanced_accuracy']:.3f}, macro AUC {b[s]['macro_auc']:.3f}"
+        for s in ("val", "test") if s in b))
+st.caption("Validation selects the epoch and the threshold, so test numbers are the honest ones; the test split is "
+           "small and lacks actinic keratosis and seborrheic keratosis (see the Dataset page).")
+
+st.header("Known limitations and failure modes")
+st.markdown(
+    "- **Skin types:** ISIC images come mostly from fair-skinned patients in Europe, the USA and Australia; "
+    "performance on darker skin is unknown and probably worse.\n"
+    "- **Image sources:** trained on dermoscopic images only. Phone photos, clinical close-ups, screenshots or "
+    "non-skin images give meaningless answers.\n"
+    "- **Rare classes:** dermatofibroma, vascular lesion, actinic keratosis and squamous cell carcinoma have "
+    "~100-170 training images each; their metrics have wide confidence intervals.\n"
+    "- **Small test set:** after removing leaks, the test split has few images per class; read the 95 % "
+    "bootstrap intervals on the Evaluation page.\n"
+    "- **Low resolution:** the seed images are 180×180, so fine dermoscopic structures are lost.\n"
+    "- **Heat maps** show where the evidence lies for the model, not why a lesion is malignant."
+)

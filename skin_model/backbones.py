@@ -1,0 +1,102 @@
+"""EfficientNet-Lite0 in Keras, built flat (no nested model) so Grad-CAM reaches its
+last convolution, with ImageNet weights converted from the Apache-2.0 PyTorch release
+(see ``tools/convert_efficientnet_lite0.py``; nothing here needs torch).
+
+Lite0 = EfficientNet-B0 without squeeze-excitation, with ReLU6 instead of swish and a
+fixed 32-channel stem and 1280-channel head; TensorFlow "same" padding, batch-norm
+epsilon 1e-3.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from .paths import ASSETS_DIR
+
+LITE0_WEIGHTS = ASSETS_DIR / "backbones" / "efficientnet_lite0_imagenet.weights.h5"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+BN_EPSILON = 1e-3
+FEATURE_LAYER = "top_activation"
+# (repeats, kernel, stride, expand ratio, input filters, output filters) per stage
+LITE0_BLOCKS = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+
+
+def _bn(name: str):
+    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=name)
+
+
+def block_names() -> list[str]:
+    """Names of the MBConv blocks in order (``block0`` ... ``block15``)."""
+    return [f"block{i}" for i in range(sum(r for r, *_ in LITE0_BLOCKS))]
+
+
+def efficientnet_lite0_features(inputs) -> keras.KerasTensor:
+    """The Lite0 feature extractor applied to 0-255 RGB ``inputs``; returns the
+    1280-channel head activation (7x7 at 224 px)."""
+    x = layers.Normalization(
+        mean=[m * 255 for m in IMAGENET_MEAN], variance=[(s * 255) ** 2 for s in IMAGENET_STD], name="imagenet_norm"
+    )(inputs)
+    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = _bn("stem_bn")(x)
+    x = layers.ReLU(6.0, name="stem_relu")(x)
+    index = 0
+    for repeats, kernel, stride, expand, filters_in, filters_out in LITE0_BLOCKS:
+        for r in range(repeats):
+            name = f"block{index}"
+            s, f_in = (stride, filters_in) if r == 0 else (1, filters_out)
+            y = x
+            if expand != 1:
+                y = layers.Conv2D(f_in * expand, 1, use_bias=False, name=f"{name}_expand_conv")(y)
+                y = _bn(f"{name}_expand_bn")(y)
+                y = layers.ReLU(6.0, name=f"{name}_expand_relu")(y)
+            y = layers.DepthwiseConv2D(kernel, strides=s, padding="same", use_bias=False, name=f"{name}_dwconv")(y)
+            y = _bn(f"{name}_dw_bn")(y)
+            y = layers.ReLU(6.0, name=f"{name}_dw_relu")(y)
+            y = layers.Conv2D(filters_out, 1, use_bias=False, name=f"{name}_project_conv")(y)
+            y = _bn(f"{name}_project_bn")(y)
+            if s == 1 and f_in == filters_out:
+                y = layers.Add(name=f"{name}_add")([y, x])
+            x = y
+            index += 1
+    x = layers.Conv2D(1280, 1, use_bias=False, name="top_conv")(x)
+    x = _bn("top_bn")(x)
+    return layers.ReLU(6.0, name=FEATURE_LAYER)(x)
+
+
+def efficientnet_lite0_imagenet(input_size: int = 224) -> keras.Model:
+    """The full ImageNet classifier (1000 logits), as the PyTorch reference computes it."""
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = efficientnet_lite0_features(inputs)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(1000, name="imagenet_logits")(x)
+    return keras.Model(inputs, outputs, name="efficientnet_lite0_imagenet")
+
+
+def load_backbone_weights(model: keras.Model, path: Path = LITE0_WEIGHTS) -> int:
+    """Copy the converted ImageNet weights into every layer of ``model`` with a
+    matching name; returns how many layers were loaded."""
+    import h5py
+    import numpy as np
+
+    if not path.is_file():
+        raise FileNotFoundError(f"ImageNet weights for EfficientNet-Lite0 not found at {path}")
+    loaded = 0
+    with h5py.File(path, "r") as f:
+        for layer in model.layers:
+            if layer.name in f:
+                group = f[layer.name]
+                layer.set_weights([np.asarray(group[str(i)]) for i in range(len(group))])
+                loaded += 1
+    return loaded
