@@ -218,8 +218,7 @@ def evaluate_artifact(
     from .inference import Predictor
     from .pipeline import load_arrays
 
-    use_tta = artifact.manifest.get("tta", False) if tta is None else tta
-    predictor = Predictor.from_artifact(artifact, tta=use_tta)
+    predictor = Predictor.from_artifact(artifact, tta=tta)
     results: dict[str, Any] = {"model": artifact.name}
     for split in splits:
         rows = manifest.kept(split)

@@ -50,8 +50,11 @@ class Predictor:
         self._forward = tf.function(forward, input_signature=[spec])
 
     @classmethod
-    def from_artifact(cls, artifact: ModelArtifact, tta: bool = False) -> Predictor:
-        return cls(artifact.model, artifact.input_size, tta=tta)
+    def from_artifact(cls, artifact: ModelArtifact, tta: bool | None = None) -> Predictor:
+        """A predictor as the model was evaluated: with test-time augmentation when its
+        manifest says so (its threshold and metrics were measured that way)."""
+        use_tta = bool(artifact.manifest.get("tta", False)) if tta is None else tta
+        return cls(artifact.model, artifact.input_size, tta=use_tta)
 
     def warm_up(self) -> None:
         self.predict_arrays(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))

@@ -98,12 +98,35 @@ def tiny_cnn(input_size: int = 32, n_classes: int = N_CLASSES) -> keras.Model:
     return keras.Model(inputs, outputs, name="tiny_cnn")
 
 
+def effnet_lite0(
+    input_size: int = 224, n_classes: int = N_CLASSES, dropout: float = 0.3, pretrained: bool = True
+) -> keras.Model:
+    """EfficientNet-Lite0 with ImageNet weights (converted offline, shipped in assets/)
+    and a new softmax head; built flat so Grad-CAM reaches ``top_activation``."""
+    from .backbones import efficientnet_lite0_features, load_backbone_weights
+
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = efficientnet_lite0_features(inputs)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name="effnet_lite0")
+    if pretrained:
+        load_backbone_weights(model)
+    return model
+
+
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "seed_cnn": seed_cnn,
     "skinnet": skinnet,
     "tiny_cnn": tiny_cnn,
+    "effnet_lite0": effnet_lite0,
 }
-DEFAULT_INPUT_SIZE = {"seed_cnn": 180, "skinnet": 160, "tiny_cnn": 32}
+DEFAULT_INPUT_SIZE = {"seed_cnn": 180, "skinnet": 160, "tiny_cnn": 32, "effnet_lite0": 224}
+# Pretrained architectures: the layer from which fine-tuning unfreezes (everything
+# before it stays frozen), and the feature layer their cached-feature warm-up uses.
+FINETUNE_FROM = {"effnet_lite0": "block11_expand_conv"}
+FEATURE_OUTPUT = {"effnet_lite0": "gap"}
 
 
 def build_model(arch: str, input_size: int | None = None, n_classes: int = N_CLASSES) -> keras.Model:

@@ -16,7 +16,7 @@ from .classes import CLASS_NAMES, MALIGNANT_CLASSES
 from .evaluation import MALIGNANT_MASK, evaluate_predictions, malignant_score, threshold_for_sensitivity
 from .inference import Predictor
 from .manifest import Manifest
-from .models import DEFAULT_INPUT_SIZE, build_model
+from .models import DEFAULT_INPUT_SIZE, FEATURE_OUTPUT, FINETUNE_FROM, build_model
 from .pipeline import RESIZE_METHOD, load_arrays, make_dataset
 
 
@@ -36,6 +36,9 @@ class TrainConfig:
     malignant_sensitivity_target: float = 0.9
     tta: bool = False
     bootstrap: int = 1000
+    # pretrained backbones only: head warm-up on cached features before fine-tuning
+    feature_views: int = 4
+    head_epochs: int = 60
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved_input_size(self) -> int:
@@ -49,7 +52,9 @@ def class_weights(y: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> np.ndarra
     return weights
 
 
-def _balanced_accuracy_callback(predictor: Predictor, x_val: np.ndarray, y_val: np.ndarray, patience: int):
+def _balanced_accuracy_callback(
+    predictor: Predictor, x_val: np.ndarray, y_val: np.ndarray, patience: int, initial: tuple[float, list] | None = None
+):
     import keras
     from sklearn.metrics import balanced_accuracy_score
 
@@ -60,6 +65,8 @@ def _balanced_accuracy_callback(predictor: Predictor, x_val: np.ndarray, y_val: 
         def __init__(self) -> None:
             super().__init__()
             self.best, self.best_epoch, self.best_weights, self.wait = -1.0, -1, None, 0
+            if initial is not None:  # e.g. the warmed-up head before fine-tuning (epoch 0)
+                self.best, self.best_weights = initial
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             probs = predictor.predict_arrays(x_val)
@@ -80,6 +87,72 @@ def _balanced_accuracy_callback(predictor: Predictor, x_val: np.ndarray, y_val: 
                 self.model.set_weights(self.best_weights)
 
     return BestOnValBalancedAccuracy()
+
+
+def _features(model, layer: str, dataset, progress: bool, desc: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Backbone features (and labels, if the dataset has them) for every batch."""
+    import keras
+    import tensorflow as tf
+    from tqdm.auto import tqdm
+
+    extractor = keras.Model(model.inputs, model.get_layer(layer).output)
+    forward = tf.function(lambda x: extractor(x, training=False))
+    feats, labels = [], []
+    for batch in tqdm(dataset, desc=desc, disable=not progress, unit="batch"):
+        images, *rest = batch if isinstance(batch, tuple) else (batch,)
+        feats.append(forward(images).numpy())
+        if rest:
+            labels.append(np.asarray(rest[0]))
+    return np.concatenate(feats), (np.concatenate(labels) if labels else None)
+
+
+def warm_up_head(model, config: TrainConfig, x_train, y_train, x_val, y_val, progress: bool) -> tuple[float, list]:
+    """Train only the new softmax head on frozen backbone features: a few augmented
+    views of each training image, computed once. Fast on CPU, and it gives fine-tuning
+    a sensible head to start from. Returns (val balanced accuracy, model weights)."""
+    import keras
+    from sklearn.metrics import balanced_accuracy_score
+
+    layer = FEATURE_OUTPUT[config.arch]
+    views_x, views_y = [], []
+    for view in range(config.feature_views):
+        ds = make_dataset(x_train, y_train, batch_size=64, training=True, seed=config.seed + view)
+        fx, fy = _features(model, layer, ds, progress, f"features, augmented view {view + 1}/{config.feature_views}")
+        views_x.append(fx)
+        views_y.append(fy)
+    f_train, y_feat = np.concatenate(views_x), np.concatenate(views_y).astype(int)
+    f_val, _ = _features(model, layer, make_dataset(x_val, batch_size=64), progress, "features, validation")
+
+    weights = class_weights(y_feat) if config.class_balanced else np.ones(len(CLASS_NAMES))
+    final = model.get_layer("probabilities")
+    inputs = keras.Input(f_train.shape[1:])
+    head_dense = keras.layers.Dense(len(CLASS_NAMES), activation="softmax")
+    head = keras.Model(inputs, head_dense(keras.layers.Dropout(0.3)(inputs)))
+    head.compile(keras.optimizers.AdamW(1e-3, weight_decay=1e-3),
+                 keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing))
+    best, best_weights = -1.0, None
+    onehot = np.eye(len(CLASS_NAMES), dtype=np.float32)[y_feat]
+    for _ in range(config.head_epochs // 5):
+        head.fit(f_train, onehot, sample_weight=weights[y_feat], batch_size=64, epochs=5, verbose=0)
+        score = balanced_accuracy_score(y_val, head.predict(f_val, verbose=0).argmax(1))
+        if score > best:
+            best, best_weights = score, head_dense.get_weights()
+    final.set_weights(best_weights)
+    print(f"  head warm-up on cached features: val balanced accuracy {best:.4f}")
+    return float(best), model.get_weights()
+
+
+def freeze_for_finetuning(model, first_trainable: str) -> int:
+    """Freeze every layer before ``first_trainable`` and every batch norm (kept in
+    inference mode, as usual when fine-tuning with small batches); returns the
+    number of trainable weights left."""
+    import keras
+
+    trainable = False
+    for layer in model.layers:
+        trainable = trainable or layer.name == first_trainable
+        layer.trainable = trainable and not isinstance(layer, keras.layers.BatchNormalization)
+    return len(model.trainable_weights)
 
 
 def train(
@@ -110,6 +183,11 @@ def train(
     )
 
     model = build_model(config.arch, size)
+    started = time.perf_counter()
+    initial = None
+    if config.arch in FINETUNE_FROM:
+        initial = warm_up_head(model, config, x_train, y_train, x_val, y_val, progress)
+        freeze_for_finetuning(model, FINETUNE_FROM[config.arch])
     steps = int(np.ceil(len(x_train) / config.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.learning_rate / 10,
@@ -123,9 +201,10 @@ def train(
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
     predictor = Predictor(model, size)
-    selector = _balanced_accuracy_callback(predictor, x_val, y_val, config.patience)
-    started = time.perf_counter()
+    selector = _balanced_accuracy_callback(predictor, x_val, y_val, config.patience, initial)
     history = model.fit(train_ds, epochs=config.epochs, callbacks=[selector], verbose=1 if progress else 2)
+    if selector.best_epoch < 0 and initial is not None:
+        print("  fine-tuning never beat the warmed-up head: keeping the head-only model")
     wall = time.perf_counter() - started
 
     eval_predictor = Predictor(model, size, tta=config.tta)
