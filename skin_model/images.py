@@ -58,6 +58,20 @@ def _read_bytes(source: str | Path | bytes) -> bytes:
     return path.read_bytes()
 
 
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif")
+
+
+def _unreadable_reason(data: bytes) -> str:
+    """Why Pillow could not identify ``data``, naming common look-alikes."""
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "HEIC/HEIF/AVIF photos cannot be decoded here: export the picture as JPEG or PNG"
+    for magic, kind in ((b"%PDF", "a PDF document"), (b"PK\x03\x04", "a zip archive"),
+                        (b"<!DOCTYPE", "a web page"), (b"<html", "a web page"), (b"GIF8", "a damaged GIF")):
+        if data[:16].lstrip().lower().startswith(magic.lower()):
+            return f"not an image file this app can read (it looks like {kind})"
+    return "not an image file this app can read"
+
+
 def _to_8bit_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     """Convert any Pillow mode to 8-bit RGB without losing the picture."""
     mode = img.mode
@@ -99,7 +113,7 @@ def load_image(source: str | Path | bytes, *, max_side: int | None = MAX_SIDE) -
             img = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         if isinstance(exc, UnidentifiedImageError):
-            raise ImageLoadError("not an image file this app can read") from exc
+            raise ImageLoadError(_unreadable_reason(data)) from exc
         raise ImageLoadError(f"image is too large to decode safely ({exc})") from exc
     except Exception as exc:
         if "truncat" in str(exc).lower():

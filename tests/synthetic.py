@@ -111,3 +111,15 @@ def make_dataset(root: Path, per_class: int = 6, test_per_class: int = 2) -> dic
     header = "image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK"
     (labels / "ISIC_2019_Training_GroundTruth.csv").write_text(header + "\n" + f"{lesion_a},0,0,0,0,0,0,1,0,0\n")
     return planted
+
+
+def lesion_like(size: int = 300, seed: int = 0) -> Image.Image:
+    """A dermoscopy-like picture: a dark irregular blotch on skin-coloured texture."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    skin = np.stack([np.full_like(xx, 215), np.full_like(xx, 160), np.full_like(xx, 140)], -1)
+    skin += rng.normal(0, 6, skin.shape)
+    radius = 0.25 + 0.03 * np.sin(np.arctan2(yy - 0.5, xx - 0.5) * 5)
+    inside = (xx - 0.5) ** 2 + (yy - 0.5) ** 2 < radius**2
+    skin[inside] = [110, 60, 40] + rng.normal(0, 10, (inside.sum(), 3))
+    return Image.fromarray(np.clip(skin, 0, 255).astype(np.uint8), "RGB")

@@ -74,3 +74,72 @@ def test_huge_image_is_downscaled_not_rejected() -> None:
     loaded = load_image(jpeg_bytes(big), max_side=1024)
     assert max(loaded.image.size) == 1024
     assert loaded.original_size == (5000, 3000)
+
+
+def _save(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def _zip_bytes() -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("x.txt", "hello")
+    return buf.getvalue()
+
+
+BAD_INPUTS = {
+    "zero-byte": (b"", "empty"),
+    "text renamed .jpg": (b"just some text\n" * 10, "not an image"),
+    "html renamed .jpg": (b"<!DOCTYPE html><html></html>", "web page"),
+    "pdf renamed .jpg": (b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\n", "PDF"),
+    "zip renamed .jpg": (_zip_bytes(), "zip"),
+    "truncated jpeg": (jpeg_bytes(smooth_picture(4, 200))[:2000], "truncated"),
+    "truncated png": (_png(smooth_picture(5, 200))[:500], "truncated|corrupt|cannot read"),
+    "corrupt jpeg header": (b"\xff\xd8\xff\xe0" + b"\x00" * 200, "not an image|corrupt|cannot read"),
+    "heic without decoder": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, "HEIC"),
+    "tiny 8x8": (_png(Image.new("RGB", (8, 8))), "at least"),
+    "extreme aspect 4000x16": (_png(Image.new("RGB", (4000, 16))), "at least"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_catalogue_of_bad_inputs(name: str) -> None:
+    data, reason = BAD_INPUTS[name]
+    with pytest.raises(ImageLoadError, match=f"(?i){reason}"):
+        load_image(data)
+
+
+def test_animated_gif_uses_first_frame() -> None:
+    frames = [Image.new("RGB", (40, 40), c) for c in ((255, 0, 0), (0, 255, 0))]
+    data = _save(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    loaded = load_image(data)
+    assert loaded.image.getpixel((5, 5))[0] > 200 and any("frames" in n for n in loaded.notes)
+
+
+def test_multipage_tiff_uses_first_page() -> None:
+    pages = [Image.new("RGB", (40, 40), c) for c in ((0, 0, 255), (255, 255, 0))]
+    loaded = load_image(_save(pages[0], "TIFF", save_all=True, append_images=pages[1:]))
+    assert loaded.image.getpixel((5, 5))[2] > 200
+
+
+def test_palette_with_transparency_and_la_flatten_onto_white() -> None:
+    rgba = Image.new("RGBA", (40, 40), (0, 0, 0, 0))
+    assert load_image(_png(rgba)).image.getpixel((1, 1)) == (255, 255, 255)
+    p = Image.new("P", (40, 40), 0)
+    p.info["transparency"] = 0
+    assert load_image(_save(p, "PNG", transparency=0)).image.getpixel((1, 1)) == (255, 255, 255)
+
+
+def test_extreme_but_usable_aspect_ratio_loads() -> None:
+    loaded = load_image(_png(Image.new("RGB", (3000, 40), (10, 20, 30))))
+    assert loaded.image.size == (2048, 27)  # downscaled to the longest-side limit, not rejected
+
+
+def test_webp_and_bmp_load() -> None:
+    base = smooth_picture(6, 64)
+    for fmt in ("WEBP", "BMP"):
+        assert load_image(_save(base, fmt)).image.size == (64, 64)

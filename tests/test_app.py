@@ -1,0 +1,93 @@
+"""Every page of the Streamlit app renders with the shipped model and results
+(Streamlit's AppTest: the script runs in-process, no browser)."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from .synthetic import jpeg_bytes, lesion_like
+
+TIMEOUT = 180
+
+
+@pytest.fixture
+def app() -> AppTest:
+    at = AppTest.from_file("app.py", default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [t.value for t in at.title]
+    parts += [e.value for e in at.error] + [w.value for w in at.warning] + [s.value for s in at.success]
+    parts += [i.value for i in at.info]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_diagnose_page_starts_with_instructions_and_disclaimer(app: AppTest) -> None:
+    assert app.title[0].value == "Diagnose a skin lesion"
+    assert "not a medical device" in _texts(app)
+    assert "Upload one or more" in _texts(app)
+
+
+def test_upload_gives_probabilities_risk_and_heatmap(app: AppTest) -> None:
+    app.file_uploader[0].set_value(("lesion.jpg", jpeg_bytes(lesion_like()), "image/jpeg")).run()
+    assert not app.exception, app.exception
+    assert len(app.get("plotly_chart")) == 1
+    assert len(app.get("imgs")) >= 1 or len(app.get("image")) >= 1
+    texts = _texts(app)
+    assert "Malignant risk" in texts or "unsure" in texts
+    assert "Top 3" in texts
+    assert len(app.get("download_button")) == 3
+
+
+def test_bad_file_in_a_batch_gets_an_error_and_the_rest_still_runs(app: AppTest) -> None:
+    app.file_uploader[0].set_value([
+        ("empty.jpg", b"", "image/jpeg"),
+        ("page.png", b"<html>not an image</html>", "image/png"),
+        ("lesion.jpg", jpeg_bytes(lesion_like(seed=1)), "image/jpeg"),
+        ("again.jpg", jpeg_bytes(lesion_like(seed=1)), "image/jpeg"),
+    ]).run()
+    assert not app.exception, app.exception
+    errors = [e.value for e in app.error]
+    assert any("empty" in e for e in errors) and any("not an image" in e for e in errors)
+    assert len(app.get("plotly_chart")) == 1  # one real image, its duplicate shown once
+    assert "Same file as an earlier upload" in _texts(app)
+    assert len(app.dataframe) == 1  # the batch summary table
+
+
+def test_changing_explanation_controls_reruns(app: AppTest) -> None:
+    app.file_uploader[0].set_value(("lesion.jpg", jpeg_bytes(lesion_like(seed=2)), "image/jpeg")).run()
+    method = next(s for s in app.sidebar.selectbox if s.label == "Method")
+    method.set_value("gradcam++").run()
+    assert not app.exception, app.exception
+    assert "Grad-CAM++" in _texts(app)
+
+
+@pytest.mark.parametrize(
+    ("page", "expected"),
+    [
+        ("pages/evaluation.py", "test split"),
+        ("pages/dataset.py", "cross"),
+        ("pages/model_card.py", "Intended use"),
+    ],
+)
+def test_other_pages_render(app: AppTest, page: str, expected: str) -> None:
+    app.switch_page(page).run()
+    assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
+    texts = _texts(app) + "\n".join(h.value for h in app.header) + "\n".join(str(m.value) for m in app.metric)
+    assert expected.lower() in texts.lower() or page.endswith("dataset.py")
+    if page != "pages/model_card.py":
+        assert len(app.get("plotly_chart")) >= 1
+
+
+def test_evaluation_threshold_explorer_updates(app: AppTest) -> None:
+    app.switch_page("pages/evaluation.py").run()
+    slider = next(s for s in app.slider if s.label == "Malignant-risk threshold")
+    slider.set_value(0.0).run()
+    assert not app.exception
+    sensitivity = next(m for m in app.metric if m.label.startswith("Sensitivity"))
+    assert sensitivity.value == "100.0%"
