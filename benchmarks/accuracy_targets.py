@@ -17,7 +17,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skin_model.artifact import list_model_dirs, read_evaluation  # noqa: E402
+from skin_model.artifact import list_model_dirs, read_evaluation
 
 TARGETS = {
     "balanced_accuracy": (0.75, 0.85),
@@ -61,8 +61,9 @@ def main() -> int:
                     if target is not None and value is not None:
                         checks.append(f"{metric} {value:.3f} {'>=' if value >= target else '<'} {target} ({level})")
                 if base is not None and value is not None and base[metric] is not None:
-                    checks.append(f"{metric} {'beats' if value > base[metric] else 'does NOT beat'} seed_cnn "
-                                  f"({base[metric]:.3f})")
+                    checks.append(
+                        f"{metric} {'beats' if value > base[metric] else 'does NOT beat'} seed_cnn ({base[metric]:.3f})"
+                    )
             print(f"[{split}] {model}:\n  " + "\n  ".join(checks))
     return 0
 

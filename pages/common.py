@@ -6,6 +6,7 @@ this module only loads it once and draws it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -50,21 +51,22 @@ def model_summaries() -> list[dict[str, Any]]:
     """Manifest and evaluation of every shipped model (weights not needed)."""
     out = []
     default = None
-    try:
+    with contextlib.suppress(artifact_io.ArtifactError):
         default = artifact_io.default_model_dir().name
-    except artifact_io.ArtifactError:
-        pass
     for path in artifact_io.list_model_dirs(TRAINED_MODELS_DIR):
         manifest = json.loads((path / artifact_io.MANIFEST_FILE).read_text())
-        out.append({
-            "name": path.name,
-            "path": str(path),
-            "default": path.name == default,
-            "manifest": manifest,
-            "evaluation": artifact_io.read_evaluation(path),
-            "history": pd.read_csv(path / artifact_io.HISTORY_FILE) if (path / artifact_io.HISTORY_FILE).is_file()
-            else None,
-        })
+        out.append(
+            {
+                "name": path.name,
+                "path": str(path),
+                "default": path.name == default,
+                "manifest": manifest,
+                "evaluation": artifact_io.read_evaluation(path),
+                "history": pd.read_csv(path / artifact_io.HISTORY_FILE)
+                if (path / artifact_io.HISTORY_FILE).is_file()
+                else None,
+            }
+        )
     return sorted(out, key=lambda m: (not m["default"], m["name"]))
 
 
@@ -89,12 +91,23 @@ def probability_chart(ranked: list[tuple[str, float]], malignant: set[str]) -> g
     names = [plain_name(n) for n, _ in ranked][::-1]
     values = [p for _, p in ranked][::-1]
     colors = ["#b2182b" if n in malignant else "#2166ac" for n, _ in ranked][::-1]
-    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", marker_color=colors,
-                           text=[f"{v:.1%}" for v in values], textposition="auto",
-                           hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
-    fig.update_layout(xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"), height=320,
-                      margin=dict(l=10, r=10, t=30, b=10),
-                      title="Class probabilities (red: malignant or pre-malignant)")
+    fig = go.Figure(
+        go.Bar(
+            x=values,
+            y=names,
+            orientation="h",
+            marker_color=colors,
+            text=[f"{v:.1%}" for v in values],
+            textposition="auto",
+            hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
+        height=320,
+        margin=dict(l=10, r=10, t=30, b=10),
+        title="Class probabilities (red: malignant or pre-malignant)",
+    )
     return fig
 
 
@@ -105,15 +118,30 @@ def confusion_figure(cm: list[list[int]], normalise: bool, split: str) -> go.Fig
     values = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) if normalise else counts
     text = [[f"{v:.0%}" if normalise else f"{int(v)}" for v in row] for row in values]
     labels = [SHORT[n] for n in CLASS_NAMES]
-    fig = go.Figure(go.Heatmap(z=values, x=labels, y=labels, text=text, texttemplate="%{text}",
-                               colorscale=COLORSCALE, hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
-    fig.update_layout(title=f"Confusion matrix ({'row-normalised' if normalise else 'counts'}) — {split} split",
-                      xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=520)
+    fig = go.Figure(
+        go.Heatmap(
+            z=values,
+            x=labels,
+            y=labels,
+            text=text,
+            texttemplate="%{text}",
+            colorscale=COLORSCALE,
+            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=f"Confusion matrix ({'row-normalised' if normalise else 'counts'}) — {split} split",
+        xaxis_title="predicted",
+        yaxis_title="true",
+        yaxis_autorange="reversed",
+        height=520,
+    )
     return fig
 
 
-def curves_figure(curves: dict[str, dict[str, list[float]]], per_class: dict[str, dict], kind: str,
-                  split: str) -> go.Figure:
+def curves_figure(
+    curves: dict[str, dict[str, list[float]]], per_class: dict[str, dict], kind: str, split: str
+) -> go.Figure:
     """ROC or precision-recall curves per class, AUC/AP in the legend."""
     fig = go.Figure()
     for name, curve in curves.items():
@@ -135,32 +163,57 @@ def curves_figure(curves: dict[str, dict[str, list[float]]], per_class: dict[str
 def reliability_figure(calibration: dict[str, Any], split: str) -> go.Figure:
     bins = calibration["bins"]
     fig = go.Figure()
-    fig.add_trace(go.Bar(x=[(b["lower"] + b["upper"]) / 2 for b in bins], y=[b["accuracy"] for b in bins],
-                         width=0.09, name="accuracy", text=[f"n={b['count']}" for b in bins], textposition="outside"))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
-                             line=dict(dash="dot", color="grey")))
-    fig.update_layout(title=f"Reliability diagram — {split} split (ECE {calibration['ece']:.3f})",
-                      xaxis_title="top-class confidence", yaxis_title="accuracy", yaxis_range=[0, 1.1], height=400)
+    fig.add_trace(
+        go.Bar(
+            x=[(b["lower"] + b["upper"]) / 2 for b in bins],
+            y=[b["accuracy"] for b in bins],
+            width=0.09,
+            name="accuracy",
+            text=[f"n={b['count']}" for b in bins],
+            textposition="outside",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(dash="dot", color="grey"))
+    )
+    fig.update_layout(
+        title=f"Reliability diagram — {split} split (ECE {calibration['ece']:.3f})",
+        xaxis_title="top-class confidence",
+        yaxis_title="accuracy",
+        yaxis_range=[0, 1.1],
+        height=400,
+    )
     return fig
 
 
 def history_figure(history: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     epochs = history.index + 1
-    for column, label in (("loss", "training loss"), ("accuracy", "training accuracy"),
-                          ("val_balanced_accuracy", "validation balanced accuracy")):
+    for column, label in (
+        ("loss", "training loss"),
+        ("accuracy", "training accuracy"),
+        ("val_balanced_accuracy", "validation balanced accuracy"),
+    ):
         if column in history:
             fig.add_trace(go.Scatter(x=epochs, y=history[column], name=label, mode="lines+markers"))
-    fig.update_layout(title="Training curves (training split; selection on validation)", xaxis_title="epoch",
-                      height=380)
+    fig.update_layout(
+        title="Training curves (training split; selection on validation)", xaxis_title="epoch", height=380
+    )
     return fig
 
 
 def class_counts_figure(counts: dict[str, dict[str, int]], title: str) -> go.Figure:
     fig = go.Figure()
     for group, per_class in counts.items():
-        fig.add_trace(go.Bar(name=group, x=[SHORT[c] for c in CLASS_NAMES], y=[per_class.get(c, 0) for c in CLASS_NAMES],
-                             text=[per_class.get(c, 0) for c in CLASS_NAMES], textposition="auto"))
+        fig.add_trace(
+            go.Bar(
+                name=group,
+                x=[SHORT[c] for c in CLASS_NAMES],
+                y=[per_class.get(c, 0) for c in CLASS_NAMES],
+                text=[per_class.get(c, 0) for c in CLASS_NAMES],
+                textposition="auto",
+            )
+        )
     fig.update_layout(barmode="stack", title=title, height=380, yaxis_title="images")
     return fig
 

@@ -16,8 +16,10 @@ from skin_model.sources import DATA_ENV_VAR
 st.title("Dataset audit")
 audit = load_audit()
 if audit is None:
-    st.error("No audit results ship with this copy (assets/audit/audit.json is missing). "
-             "Run `python -m skin_model audit --data DIR` to create them.")
+    st.error(
+        "No audit results ship with this copy (assets/audit/audit.json is missing). "
+        "Run `python -m skin_model audit --data DIR` to create them."
+    )
     st.stop()
 
 totals = audit["totals"]
@@ -35,28 +37,40 @@ c3.metric("Near-duplicate groups", len(audit["near_duplicate_groups"]))
 c4.metric("Official label disagreements", len(audit["official_label_disagreements"]))
 
 left, right = st.columns(2)
-left.plotly_chart(class_counts_figure(audit["class_counts"]["before"], "Before cleaning: folder label per source"),
-                  width="stretch")
-right.plotly_chart(class_counts_figure(audit["class_counts"]["after"], "After cleaning: final label per split"),
-                   width="stretch")
+left.plotly_chart(
+    class_counts_figure(audit["class_counts"]["before"], "Before cleaning: folder label per source"), width="stretch"
+)
+right.plotly_chart(
+    class_counts_figure(audit["class_counts"]["after"], "After cleaning: final label per split"), width="stretch"
+)
 st.caption(legend_caption())
 
 tabs = st.tabs(["Label conflicts", "Train/Test leakage", "Official ground truth", "Exclusions", "Gallery"])
 with tabs[0]:
-    rows = [{"folder labels": " / ".join(g["folder_labels"]), "official": g["official_label"] or "—",
-             "resolution": g["resolution"], "files": ", ".join(f["path"].split("/")[-1] for f in g["files"])}
-            for g in audit["cross_class_duplicate_groups"]]
+    rows = [
+        {
+            "folder labels": " / ".join(g["folder_labels"]),
+            "official": g["official_label"] or "—",
+            "resolution": g["resolution"],
+            "files": ", ".join(f["path"].split("/")[-1] for f in g["files"]),
+        }
+        for g in audit["cross_class_duplicate_groups"]
+    ]
     st.markdown(f"**{len(rows)}** groups of byte-identical images are filed under different classes.")
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 with tabs[1]:
     leaks = pd.DataFrame(audit["train_test_leaks"]).drop(columns=["train_files"], errors="ignore")
-    st.markdown(f"**{len(leaks)}** images of the seed Test folder also appear in Train (as the same bytes, the same "
-                "picture at another size, or another photo of the same lesion). None of them is used for testing.")
+    st.markdown(
+        f"**{len(leaks)}** images of the seed Test folder also appear in Train (as the same bytes, the same "
+        "picture at another size, or another photo of the same lesion). None of them is used for testing."
+    )
     st.dataframe(leaks, hide_index=True, width="stretch")
 with tabs[2]:
     agreement = pd.DataFrame(audit["official_agreement"]).T
-    st.markdown("Agreement of the seed folder labels with the official ISIC 2019 / ISIC 2017 / HAM10000 labels "
-                "(ISBI 2016 for benign vs malignant). Where they disagree, the official label is used.")
+    st.markdown(
+        "Agreement of the seed folder labels with the official ISIC 2019 / ISIC 2017 / HAM10000 labels "
+        "(ISBI 2016 for benign vs malignant). Where they disagree, the official label is used."
+    )
     st.dataframe(agreement, width="stretch")
     st.dataframe(pd.DataFrame(audit["official_label_disagreements"]), hide_index=True, width="stretch")
 with tabs[3]:
@@ -66,8 +80,10 @@ with tabs[4]:
     data_dir = os.environ.get(DATA_ENV_VAR)
     table = load_manifest_table()
     if not data_dir or not Path(data_dir).is_dir() or table is None:
-        st.info(f"The image gallery needs the data set: set {DATA_ENV_VAR} to its folder and restart. "
-                "Everything else on this page works without it.")
+        st.info(
+            f"The image gallery needs the data set: set {DATA_ENV_VAR} to its folder and restart. "
+            "Everything else on this page works without it."
+        )
     else:
         name = st.selectbox("Class", CLASS_NAMES)
         sample = table[(table["final_label"] == name) & (table["split"] != "excluded")].head(12)

@@ -17,29 +17,36 @@ from skin_model.images import ImageLoadError, load_image
 from skin_model.inference import UNSURE_BELOW, diagnose
 from skin_model.pipeline import to_model_input
 
-METHOD_LABELS = {"gradcam": "Grad-CAM (fast)", "gradcam++": "Grad-CAM++", "scorecam": "Faster Score-CAM",
-                 "layercam": "Layer-CAM", "smoothgrad": "SmoothGrad saliency"}
+METHOD_LABELS = {
+    "gradcam": "Grad-CAM (fast)",
+    "gradcam++": "Grad-CAM++",
+    "scorecam": "Faster Score-CAM",
+    "layercam": "Layer-CAM",
+    "smoothgrad": "SmoothGrad saliency",
+}
 
 st.title("Diagnose a skin lesion")
 show_disclaimer()
 
-try:
-    art, predictor, explainer = load_model_bundle()
-except ArtifactError as exc:
-    st.error(f"The model could not be loaded: {exc}")
-    st.stop()
-
-st.caption(f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
-           f"Malignant-risk threshold {art.malignant_threshold:.2f}, chosen on validation for ≥ 90 % sensitivity.")
-
 uploads = st.file_uploader(
-    "Dermoscopic images (jpg, png, bmp, tiff, webp)", type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"],
-    accept_multiple_files=True, help="Several files give a summary table at the end.",
+    "Dermoscopic images (jpg, png, bmp, tiff, webp)",
+    type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"],
+    accept_multiple_files=True,
+    help="Several files give a summary table at the end.",
 )
 with st.expander("…or take a photo with the camera"):
     photo = st.camera_input("Camera", label_visibility="collapsed")
 
 files = list(uploads or []) + ([photo] if photo is not None else [])
+try:
+    art, predictor, explainer = load_model_bundle()
+except ArtifactError as exc:
+    st.error(f"The model could not be loaded: {exc}")
+    st.stop()
+st.caption(
+    f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
+    f"Malignant-risk threshold {art.malignant_threshold:.2f}, chosen on validation for ≥ 90 % sensitivity."
+)
 if not files:
     st.info("Upload one or more dermoscopic images to start. Nothing is stored: images stay in this session only.")
     st.stop()
@@ -48,7 +55,7 @@ with st.sidebar:
     st.subheader("Explanation")
     method = st.selectbox("Method", METHODS, format_func=METHOD_LABELS.get)
     target_choice = st.selectbox("Explain", ["predicted class", "malignant risk", *CLASS_NAMES])
-    opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.45, 0.05)
+    opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.6, 0.05)
 
 summary, seen = [], set()
 progress = st.progress(0.0, text="Analysing…")
@@ -71,31 +78,48 @@ for number, file in enumerate(files, start=1):
         continue
     with st.spinner("Classifying and explaining…"):
         result = diagnose(predictor, loaded.image, art.malignant_threshold)
-        target = {"predicted class": CLASS_NAMES.index(result.predicted_class),
-                  "malignant risk": MALIGNANT_TARGET}.get(target_choice, target_choice)
+        target = {"predicted class": CLASS_NAMES.index(result.predicted_class), "malignant risk": MALIGNANT_TARGET}.get(
+            target_choice, target_choice
+        )
         heat = explainer.explain(to_model_input(loaded.image, art.input_size), method, target=target)
         overlay = render_overlay(loaded.image, heat, opacity=opacity)
     for note in loaded.notes:
         st.caption(f"ℹ️ {note}")
 
     left, right = st.columns(2)
-    left.image(loaded.image, caption=f"Uploaded image ({loaded.original_size[0]}×{loaded.original_size[1]})",
-               width="stretch", alt=f"Uploaded skin image {file.name}")
+    left.image(
+        loaded.image,
+        caption=f"Uploaded image ({loaded.original_size[0]}×{loaded.original_size[1]})",
+        width="stretch",
+        alt=f"Uploaded skin image {file.name}",
+    )
     target_label = target_choice if target_choice != "predicted class" else plain_name(result.predicted_class)
-    right.image(overlay, width="stretch",
-                caption=f"{METHOD_LABELS[method]} for “{target_label}”: bright yellow = strongest evidence, "
-                "dark blue = none", alt=f"Heat map over {file.name} showing where the model found evidence")
+    right.image(
+        overlay,
+        width="stretch",
+        caption=f"{METHOD_LABELS[method]} for “{target_label}”: yellow = strongest evidence, "
+        "green/blue = weaker, uncoloured = none",
+        alt=f"Heat map over {file.name} showing where the model found evidence",
+    )
 
     risk = result.malignant_probability
     if result.high_risk:
-        st.error(f"**Malignant risk {risk:.0%}** (threshold {art.malignant_threshold:.0%}). "
-                 "Refer to a dermatologist.", icon="🚩")
+        st.error(
+            f"**Malignant risk {risk:.0%}** (threshold {art.malignant_threshold:.0%}). Refer to a dermatologist.",
+            icon="🚩",
+        )
     elif result.unsure:
-        st.warning(f"**The model is unsure** (top class only {result.ranked[0][1]:.0%}, below "
-                   f"{UNSURE_BELOW:.0%}). Refer to a dermatologist.", icon="❓")
+        st.warning(
+            f"**The model is unsure** (top class only {result.ranked[0][1]:.0%}, below "
+            f"{UNSURE_BELOW:.0%}). Refer to a dermatologist.",
+            icon="❓",
+        )
     else:
-        st.success(f"Malignant risk {risk:.0%}, below the referral threshold of {art.malignant_threshold:.0%}. "
-                   "This is not a diagnosis: any changing, bleeding or worrying lesion should be seen.", icon="✅")
+        st.success(
+            f"Malignant risk {risk:.0%}, below the referral threshold of {art.malignant_threshold:.0%}. "
+            "This is not a diagnosis: any changing, bleeding or worrying lesion should be seen.",
+            icon="✅",
+        )
 
     chart_col, top_col = st.columns([3, 2])
     chart_col.plotly_chart(probability_chart(result.ranked, set(MALIGNANT_CLASSES)), width="stretch")
@@ -106,19 +130,31 @@ for number, file in enumerate(files, start=1):
             tag = " · malignant/pre-malignant" if name in MALIGNANT_CLASSES else ""
             st.markdown(f"- **{label}**: {p:.1%}{tag}  \n  {description}")
 
-    report = {"file": file.name, **result.as_dict(), "explanation": {"method": method, "target": str(target)},
-              "model": art.name, "image_notes": loaded.notes}
+    report = {
+        "file": file.name,
+        **result.as_dict(),
+        "explanation": {"method": method, "target": str(target)},
+        "model": art.name,
+        "image_notes": loaded.notes,
+    }
     png = io.BytesIO()
     overlay.save(png, format="PNG")
     d1, d2, d3 = st.columns(3)
     d1.download_button("Overlay PNG", png.getvalue(), f"{file.name}.overlay.png", "image/png", key=f"png{number}")
-    d2.download_button("Report JSON", json.dumps(report, indent=1), f"{file.name}.report.json", "application/json",
-                       key=f"json{number}")
-    row = {"file": file.name, "status": "ok", "predicted_class": result.predicted_class,
-           "malignant_probability": round(risk, 4), "refer": result.refer,
-           **{name: round(p, 4) for name, p in zip(CLASS_NAMES, result.probs, strict=True)}}
-    d3.download_button("Report CSV", pd.DataFrame([row]).to_csv(index=False), f"{file.name}.report.csv", "text/csv",
-                       key=f"csv{number}")
+    d2.download_button(
+        "Report JSON", json.dumps(report, indent=1), f"{file.name}.report.json", "application/json", key=f"json{number}"
+    )
+    row = {
+        "file": file.name,
+        "status": "ok",
+        "predicted_class": result.predicted_class,
+        "malignant_probability": round(risk, 4),
+        "refer": result.refer,
+        **{name: round(p, 4) for name, p in zip(CLASS_NAMES, result.probs, strict=True)},
+    }
+    d3.download_button(
+        "Report CSV", pd.DataFrame([row]).to_csv(index=False), f"{file.name}.report.csv", "text/csv", key=f"csv{number}"
+    )
     summary.append(row)
     progress.progress(number / len(files))
 progress.empty()

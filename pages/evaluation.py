@@ -22,9 +22,11 @@ if not models:
     st.error("No evaluated model ships with this copy of the app (trained_models/ has no evaluation.json).")
     st.stop()
 
-st.markdown("Every number on this page is computed on images the model never trained on: the **validation** "
-            "split (used to pick the best epoch and the malignant threshold) or the **test** split (the seed's "
-            "Test folder minus every image whose picture or lesion also appears in Train).")
+st.markdown(
+    "Every number on this page is computed on images the model never trained on: the **validation** "
+    "split (used to pick the best epoch and the malignant threshold) or the **test** split (the seed's "
+    "Test folder minus every image whose picture or lesion also appears in Train)."
+)
 
 rows = []
 for m in models:
@@ -32,12 +34,19 @@ for m in models:
         ev = m["evaluation"].get(split)
         if ev:
             ci = (ev.get("bootstrap_95ci") or {}).get("balanced_accuracy")
-            rows.append({"model": m["name"] + (" (default)" if m["default"] else ""), "split": split,
-                         "images": ev["n_images"], "accuracy": ev["accuracy"],
-                         "balanced accuracy": ev["balanced_accuracy"],
-                         "balanced accuracy 95% CI": f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else "",
-                         "macro AUC": ev["macro_auc"], "malignant AUC": ev["malignant"]["roc_auc"],
-                         "ECE": ev["calibration"]["ece"]})
+            rows.append(
+                {
+                    "model": m["name"] + (" (default)" if m["default"] else ""),
+                    "split": split,
+                    "images": ev["n_images"],
+                    "accuracy": ev["accuracy"],
+                    "balanced accuracy": ev["balanced_accuracy"],
+                    "balanced accuracy 95% CI": f"{ci[0]:.2f}–{ci[1]:.2f}" if ci else "",
+                    "macro AUC": ev["macro_auc"],
+                    "malignant AUC": ev["malignant"]["roc_auc"],
+                    "ECE": ev["calibration"]["ece"],
+                }
+            )
 st.subheader("All models")
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
@@ -48,8 +57,10 @@ splits = [s for s in ("test", "val") if s in chosen["evaluation"]]
 split = c2.radio("Split", splits, horizontal=True, format_func=lambda s: {"val": "validation", "test": "test"}[s])
 ev = chosen["evaluation"][split]
 missing = sorted(set(ev["per_class"]) - set(ev["classes_present"]))
-st.caption(f"{ev['n_images']} images in the {split} split." + (
-    f" Not present in this split (no recall/AUC): {', '.join(missing)}." if missing else ""))
+st.caption(
+    f"{ev['n_images']} images in the {split} split."
+    + (f" Not present in this split (no recall/AUC): {', '.join(missing)}." if missing else "")
+)
 
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Balanced accuracy", f"{ev['balanced_accuracy']:.3f}")
@@ -58,7 +69,8 @@ m3.metric("Malignant AUC", f"{ev['malignant']['roc_auc']:.3f}" if ev["malignant"
 m4.metric("Accuracy", f"{ev['accuracy']:.3f}")
 
 tab_cm, tab_curves, tab_table, tab_cal, tab_thr, tab_hist = st.tabs(
-    ["Confusion matrix", "ROC / PR", "Per-class metrics", "Calibration", "Benign/malignant threshold", "Training"])
+    ["Confusion matrix", "ROC / PR", "Per-class metrics", "Calibration", "Benign/malignant threshold", "Training"]
+)
 with tab_cm:
     normalise = st.toggle("Row-normalised (recall per true class)", value=False)
     st.plotly_chart(confusion_figure(ev["confusion_matrix"], normalise, split), width="stretch")
@@ -68,9 +80,14 @@ with tab_curves:
     a.plotly_chart(curves_figure(ev["roc_curves"], ev["per_class"], "roc", split), width="stretch")
     b.plotly_chart(curves_figure(ev["pr_curves"], ev["per_class"], "pr", split), width="stretch")
 with tab_table:
-    table = pd.DataFrame(ev["per_class"]).T.rename(columns={"recall": "sensitivity", "roc_auc": "AUC",
-                                                           "average_precision": "AP",
-                                                           "sensitivity_at_80_specificity": "sens @ 80% spec"})
+    table = pd.DataFrame(ev["per_class"]).T.rename(
+        columns={
+            "recall": "sensitivity",
+            "roc_auc": "AUC",
+            "average_precision": "AP",
+            "sensitivity_at_80_specificity": "sens @ 80% spec",
+        }
+    )
     st.dataframe(table, width="stretch")
     st.caption(f"Per-class metrics on the {split} split (one class against the rest).")
 with tab_cal:
@@ -81,20 +98,26 @@ with tab_thr:
         st.info("This evaluation has no stored scores.")
     else:
         shipped = ev["malignant"]["threshold"]
-        threshold = st.slider("Malignant-risk threshold", 0.0, 1.0, float(shipped), 0.01,
-                              help=f"The shipped threshold is {shipped:.2f}.")
+        threshold = st.slider(
+            "Malignant-risk threshold", 0.0, 1.0, float(shipped), 0.01, help=f"The shipped threshold is {shipped:.2f}."
+        )
         point = malignant_operating_point(np.array(scores["y_true"]), np.array(scores["probs"]), threshold)
         a, b, c = st.columns(3)
         a.metric("Sensitivity (malignant caught)", f"{point['sensitivity']:.1%}")
         b.metric("Specificity (benign cleared)", f"{point['specificity']:.1%}")
         c.metric("Referred", f"{point['tp'] + point['fp']} of {ev['n_images']}")
-        st.table(pd.DataFrame({"called malignant": [point["tp"], point["fp"]],
-                               "called benign": [point["fn"], point["tn"]]},
-                              index=["truly malignant", "truly benign"]))
+        st.table(
+            pd.DataFrame(
+                {"called malignant": [point["tp"], point["fp"]], "called benign": [point["fn"], point["tn"]]},
+                index=["truly malignant", "truly benign"],
+            )
+        )
         st.caption(f"Using the stored {split}-split scores of {chosen['name']}.")
 with tab_hist:
     if chosen["history"] is not None:
         st.plotly_chart(history_figure(chosen["history"]), width="stretch")
     mf = chosen["manifest"]
-    st.caption(f"Trained for {mf.get('epochs_run')} epochs in {mf.get('training_wall_time_s', 0) / 60:.1f} min "
-               f"on 2 CPU cores; best epoch {mf.get('best_epoch')} by validation balanced accuracy.")
+    st.caption(
+        f"Trained for {mf.get('epochs_run')} epochs in {mf.get('training_wall_time_s', 0) / 60:.1f} min "
+        f"on 2 CPU cores; best epoch {mf.get('best_epoch')} by validation balanced accuracy."
+    )

@@ -34,7 +34,8 @@ st.markdown(
     "flips/rotations/zoom/colour-jitter augmentation, cosine learning-rate schedule.\n"
     f"- Malignant risk = summed probability of melanoma, basal cell carcinoma, squamous cell carcinoma and actinic "
     f"keratosis; referral threshold **{mf.get('malignant_threshold', 0):.3f}**, {mf.get('malignant_threshold_rule')}.\n"
-    f"- Data fingerprint `{mf.get('data_fingerprint', '')[:16]}…`; weights SHA-256 `{mf.get('weights_sha256', '')[:16]}…`."
+    f"- Data fingerprint `{mf.get('data_fingerprint', '')[:16]}…`; "
+    f"weights SHA-256 `{mf.get('weights_sha256', '')[:16]}…`."
 )
 
 st.header("Training data")
@@ -56,19 +57,34 @@ rows = []
 for split in ("val", "test"):
     if split in ev:
         e = ev[split]
-        rows.append({"split": split, "images": e["n_images"], "balanced accuracy": e["balanced_accuracy"],
-                     "macro AUC": e["macro_auc"], "malignant AUC": e["malignant"]["roc_auc"],
-                     "malignant sensitivity": e["malignant"]["sensitivity"],
-                     "malignant specificity": e["malignant"]["specificity"], "ECE": e["calibration"]["ece"]})
+        rows.append(
+            {
+                "split": split,
+                "images": e["n_images"],
+                "balanced accuracy": e["balanced_accuracy"],
+                "macro AUC": e["macro_auc"],
+                "malignant AUC": e["malignant"]["roc_auc"],
+                "malignant sensitivity": e["malignant"]["sensitivity"],
+                "malignant specificity": e["malignant"]["specificity"],
+                "ECE": e["calibration"]["ece"],
+            }
+        )
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 baseline = next((m for m in models if m["name"] == "seed_cnn" and m["evaluation"]), None)
 if baseline:
     b = baseline["evaluation"]
-    st.caption("Seed baseline (same splits): " + "; ".join(
-        f"{s}: balanced accuracy {b[s]['balanced_accuracy']:.3f}, macro AUC {b[s]['macro_auc']:.3f}"
-        for s in ("val", "test") if s in b))
-st.caption("Validation selects the epoch and the threshold, so test numbers are the honest ones; the test split is "
-           "small and lacks actinic keratosis and seborrheic keratosis (see the Dataset page).")
+    st.caption(
+        "Seed baseline (same splits): "
+        + "; ".join(
+            f"{s}: balanced accuracy {b[s]['balanced_accuracy']:.3f}, macro AUC {b[s]['macro_auc']:.3f}"
+            for s in ("val", "test")
+            if s in b
+        )
+    )
+st.caption(
+    "Validation selects the epoch and the threshold, so test numbers are the honest ones; the test split is "
+    "small and lacks actinic keratosis and seborrheic keratosis (see the Dataset page)."
+)
 
 st.header("Known limitations and failure modes")
 st.markdown(

@@ -50,9 +50,15 @@ def library_versions() -> dict[str, str]:
 
 def save_artifact(model, out_dir: Path, manifest: dict[str, Any]) -> Path:
     """Write the model and a manifest that records its checksum."""
+    import keras
+
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / MODEL_FILE
-    model.save(model_path)
+    # A clone carries the architecture and weights but no optimizer state (which
+    # would more than double the file for nothing at inference time).
+    inference_copy = keras.models.clone_model(model)
+    inference_copy.set_weights(model.get_weights())
+    inference_copy.save(model_path)
     full = {
         "format_version": FORMAT_VERSION,
         "class_names": list(CLASS_NAMES),

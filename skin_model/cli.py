@@ -178,7 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         "learning-rate schedule and early stopping on validation balanced accuracy.",
     )
     _add_data_flag(train)
-    train.add_argument("--arch", default="skinnet", help="skinnet (default), effnet_lite0 (ImageNet-pretrained), seed_cnn, or tiny_cnn (tests)")
+    train.add_argument(
+        "--arch",
+        default="skinnet",
+        help="skinnet (default), effnet_lite0 (ImageNet-pretrained), seed_cnn, or tiny_cnn (tests)",
+    )
     train.add_argument("--epochs", type=int, default=40)
     train.add_argument("--out", metavar="DIR", help="model folder (default trained_models/ARCH)")
     train.add_argument("--input-size", type=int, help="square input size in pixels (default per architecture)")
@@ -188,8 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--label-smoothing", type=float, default=0.1)
     train.add_argument("--no-class-balance", action="store_true", help="do not weight classes by inverse frequency")
     train.add_argument("--tta", action="store_true", help="evaluate with 8-view test-time augmentation")
-    train.add_argument("--feature-views", type=int, default=4,
-                       help="pretrained models: augmented views per image for the cached-feature head warm-up")
+    train.add_argument(
+        "--feature-views",
+        type=int,
+        default=4,
+        help="pretrained models: augmented views per image for the cached-feature head warm-up",
+    )
+    train.add_argument(
+        "--unfreeze-from", metavar="LAYER", help="pretrained models: first layer to fine-tune (default: the top blocks)"
+    )
     train.add_argument("--seed", type=int, default=1337)
     train.add_argument("--split-seed", type=int, default=1337, help="seed of the train/val split")
     train.add_argument("--no-weights", action="store_true", help="keep only manifest/evaluation/history")
@@ -218,8 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     predict.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
     predict.add_argument("--output", "-o", default="predictions.csv", help="CSV path, or - for stdout")
-    predict.add_argument("--tta", action="store_true",
-                         help="average over 8 flips/rotations (default: as the model was evaluated)")
+    predict.add_argument(
+        "--tta", action="store_true", help="average over 8 flips/rotations (default: as the model was evaluated)"
+    )
     predict.add_argument("--quiet", action="store_true")
     predict.set_defaults(func=cmd_predict)
 

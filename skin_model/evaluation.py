@@ -41,7 +41,11 @@ def malignant_operating_point(y_true: np.ndarray, probs: np.ndarray, threshold: 
     tp, fn = int((flagged & y_mal).sum()), int((~flagged & y_mal).sum())
     fp, tn = int((flagged & ~y_mal).sum()), int((~flagged & ~y_mal).sum())
     return {
-        "threshold": float(threshold), "tp": tp, "fn": fn, "fp": fp, "tn": tn,
+        "threshold": float(threshold),
+        "tp": tp,
+        "fn": fn,
+        "fp": fp,
+        "tn": tn,
         "sensitivity": tp / (tp + fn) if tp + fn else float("nan"),
         "specificity": tn / (tn + fp) if tn + fp else float("nan"),
     }

@@ -239,12 +239,17 @@ def colormap_lut(name: str = "Viridis") -> np.ndarray:
     return np.array([unlabel_rgb(c) for c in colors], dtype=np.float64).round().astype(np.uint8)
 
 
-def render_overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.45, cmap: str = "Viridis") -> Image.Image:
-    """The heat map coloured and blended over the picture, at the picture's size."""
+def render_overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.6, cmap: str = "Viridis") -> Image.Image:
+    """The heat map coloured and blended over the picture, at the picture's size. Each
+    pixel's blend weight is ``opacity`` times its heat, so cold regions keep the
+    original picture and the evidence stands out."""
     rgb = image.convert("RGB")
     heat_img = Image.fromarray((np.clip(heat, 0, 1) * 255).astype(np.uint8), "L").resize(rgb.size, Image.BILINEAR)
-    colored = Image.fromarray(colormap_lut(cmap)[np.asarray(heat_img)], "RGB")
-    return Image.blend(rgb, colored, float(np.clip(opacity, 0, 1)))
+    level = np.asarray(heat_img)
+    colored = colormap_lut(cmap)[level].astype(np.float32)
+    alpha = (float(np.clip(opacity, 0, 1)) * level.astype(np.float32) / 255.0)[..., None]
+    blended = np.asarray(rgb, np.float32) * (1 - alpha) + colored * alpha
+    return Image.fromarray(np.round(blended).astype(np.uint8), "RGB")
 
 
 def heat_inside(heat: np.ndarray, mask: np.ndarray) -> float:

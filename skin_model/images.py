@@ -65,8 +65,13 @@ def _unreadable_reason(data: bytes) -> str:
     """Why Pillow could not identify ``data``, naming common look-alikes."""
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
         return "HEIC/HEIF/AVIF photos cannot be decoded here: export the picture as JPEG or PNG"
-    for magic, kind in ((b"%PDF", "a PDF document"), (b"PK\x03\x04", "a zip archive"),
-                        (b"<!DOCTYPE", "a web page"), (b"<html", "a web page"), (b"GIF8", "a damaged GIF")):
+    for magic, kind in (
+        (b"%PDF", "a PDF document"),
+        (b"PK\x03\x04", "a zip archive"),
+        (b"<!DOCTYPE", "a web page"),
+        (b"<html", "a web page"),
+        (b"GIF8", "a damaged GIF"),
+    ):
         if data[:16].lstrip().lower().startswith(magic.lower()):
             return f"not an image file this app can read (it looks like {kind})"
     return "not an image file this app can read"

@@ -39,6 +39,7 @@ class TrainConfig:
     # pretrained backbones only: head warm-up on cached features before fine-tuning
     feature_views: int = 4
     head_epochs: int = 60
+    unfreeze_from: str | None = None  # default: models.FINETUNE_FROM[arch]
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved_input_size(self) -> int:
@@ -128,8 +129,10 @@ def warm_up_head(model, config: TrainConfig, x_train, y_train, x_val, y_val, pro
     inputs = keras.Input(f_train.shape[1:])
     head_dense = keras.layers.Dense(len(CLASS_NAMES), activation="softmax")
     head = keras.Model(inputs, head_dense(keras.layers.Dropout(0.3)(inputs)))
-    head.compile(keras.optimizers.AdamW(1e-3, weight_decay=1e-3),
-                 keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing))
+    head.compile(
+        keras.optimizers.AdamW(1e-3, weight_decay=1e-3),
+        keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+    )
     best, best_weights = -1.0, None
     onehot = np.eye(len(CLASS_NAMES), dtype=np.float32)[y_feat]
     for _ in range(config.head_epochs // 5):
@@ -187,7 +190,7 @@ def train(
     initial = None
     if config.arch in FINETUNE_FROM:
         initial = warm_up_head(model, config, x_train, y_train, x_val, y_val, progress)
-        freeze_for_finetuning(model, FINETUNE_FROM[config.arch])
+        freeze_for_finetuning(model, config.unfreeze_from or FINETUNE_FROM[config.arch])
     steps = int(np.ceil(len(x_train) / config.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.learning_rate / 10,

@@ -121,5 +121,5 @@ def lesion_like(size: int = 300, seed: int = 0) -> Image.Image:
     skin += rng.normal(0, 6, skin.shape)
     radius = 0.25 + 0.03 * np.sin(np.arctan2(yy - 0.5, xx - 0.5) * 5)
     inside = (xx - 0.5) ** 2 + (yy - 0.5) ** 2 < radius**2
-    skin[inside] = [110, 60, 40] + rng.normal(0, 10, (inside.sum(), 3))
+    skin[inside] = np.array([110, 60, 40]) + rng.normal(0, 10, (inside.sum(), 3))
     return Image.fromarray(np.clip(skin, 0, 255).astype(np.uint8), "RGB")

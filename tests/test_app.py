@@ -3,17 +3,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from .synthetic import jpeg_bytes, lesion_like
 
 TIMEOUT = 180
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def app() -> AppTest:
-    at = AppTest.from_file("app.py", default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
     return at
@@ -23,6 +26,7 @@ def _texts(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [t.value for t in at.title]
     parts += [e.value for e in at.error] + [w.value for w in at.warning] + [s.value for s in at.success]
     parts += [i.value for i in at.info]
+    parts += [img.proto.imgs[0].caption for img in at.get("image")]
     return "\n".join(str(p) for p in parts)
 
 
@@ -36,7 +40,9 @@ def test_upload_gives_probabilities_risk_and_heatmap(app: AppTest) -> None:
     app.file_uploader[0].set_value(("lesion.jpg", jpeg_bytes(lesion_like()), "image/jpeg")).run()
     assert not app.exception, app.exception
     assert len(app.get("plotly_chart")) == 1
-    assert len(app.get("imgs")) >= 1 or len(app.get("image")) >= 1
+    images = app.get("image")
+    assert len(images) == 2  # the photo and its heat map, both with alt text
+    assert all(img.proto.imgs[0].alt for img in images)
     texts = _texts(app)
     assert "Malignant risk" in texts or "unsure" in texts
     assert "Top 3" in texts
@@ -44,12 +50,14 @@ def test_upload_gives_probabilities_risk_and_heatmap(app: AppTest) -> None:
 
 
 def test_bad_file_in_a_batch_gets_an_error_and_the_rest_still_runs(app: AppTest) -> None:
-    app.file_uploader[0].set_value([
-        ("empty.jpg", b"", "image/jpeg"),
-        ("page.png", b"<html>not an image</html>", "image/png"),
-        ("lesion.jpg", jpeg_bytes(lesion_like(seed=1)), "image/jpeg"),
-        ("again.jpg", jpeg_bytes(lesion_like(seed=1)), "image/jpeg"),
-    ]).run()
+    app.file_uploader[0].set_value(
+        [
+            ("empty.jpg", b"", "image/jpeg"),
+            ("page.png", b"<html>not an image</html>", "image/png"),
+            ("lesion.jpg", jpeg_bytes(lesion_like(seed=1)), "image/jpeg"),
+            ("again.jpg", jpeg_bytes(lesion_like(seed=1)), "image/jpeg"),
+        ]
+    ).run()
     assert not app.exception, app.exception
     errors = [e.value for e in app.error]
     assert any("empty" in e for e in errors) and any("not an image" in e for e in errors)

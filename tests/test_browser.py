@@ -18,9 +18,19 @@ from .synthetic import jpeg_bytes, lesion_like
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (.ci/run installs it)")
-CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (.ci/run installs it)"
+)
+CHROME_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def _free_port() -> int:
@@ -34,10 +44,27 @@ def server_url():
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -69,12 +96,15 @@ def test_upload_flow_in_a_real_browser(server_url: str, tmp_path: Path) -> None:
         page = browser.new_page(viewport={"width": 1400, "height": 2000})
         page.goto(server_url, wait_until="domcontentloaded")
         page.get_by_text("Diagnose a skin lesion").first.wait_for(timeout=120_000)
-        page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files([str(image), str(broken)])
+        uploader = page.locator('[data-testid="stFileUploader"] input[type="file"]')
+        uploader.wait_for(state="attached", timeout=120_000)
+        uploader.set_input_files([str(image), str(broken)])
         page.get_by_text("Top 3").first.wait_for(timeout=180_000)
         page.get_by_text("the file is empty").first.wait_for(timeout=60_000)
         assert page.get_by_text("Malignant risk").count() + page.get_by_text("model is unsure").count() >= 1
         assert page.locator('[data-testid="stImage"] img').count() >= 2  # the photo and its heat map
         assert page.get_by_role("button", name="Overlay PNG").count() == 1
+        page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)
         page.screenshot(path=str(tmp_path / "diagnose.png"))
         if os.environ.get("SKIN_SCREENSHOT"):
             shutil.copy(tmp_path / "diagnose.png", os.environ["SKIN_SCREENSHOT"])

@@ -105,6 +105,8 @@ def test_overlay_has_image_size_and_opacity(explainer: Explainer) -> None:
     image = Image.new("RGB", (120, 90), (200, 100, 50))
     heat = np.zeros((SIZE, SIZE), np.float32)
     assert np.array_equal(np.asarray(render_overlay(image, heat, opacity=0.0)), np.asarray(image))
+    # cold regions keep the original picture even at full opacity
+    assert np.array_equal(np.asarray(render_overlay(image, heat, opacity=1.0)), np.asarray(image))
     blended = render_overlay(image, heat + 1, opacity=1.0)
     assert blended.size == (120, 90) and not np.array_equal(np.asarray(blended), np.asarray(image))
 

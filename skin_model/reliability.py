@@ -1,0 +1,163 @@
+"""Knowing what the model does not know: temperature scaling, a feature-space
+out-of-distribution detector, and the abstention rule built on both.
+
+- Temperature scaling (Guo et al. 2017): one scalar T fitted on validation so that
+  softmax(log p / T) minimises the negative log-likelihood.
+- Out-of-distribution score: the Mahalanobis distance of the network's pooled features
+  to the nearest class mean under a shared (Ledoit-Wolf) covariance (Lee et al. 2018),
+  fitted on training features; the threshold is the 95th percentile on validation
+  lesions, so about 5% of real lesions are rejected by design.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from sklearn.covariance import LedoitWolf
+
+RELIABILITY_FILE = "reliability.npz"
+FEATURE_LAYER = "gap"
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities recalibrated with temperature ``temperature``."""
+    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(probs: np.ndarray, y: np.ndarray) -> float:
+    """The temperature minimising validation negative log-likelihood."""
+
+    def nll(log_t: float) -> float:
+        p = apply_temperature(probs, float(np.exp(log_t)))
+        return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1.0))))
+
+    result = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(result.x))
+
+
+@dataclass
+class FeatureDensity:
+    """Class means and a shared precision matrix of the training features."""
+
+    means: np.ndarray  # (n_classes_present, d)
+    precision: np.ndarray  # (d, d)
+    threshold: float = float("inf")
+
+    @classmethod
+    def fit(cls, features: np.ndarray, y: np.ndarray) -> FeatureDensity:
+        classes = np.unique(y)
+        means = np.stack([features[y == k].mean(axis=0) for k in classes])
+        centred = features - means[np.searchsorted(classes, y)]
+        precision = LedoitWolf().fit(centred).precision_
+        return cls(means.astype(np.float64), precision.astype(np.float64))
+
+    def distance(self, features: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance to the nearest class mean, per row."""
+        diff = features[:, None, :] - self.means[None, :, :]
+        d2 = np.einsum("nkd,de,nke->nk", diff, self.precision, diff)
+        return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+
+    def calibrate(self, val_features: np.ndarray, quantile: float = 0.95) -> float:
+        """Set the threshold to the ``quantile`` of validation distances."""
+        self.threshold = float(np.quantile(self.distance(val_features), quantile))
+        return self.threshold
+
+    def is_outlier(self, features: np.ndarray) -> np.ndarray:
+        return self.distance(features) > self.threshold
+
+    def save(self, path: Path) -> None:
+        np.savez(path, means=self.means, precision=self.precision, threshold=np.array(self.threshold))
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureDensity:
+        with np.load(path) as data:
+            return cls(data["means"], data["precision"], float(data["threshold"]))
+
+
+def abstention_threshold(calibrated_val: np.ndarray, y_val: np.ndarray, target_accuracy: float = 0.8) -> float:
+    """The smallest top-probability cut-off at which the answered validation cases
+    reach ``target_accuracy`` (answer only when at least this confident)."""
+    confidence = calibrated_val.max(axis=1)
+    correct = calibrated_val.argmax(axis=1) == y_val
+    for cut in np.unique(np.round(confidence, 3)):
+        answered = confidence >= cut
+        if answered.sum() >= 10 and correct[answered].mean() >= target_accuracy:
+            return float(cut)
+    return float(np.max(confidence))
+
+
+def coverage_report(calibrated: np.ndarray, y: np.ndarray, cut: float, outlier: np.ndarray | None = None) -> dict:
+    """Coverage and accuracy on the covered part, for a split."""
+    answered = calibrated.max(axis=1) >= cut
+    if outlier is not None:
+        answered &= ~outlier
+    correct = calibrated.argmax(axis=1) == y
+    return {
+        "coverage": round(float(answered.mean()), 4),
+        "accuracy_answered": round(float(correct[answered].mean()), 4) if answered.any() else None,
+        "accuracy_all": round(float(correct.mean()), 4),
+    }
+
+
+def feature_model(model):
+    """A model returning (probabilities, pooled features) in one pass."""
+    import keras
+
+    return keras.Model(model.inputs, [model.outputs[0], model.get_layer(FEATURE_LAYER).output])
+
+
+def fit_reliability(artifact, manifest, cache_dir=None, progress: bool = True) -> dict:
+    """Fit temperature, the OOD detector and the abstention cut-off for a saved model on
+    its training/validation splits, save them beside it and record them (with a
+    checksum) in its manifest; returns the manifest entries and test-split figures."""
+    import tensorflow as tf
+
+    from . import artifact as artifact_io
+    from .evaluation import calibration
+    from .pipeline import load_arrays
+
+    both = feature_model(artifact.model)
+    forward = tf.function(lambda x: both(x, training=False))
+
+    def run(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x, y = load_arrays(manifest.kept(split), artifact.input_size, cache_dir, progress)
+        outs = [forward(np.asarray(x[i : i + 64], np.float32)) for i in range(0, len(x), 64)]
+        return np.concatenate([o[0].numpy() for o in outs]), np.concatenate([o[1].numpy() for o in outs]), y
+
+    _, f_train, y_train = run("train")
+    p_val, f_val, y_val = run("val")
+    density = FeatureDensity.fit(f_train, y_train)
+    density.calibrate(f_val)
+    temperature = fit_temperature(p_val, y_val)
+    cut = abstention_threshold(apply_temperature(p_val, temperature), y_val)
+    path = artifact.path / RELIABILITY_FILE
+    density.save(path)
+    entries = {
+        "temperature": round(temperature, 4),
+        "ood_threshold": round(density.threshold, 4),
+        "abstain_below": round(cut, 4),
+        "reliability_file": RELIABILITY_FILE,
+        "reliability_sha256": artifact_io.sha256_of(path),
+        "reliability_rule": "answer only if not out of distribution (Mahalanobis distance of pooled features "
+        "above the 95th percentile of validation lesions) and calibrated top probability >= abstain_below "
+        "(the lowest cut-off giving >= 80% accuracy on the answered validation images)",
+    }
+    report: dict = {"fitted_on": "train (features), val (temperature, thresholds)"}
+    for split, (p, f, y) in {"val": (p_val, f_val, y_val), "test": run("test")}.items():
+        calibrated = apply_temperature(p, temperature)
+        report[split] = {
+            "ece_before": calibration(y, p)["ece"],
+            "ece_after": calibration(y, calibrated)["ece"],
+            "ood_false_rejection": round(float(density.is_outlier(f).mean()), 4),
+            **coverage_report(calibrated, y, cut, density.is_outlier(f)),
+        }
+    manifest_path = artifact.path / artifact_io.MANIFEST_FILE
+    full = artifact_io.read_manifest(artifact.path) | entries
+    artifact_io.write_json(manifest_path, full)
+    return {"manifest": entries, "report": report}

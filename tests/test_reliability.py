@@ -1,0 +1,76 @@
+"""Temperature scaling, the feature-density OOD detector and abstention, on known inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skin_model.evaluation import calibration
+from skin_model.reliability import (
+    FeatureDensity,
+    abstention_threshold,
+    apply_temperature,
+    coverage_report,
+    fit_temperature,
+)
+
+
+def _overconfident(n: int = 2000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A 3-class predictor that is right 60% of the time but always ~95% sure."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    pred = np.where(rng.random(n) < 0.6, y, (y + rng.integers(1, 3, n)) % 3)
+    probs = np.full((n, 3), 0.025)
+    probs[np.arange(n), pred] = 0.95
+    return probs, y
+
+
+def test_temperature_softens_an_overconfident_model() -> None:
+    probs, y = _overconfident()
+    t = fit_temperature(probs, y)
+    assert t > 1.5
+    calibrated = apply_temperature(probs, t)
+    assert calibration(y, calibrated)["ece"] < calibration(y, probs)["ece"] / 3
+    np.testing.assert_allclose(calibrated.sum(axis=1), 1.0)
+    # the ranking never changes
+    assert (calibrated.argmax(1) == probs.argmax(1)).all()
+
+
+def test_temperature_one_is_identity() -> None:
+    probs, _ = _overconfident(10)
+    np.testing.assert_allclose(apply_temperature(probs, 1.0), probs, atol=1e-9)
+
+
+def test_mahalanobis_flags_far_points_and_keeps_near_ones() -> None:
+    rng = np.random.default_rng(1)
+    means = np.array([[0.0, 0.0, 0.0], [5.0, 5.0, 0.0]])
+    y = rng.integers(0, 2, 1000)
+    train = means[y] + rng.normal(0, 1, (1000, 3))
+    density = FeatureDensity.fit(train, y)
+    val_y = rng.integers(0, 2, 500)
+    density.calibrate(means[val_y] + rng.normal(0, 1, (500, 3)), quantile=0.95)
+    inliers = means[val_y] + rng.normal(0, 1, (500, 3))
+    assert 0.0 < density.is_outlier(inliers).mean() < 0.12
+    outliers = np.array([[20.0, -20.0, 0.0], [0.0, 0.0, 15.0], [-10.0, 10.0, 5.0]])
+    assert density.is_outlier(outliers).all()
+    # hand check: for a point at a class mean, the distance is 0
+    assert density.distance(density.means[:1])[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_density_round_trips_through_a_file(tmp_path) -> None:
+    density = FeatureDensity(np.eye(2), np.eye(2), threshold=1.5)
+    density.save(tmp_path / "r.npz")
+    loaded = FeatureDensity.load(tmp_path / "r.npz")
+    assert loaded.threshold == 1.5 and np.array_equal(loaded.means, density.means)
+
+
+def test_abstention_reaches_target_accuracy_on_answered_cases() -> None:
+    # confident cases are right, unsure ones are coin flips
+    confident = np.tile([0.9, 0.05, 0.05], (50, 1))
+    unsure = np.tile([0.4, 0.35, 0.25], (50, 1))
+    probs = np.vstack([confident, unsure])
+    y = np.array([0] * 50 + [0, 1] * 25)
+    cut = abstention_threshold(probs, y, target_accuracy=0.9)
+    assert 0.4 < cut <= 0.9
+    report = coverage_report(probs, y, cut)
+    assert report == {"coverage": 0.5, "accuracy_answered": 1.0, "accuracy_all": 0.75}
