@@ -47,12 +47,11 @@ def _load_manifest(args: argparse.Namespace):
     return build_manifest(resolve_data_dir(args.data), seed=args.split_seed, progress=not args.quiet)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train one architecture on the cleaned splits and save the artifact."""
-    from .evaluation import summary_table
-    from .training import TrainConfig, train
+def train_config_from_args(args: argparse.Namespace):
+    """The training configuration the ``train`` flags describe."""
+    from .training import TrainConfig
 
-    config = TrainConfig(
+    return TrainConfig(
         arch=args.arch,
         input_size=args.input_size,
         epochs=args.epochs,
@@ -63,7 +62,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         tta=args.tta,
         label_smoothing=args.label_smoothing,
         class_balanced=not args.no_class_balance,
+        feature_views=args.feature_views,
+        unfreeze_from=args.unfreeze_from,
     )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one architecture on the cleaned splits and save the artifact."""
+    from .evaluation import summary_table
+    from .training import train
+
+    config = train_config_from_args(args)
     out = Path(args.out or Path("trained_models") / args.arch)
     manifest = train(config, _load_manifest(args), out, progress=not args.quiet, keep_weights=not args.no_weights)
     print(

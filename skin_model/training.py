@@ -189,8 +189,9 @@ def train(
     started = time.perf_counter()
     initial = None
     if config.arch in FINETUNE_FROM:
+        config.unfreeze_from = config.unfreeze_from or FINETUNE_FROM[config.arch]
         initial = warm_up_head(model, config, x_train, y_train, x_val, y_val, progress)
-        freeze_for_finetuning(model, config.unfreeze_from or FINETUNE_FROM[config.arch])
+        freeze_for_finetuning(model, config.unfreeze_from)
     steps = int(np.ceil(len(x_train) / config.batch_size))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=config.learning_rate / 10,

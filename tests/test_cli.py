@@ -65,3 +65,16 @@ def test_audit_command_writes_json_and_csv(synthetic_data, tmp_path) -> None:
         assert key in findings
     assert (out / "manifest.csv").read_text().splitlines()[0].startswith("path,source,isic_id")
     assert str(synthetic_data[0]) not in (out / "manifest.csv").read_text()  # relative paths only
+
+
+def test_train_flags_reach_the_config() -> None:
+    from skin_model.cli import train_config_from_args
+
+    args = build_parser().parse_args(
+        ["train", "--arch", "effnet_lite0", "--epochs", "3", "--lr", "0.01", "--tta", "--feature-views", "2",
+         "--unfreeze-from", "block5_expand_conv", "--no-class-balance", "--label-smoothing", "0.2"]
+    )
+    config = train_config_from_args(args)
+    assert (config.arch, config.epochs, config.learning_rate, config.tta) == ("effnet_lite0", 3, 0.01, True)
+    assert (config.feature_views, config.unfreeze_from) == (2, "block5_expand_conv")
+    assert (config.class_balanced, config.label_smoothing) == (False, 0.2)
