@@ -35,15 +35,17 @@ def show_disclaimer() -> None:
 
 @st.cache_resource(show_spinner="Loading the model…")
 def load_model_bundle(model_dir: str | None = None):
-    """The verified model, its compiled predictor and its explainer, loaded once per
-    server process and shared by all sessions (none of them holds per-user state)."""
+    """The verified model, its compiled predictor, its explainer and its reliability
+    check, loaded once per server process and shared by all sessions (none of them
+    holds per-user state)."""
     from skin_model.explain import Explainer
     from skin_model.inference import Predictor
+    from skin_model.reliability import ReliabilityCheck
 
     art = artifact_io.load_artifact(model_dir)
     predictor = Predictor.from_artifact(art)
     predictor.warm_up()
-    return art, predictor, Explainer(art.model, art.input_size)
+    return art, predictor, Explainer(art.model, art.input_size), ReliabilityCheck.from_artifact(art)
 
 
 @st.cache_data

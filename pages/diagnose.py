@@ -39,7 +39,7 @@ with st.expander("…or take a photo with the camera"):
 
 files = list(uploads or []) + ([photo] if photo is not None else [])
 try:
-    art, predictor, explainer = load_model_bundle()
+    art, predictor, explainer, reliability = load_model_bundle()
 except ArtifactError as exc:
     st.error(f"The model could not be loaded: {exc}")
     st.stop()
@@ -77,7 +77,7 @@ for number, file in enumerate(files, start=1):
         progress.progress(number / len(files))
         continue
     with st.spinner("Classifying and explaining…"):
-        result = diagnose(predictor, loaded.image, art.malignant_threshold)
+        result = diagnose(predictor, loaded.image, art.malignant_threshold, reliability)
         target = {"predicted class": CLASS_NAMES.index(result.predicted_class), "malignant risk": MALIGNANT_TARGET}.get(
             target_choice, target_choice
         )
@@ -103,18 +103,26 @@ for number, file in enumerate(files, start=1):
     )
 
     risk = result.malignant_probability
+    if result.out_of_distribution:
+        st.error(
+            f"**This does not look like a dermoscopic lesion image** ({result.ood_reason}). The numbers below "
+            "are not meaningful for it. If this is a skin lesion, refer to a dermatologist.",
+            icon="🚫",
+        )
     if result.high_risk:
         st.error(
             f"**Malignant risk {risk:.0%}** (threshold {art.malignant_threshold:.0%}). Refer to a dermatologist.",
             icon="🚩",
         )
     elif result.unsure:
+        confidence = result.calibrated_confidence if result.calibrated_confidence is not None else result.ranked[0][1]
+        cut = result.abstain_below if result.abstain_below is not None else UNSURE_BELOW
         st.warning(
-            f"**The model is unsure** (top class only {result.ranked[0][1]:.0%}, below "
-            f"{UNSURE_BELOW:.0%}). Refer to a dermatologist.",
+            f"**The model is unsure** (calibrated confidence {confidence:.0%}, below the {cut:.0%} it needs to "
+            "answer). Refer to a dermatologist.",
             icon="❓",
         )
-    else:
+    elif not result.out_of_distribution:
         st.success(
             f"Malignant risk {risk:.0%}, below the referral threshold of {art.malignant_threshold:.0%}. "
             "This is not a diagnosis: any changing, bleeding or worrying lesion should be seen.",
@@ -150,6 +158,7 @@ for number, file in enumerate(files, start=1):
         "predicted_class": result.predicted_class,
         "malignant_probability": round(risk, 4),
         "refer": result.refer,
+        "out_of_distribution": result.out_of_distribution,
         **{name: round(p, 4) for name, p in zip(CLASS_NAMES, result.probs, strict=True)},
     }
     d3.download_button(

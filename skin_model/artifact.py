@@ -136,6 +136,9 @@ def load_artifact(model_dir: str | Path | None = None) -> ModelArtifact:
             f"{weights} does not match its manifest checksum (expected {manifest['weights_sha256'][:12]}..., "
             f"got {actual[:12]}...): the file was altered or corrupted; refusing to load it"
         )
+    extra = manifest.get("reliability_file")
+    if extra and sha256_of(model_dir / extra) != manifest.get("reliability_sha256"):
+        raise ArtifactError(f"{model_dir / extra} does not match its manifest checksum; refusing to load it")
     try:
         model = keras.models.load_model(weights, compile=False, safe_mode=True)
     except Exception as exc:

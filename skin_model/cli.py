@@ -126,6 +126,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if (table["status"] == "ok").any() else 1
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """Fit temperature scaling, the OOD detector and the abstention cut-off for a model."""
+    from .artifact import load_artifact, write_json
+    from .reliability import fit_reliability
+
+    artifact = load_artifact(args.model)
+    result = fit_reliability(artifact, _load_manifest(args), progress=not args.quiet)
+    write_json(artifact.path / "reliability.json", result)
+    for key, value in result["manifest"].items():
+        if key != "reliability_rule":
+            print(f"{key}: {value}")
+    for split in ("val", "test"):
+        print(f"{split}: {result['report'][split]}")
+    print(f"updated {artifact.path / 'manifest.json'} and wrote {artifact.path / 'reliability.json'}")
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Write a heat-map overlay PNG (and optionally the raw map) for one image."""
     import numpy as np
@@ -243,6 +260,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     predict.add_argument("--quiet", action="store_true")
     predict.set_defaults(func=cmd_predict)
+
+    calibrate = sub.add_parser(
+        "calibrate",
+        help="fit temperature scaling, out-of-distribution detection and abstention for a saved model",
+        description="Fit, on the training and validation splits, a temperature for calibrated confidence, a "
+        "Mahalanobis out-of-distribution detector on the pooled features, and the confidence below which the "
+        "model abstains; stores them beside the model with a checksum.",
+    )
+    _add_data_flag(calibrate)
+    calibrate.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
+    calibrate.add_argument("--split-seed", type=int, default=1337)
+    calibrate.add_argument("--quiet", action="store_true")
+    calibrate.set_defaults(func=cmd_calibrate)
 
     explain = sub.add_parser(
         "explain",

@@ -85,6 +85,11 @@ class Diagnosis:
     probs: np.ndarray
     malignant_probability: float
     malignant_threshold: float
+    # from the model's reliability check, when it has one
+    out_of_distribution: bool | None = None
+    ood_reason: str | None = None
+    calibrated_confidence: float | None = None
+    abstain_below: float | None = None
 
     @property
     def ranked(self) -> list[tuple[str, float]]:
@@ -101,11 +106,15 @@ class Diagnosis:
 
     @property
     def unsure(self) -> bool:
+        """Calibrated confidence below the validation-chosen cut-off (or, for a model
+        without reliability settings, a raw top probability below 50%)."""
+        if self.calibrated_confidence is not None and self.abstain_below is not None:
+            return self.calibrated_confidence < self.abstain_below
         return self.ranked[0][1] < UNSURE_BELOW
 
     @property
     def refer(self) -> bool:
-        return self.high_risk or self.unsure
+        return self.high_risk or self.unsure or bool(self.out_of_distribution)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -115,14 +124,27 @@ class Diagnosis:
             "malignant_threshold": self.malignant_threshold,
             "high_malignant_risk": self.high_risk,
             "model_unsure": self.unsure,
+            "calibrated_confidence": self.calibrated_confidence,
+            "out_of_distribution": self.out_of_distribution,
+            "out_of_distribution_reason": self.ood_reason,
             "refer_to_dermatologist": self.refer,
         }
 
 
-def diagnose(predictor: Predictor, image: Image.Image, malignant_threshold: float) -> Diagnosis:
-    """Class probabilities, malignant risk and the referral flags for one picture."""
-    probs = predictor.predict_image(image)
-    return Diagnosis(probs, float(malignant_score(probs[None])[0]), malignant_threshold)
+def diagnose(predictor: Predictor, image: Image.Image, malignant_threshold: float, reliability=None) -> Diagnosis:
+    """Class probabilities, malignant risk and the referral flags for one picture;
+    ``reliability`` (a :class:`skin_model.reliability.ReliabilityCheck`) adds the
+    out-of-distribution flag and the calibrated confidence."""
+    x = to_model_input(image, predictor.input_size)[None]
+    probs = predictor.predict_arrays(x)[0]
+    result = Diagnosis(probs, float(malignant_score(probs[None])[0]), malignant_threshold)
+    if reliability is not None:
+        checked = reliability.check(x)
+        result.out_of_distribution = bool(checked["out_of_distribution"][0])
+        result.ood_reason = checked["ood_reason"][0]
+        result.calibrated_confidence = float(checked["calibrated_confidence"][0])
+        result.abstain_below = reliability.abstain_below
+    return result
 
 
 def iter_input_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:

@@ -93,7 +93,7 @@ def tiny_cnn(input_size: int = 32, n_classes: int = N_CLASSES) -> keras.Model:
     x = layers.Conv2D(8, 3, padding="same", activation="relu")(x)
     x = layers.MaxPooling2D()(x)
     x = layers.Conv2D(16, 3, padding="same", activation="relu", name="last_conv")(x)
-    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="tiny_cnn")
 

@@ -19,6 +19,13 @@ from scipy.optimize import minimize_scalar
 from sklearn.covariance import LedoitWolf
 
 RELIABILITY_FILE = "reliability.npz"
+# Image-quality screens on the model-size picture, measured on the cleaned splits
+# (train 2,697 / val 675 / test 74 images at 224 px): lesions have a grayscale
+# standard deviation >= 5.7, a mean HSV saturation >= 7.0 and a mean absolute
+# neighbour difference <= 27; these limits leave a margin on each side.
+MIN_CONTRAST = 3.0  # below: a blank or uniformly blurred frame
+MIN_SATURATION = 4.0  # below: no colour at all (text pages, grayscale scans)
+MAX_GRAININESS = 32.0  # above: pixel noise, not a photograph
 FEATURE_LAYER = "gap"
 
 
@@ -161,3 +168,59 @@ def fit_reliability(artifact, manifest, cache_dir=None, progress: bool = True) -
     full = artifact_io.read_manifest(artifact.path) | entries
     artifact_io.write_json(manifest_path, full)
     return {"manifest": entries, "report": report}
+
+
+def screen_image(x: np.ndarray) -> str | None:
+    """Why a model-size uint8 RGB picture cannot be a dermoscopic photo, or None."""
+    from PIL import Image
+
+    image = Image.fromarray(np.asarray(x, np.uint8))
+    gray = np.asarray(image.convert("L"), np.float32)
+    if gray.std() < MIN_CONTRAST:
+        return "blank or featureless image"
+    if np.asarray(image.convert("HSV"), np.float32)[..., 1].mean() < MIN_SATURATION:
+        return "no colour (a dermoscopic photo is never grayscale)"
+    graininess = np.abs(np.diff(gray, axis=0)).mean() + np.abs(np.diff(gray, axis=1)).mean()
+    if graininess > MAX_GRAININESS:
+        return "pixel noise rather than a photograph"
+    return None
+
+
+class ReliabilityCheck:
+    """Per-image out-of-distribution flag and calibrated confidence for a model whose
+    manifest has reliability settings (see :func:`fit_reliability`)."""
+
+    def __init__(self, model, input_size: int, density: FeatureDensity, temperature: float, abstain_below: float):
+        import tensorflow as tf
+
+        both = feature_model(model)
+        spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
+        self._forward = tf.function(lambda x: both(x, training=False), input_signature=[spec])
+        self.density, self.temperature, self.abstain_below = density, temperature, abstain_below
+
+    @classmethod
+    def from_artifact(cls, artifact) -> ReliabilityCheck | None:
+        """None when the model has no fitted reliability settings."""
+        manifest = artifact.manifest
+        if "reliability_file" not in manifest:
+            return None
+        density = FeatureDensity.load(artifact.path / manifest["reliability_file"])
+        return cls(artifact.model, artifact.input_size, density, manifest["temperature"], manifest["abstain_below"])
+
+    def check(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """For a batch of model-size images: the OOD flag with its reason (image screen or
+        feature distance), the distance, and the calibrated top probability."""
+        probs, features = (t.numpy() for t in self._forward(np.asarray(x, np.float32)))
+        distance = self.density.distance(features)
+        reasons = []
+        for image, d in zip(x, distance, strict=True):
+            reason = screen_image(image)
+            if reason is None and d > self.density.threshold:
+                reason = "unlike every class of dermoscopic lesion seen in training"
+            reasons.append(reason)
+        return {
+            "ood_distance": distance,
+            "ood_reason": np.array(reasons, dtype=object),
+            "out_of_distribution": np.array([r is not None for r in reasons]),
+            "calibrated_confidence": apply_temperature(probs, self.temperature).max(axis=1),
+        }

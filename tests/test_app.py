@@ -99,3 +99,12 @@ def test_evaluation_threshold_explorer_updates(app: AppTest) -> None:
     assert not app.exception
     sensitivity = next(m for m in app.metric if m.label.startswith("Sensitivity"))
     assert sensitivity.value == "100.0%"
+
+
+def test_a_blank_frame_is_flagged_as_not_a_lesion(app: AppTest) -> None:
+    from PIL import Image
+
+    app.file_uploader[0].set_value(("blank.jpg", jpeg_bytes(Image.new("RGB", (200, 200), "white")), "image/jpeg"))
+    app.run()
+    assert not app.exception, app.exception
+    assert any("does not look like a dermoscopic lesion image" in e.value for e in app.error)

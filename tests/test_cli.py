@@ -71,8 +71,23 @@ def test_train_flags_reach_the_config() -> None:
     from skin_model.cli import train_config_from_args
 
     args = build_parser().parse_args(
-        ["train", "--arch", "effnet_lite0", "--epochs", "3", "--lr", "0.01", "--tta", "--feature-views", "2",
-         "--unfreeze-from", "block5_expand_conv", "--no-class-balance", "--label-smoothing", "0.2"]
+        [
+            "train",
+            "--arch",
+            "effnet_lite0",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.01",
+            "--tta",
+            "--feature-views",
+            "2",
+            "--unfreeze-from",
+            "block5_expand_conv",
+            "--no-class-balance",
+            "--label-smoothing",
+            "0.2",
+        ]
     )
     config = train_config_from_args(args)
     assert (config.arch, config.epochs, config.learning_rate, config.tta) == ("effnet_lite0", 3, 0.01, True)

@@ -74,3 +74,16 @@ def test_abstention_reaches_target_accuracy_on_answered_cases() -> None:
     assert 0.4 < cut <= 0.9
     report = coverage_report(probs, y, cut)
     assert report == {"coverage": 0.5, "accuracy_answered": 1.0, "accuracy_all": 0.75}
+
+
+def test_image_screens_catch_degenerate_frames_not_lesions() -> None:
+    from skin_model.reliability import screen_image
+
+    from .synthetic import lesion_like
+
+    rng = np.random.default_rng(0)
+    assert screen_image(np.full((64, 64, 3), 255, np.uint8)) == "blank or featureless image"
+    gray_text = np.repeat(rng.integers(0, 2, (64, 64, 1), dtype=np.uint8) * 255, 3, axis=2)
+    assert "no colour" in screen_image(gray_text)
+    assert "noise" in screen_image(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    assert screen_image(np.asarray(lesion_like(224))) is None

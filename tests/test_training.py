@@ -135,3 +135,36 @@ def test_class_weights_balance_the_classes() -> None:
     assert w[0] * 3 == pytest.approx(w[1] * 1)  # each class contributes equally
     assert w[2] == 0
     assert (w[y]).mean() == pytest.approx(1.0)
+
+
+@pytest.fixture(scope="module")
+def calibrated_dir(tiny_model_dir: Path, synthetic_manifest: Manifest, tmp_path_factory) -> Path:
+    from skin_model.reliability import fit_reliability
+
+    out = tmp_path_factory.mktemp("calibrated") / "tiny"
+    shutil.copytree(tiny_model_dir, out)
+    result = fit_reliability(load_artifact(out), synthetic_manifest, cache_dir=out.parent / "cache", progress=False)
+    assert set(result["report"]) == {"fitted_on", "val", "test"}
+    return out
+
+
+def test_calibration_is_recorded_and_used(calibrated_dir: Path) -> None:
+    from skin_model.inference import Predictor, diagnose
+    from skin_model.reliability import ReliabilityCheck
+
+    artifact = load_artifact(calibrated_dir)
+    manifest = artifact.manifest
+    assert manifest["temperature"] > 0 and manifest["ood_threshold"] > 0 and 0 < manifest["abstain_below"] <= 1
+    check = ReliabilityCheck.from_artifact(artifact)
+    result = diagnose(Predictor.from_artifact(artifact), smooth_picture(3, 90), artifact.malignant_threshold, check)
+    assert isinstance(result.out_of_distribution, bool) and 0 < result.calibrated_confidence <= 1
+    assert result.as_dict()["refer_to_dermatologist"] == result.refer
+
+
+def test_altered_reliability_file_is_refused(calibrated_dir: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "altered"
+    shutil.copytree(calibrated_dir, copy)
+    with (copy / "reliability.npz").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ArtifactError, match="checksum"):
+        load_artifact(copy)
