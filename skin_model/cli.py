@@ -14,6 +14,15 @@ from .paths import AUDIT_DIR
 from .sources import DATA_ENV_VAR, DataNotFoundError, resolve_data_dir
 
 
+def _add_model_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
+
+
+def _add_split_and_quiet_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--split-seed", type=int, default=1337, help="seed of the train/val split")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def _add_data_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
@@ -228,9 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--unfreeze-from", metavar="LAYER", help="pretrained models: first layer to fine-tune (default: the top blocks)"
     )
     train.add_argument("--seed", type=int, default=1337)
-    train.add_argument("--split-seed", type=int, default=1337, help="seed of the train/val split")
     train.add_argument("--no-weights", action="store_true", help="keep only manifest/evaluation/history")
-    train.add_argument("--quiet", action="store_true")
+    _add_split_and_quiet_flags(train)
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser(
@@ -239,11 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a saved model on the cleaned validation and/or test split.",
     )
     _add_data_flag(evaluate)
-    evaluate.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
+    _add_model_flag(evaluate)
     evaluate.add_argument("--split", choices=["test", "val", "all"], default="all")
     evaluate.add_argument("--tta", action="store_true", default=None, help="use test-time augmentation")
-    evaluate.add_argument("--split-seed", type=int, default=1337)
-    evaluate.add_argument("--quiet", action="store_true")
+    _add_split_and_quiet_flags(evaluate)
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = sub.add_parser(
@@ -253,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         "file, status, predicted_class, one probability per class, malignant_probability.",
     )
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
-    predict.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
+    _add_model_flag(predict)
     predict.add_argument("--output", "-o", default="predictions.csv", help="CSV path, or - for stdout")
     predict.add_argument(
         "--tta", action="store_true", help="average over 8 flips/rotations (default: as the model was evaluated)"
@@ -269,9 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
         "model abstains; stores them beside the model with a checksum.",
     )
     _add_data_flag(calibrate)
-    calibrate.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
-    calibrate.add_argument("--split-seed", type=int, default=1337)
-    calibrate.add_argument("--quiet", action="store_true")
+    _add_model_flag(calibrate)
+    _add_split_and_quiet_flags(calibrate)
     calibrate.set_defaults(func=cmd_calibrate)
 
     explain = sub.add_parser(
@@ -280,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explain one prediction with Grad-CAM and friends (tf-keras-vis).",
     )
     explain.add_argument("image", help="image file")
-    explain.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
+    _add_model_flag(explain)
     explain.add_argument(
         "--method", default="gradcam", choices=["gradcam", "gradcam++", "scorecam", "layercam", "smoothgrad"]
     )

@@ -53,10 +53,13 @@ def test_loaded_model_predicts_like_the_saved_one(tiny_model_dir: Path) -> None:
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_altered_weights_are_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("model_fixture", "file"), [("tiny_model_dir", "model.keras"), ("calibrated_dir", "reliability.npz")]
+)
+def test_altered_files_are_refused(request, model_fixture: str, file: str, tmp_path: Path) -> None:
     copy = tmp_path / "altered"
-    shutil.copytree(tiny_model_dir, copy)
-    with (copy / "model.keras").open("ab") as f:
+    shutil.copytree(request.getfixturevalue(model_fixture), copy)
+    with (copy / file).open("ab") as f:
         f.write(b"\0")
     with pytest.raises(ArtifactError, match="checksum"):
         load_artifact(copy)
@@ -159,12 +162,3 @@ def test_calibration_is_recorded_and_used(calibrated_dir: Path) -> None:
     result = diagnose(Predictor.from_artifact(artifact), smooth_picture(3, 90), artifact.malignant_threshold, check)
     assert isinstance(result.out_of_distribution, bool) and 0 < result.calibrated_confidence <= 1
     assert result.as_dict()["refer_to_dermatologist"] == result.refer
-
-
-def test_altered_reliability_file_is_refused(calibrated_dir: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "altered"
-    shutil.copytree(calibrated_dir, copy)
-    with (copy / "reliability.npz").open("ab") as f:
-        f.write(b"\0")
-    with pytest.raises(ArtifactError, match="checksum"):
-        load_artifact(copy)
