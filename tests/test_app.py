@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def app() -> AppTest:
+def app(monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.delenv("SKIN_DATA_DIR", raising=False)  # the app must work without any data set
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
@@ -108,3 +109,9 @@ def test_a_blank_frame_is_flagged_as_not_a_lesion(app: AppTest) -> None:
     app.run()
     assert not app.exception, app.exception
     assert any("does not look like a dermoscopic lesion image" in e.value for e in app.error)
+
+
+def test_dataset_page_without_data_explains_the_gallery(app: AppTest) -> None:
+    app.switch_page("pages/dataset.py").run()
+    assert not app.exception, app.exception
+    assert any("needs the data set" in i.value for i in app.info)

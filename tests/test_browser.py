@@ -106,6 +106,12 @@ def test_upload_flow_in_a_real_browser(server_url: str, tmp_path: Path) -> None:
         assert page.get_by_role("button", name="Overlay PNG").count() == 1
         page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)
         page.screenshot(path=str(tmp_path / "diagnose.png"))
-        if os.environ.get("SKIN_SCREENSHOT"):
-            shutil.copy(tmp_path / "diagnose.png", os.environ["SKIN_SCREENSHOT"])
+
+        page.get_by_role("link", name="Evaluation").first.click()
+        page.get_by_text("Confusion matrix (counts)").first.wait_for(timeout=120_000)
+        assert page.locator('[data-testid="stPlotlyChart"]').count() >= 1
+        page.screenshot(path=str(tmp_path / "evaluation.png"))
+        if os.environ.get("SKIN_SCREENSHOT_DIR"):
+            for name in ("diagnose.png", "evaluation.png"):
+                shutil.copy(tmp_path / name, Path(os.environ["SKIN_SCREENSHOT_DIR"]) / name)
         browser.close()

@@ -162,3 +162,17 @@ def test_calibration_is_recorded_and_used(calibrated_dir: Path) -> None:
     result = diagnose(Predictor.from_artifact(artifact), smooth_picture(3, 90), artifact.malignant_threshold, check)
     assert isinstance(result.out_of_distribution, bool) and 0 < result.calibrated_confidence <= 1
     assert result.as_dict()["refer_to_dermatologist"] == result.refer
+
+
+def test_shared_model_gives_same_results_under_concurrent_use(tiny_model_dir: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skin_model.inference import Predictor
+
+    predictor = Predictor.from_artifact(load_artifact(tiny_model_dir))
+    images = np.random.default_rng(1).integers(0, 256, (20, 32, 32, 3)).astype(np.uint8)
+    sequential = [predictor.predict_arrays(img[None])[0] for img in images]
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        concurrent = list(pool.map(lambda img: predictor.predict_arrays(img[None])[0], images))
+    for a, b in zip(sequential, concurrent, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)

@@ -1,0 +1,92 @@
+"""Metrics checked against values computed by hand on small fixed inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skin_model.classes import CLASS_NAMES
+from skin_model.evaluation import (
+    calibration,
+    evaluate_predictions,
+    malignant_operating_point,
+    malignant_score,
+    sensitivity_at_specificity,
+    threshold_for_sensitivity,
+)
+
+MEL, NV, BCC = CLASS_NAMES.index("melanoma"), CLASS_NAMES.index("nevus"), CLASS_NAMES.index("basal cell carcinoma")
+
+
+def _probs(rows: list[dict[int, float]]) -> np.ndarray:
+    out = np.zeros((len(rows), len(CLASS_NAMES)))
+    for i, row in enumerate(rows):
+        for k, p in row.items():
+            out[i, k] = p
+    return out
+
+
+# 6 images: 3 melanoma, 3 nevus; predictions: 2 mel right, 1 mel called nevus, 2 nevus right, 1 nevus called mel
+Y = np.array([MEL, MEL, MEL, NV, NV, NV])
+P = _probs(
+    [
+        {MEL: 0.9, NV: 0.1},
+        {MEL: 0.7, NV: 0.3},
+        {MEL: 0.4, NV: 0.6},
+        {MEL: 0.2, NV: 0.8},
+        {MEL: 0.1, NV: 0.9},
+        {MEL: 0.6, NV: 0.4},
+    ]
+)
+
+
+def test_headline_metrics_by_hand() -> None:
+    ev = evaluate_predictions(Y, P, "test", malignant_threshold=0.5, bootstrap=0)
+    assert ev["split"] == "test" and ev["n_images"] == 6
+    assert ev["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
+    assert ev["balanced_accuracy"] == pytest.approx((2 / 3 + 2 / 3) / 2, abs=1e-4)
+    mel = ev["per_class"]["melanoma"]
+    assert mel["precision"] == pytest.approx(2 / 3, abs=1e-4)
+    assert mel["recall"] == pytest.approx(2 / 3, abs=1e-4)
+    assert mel["specificity"] == pytest.approx(2 / 3, abs=1e-4)
+    assert mel["support"] == 3
+    # melanoma scores: positives .9 .7 .4, negatives .2 .1 .6 -> pairs ranked right: 3+3+2 of 9
+    assert mel["roc_auc"] == pytest.approx(8 / 9, abs=1e-4)
+    assert ev["per_class"]["dermatofibroma"]["roc_auc"] is None  # absent class
+    assert ev["confusion_matrix"][MEL][MEL] == 2 and ev["confusion_matrix"][MEL][NV] == 1
+    assert ev["confusion_matrix"][NV][MEL] == 1
+    # melanoma is malignant, nevus benign: the malignant score is the melanoma probability here
+    assert ev["malignant"]["roc_auc"] == pytest.approx(8 / 9, abs=1e-4)
+    assert ev["malignant"]["confusion"] == {"tp": 2, "fn": 1, "fp": 1, "tn": 2}
+    assert ev["scores"]["y_true"] == Y.tolist()
+
+
+def test_malignant_score_sums_the_malignant_classes() -> None:
+    probs = _probs([{MEL: 0.2, BCC: 0.3, NV: 0.5}])
+    assert malignant_score(probs)[0] == pytest.approx(0.5)
+
+
+def test_threshold_keeps_target_sensitivity() -> None:
+    y = np.array([1, 1, 1, 1, 0, 0])
+    score = np.array([0.9, 0.8, 0.3, 0.2, 0.5, 0.1])
+    t = threshold_for_sensitivity(y, score, target=0.75)
+    assert t == pytest.approx(0.3)  # 3 of 4 positives at or above 0.3
+    point = malignant_operating_point(np.array([MEL, MEL, NV]), _probs([{MEL: 0.9}, {MEL: 0.2}, {MEL: 0.4}]), 0.3)
+    assert (point["tp"], point["fn"], point["fp"], point["tn"]) == (1, 1, 1, 0)
+
+
+def test_sensitivity_at_80_specificity_by_hand() -> None:
+    y = np.array([1, 1, 0, 0, 0, 0, 0])
+    score = np.array([0.9, 0.3, 0.8, 0.2, 0.1, 0.05, 0.01])
+    # specificity >= 0.8 allows one false positive of 5: at threshold 0.3 both positives
+    # (0.9, 0.3) are caught with one false positive (0.8) -> sensitivity 1.0
+    assert sensitivity_at_specificity(y, score, 0.8) == pytest.approx(1.0)
+    # specificity >= 0.9 allows none: only 0.9 is above every negative -> 0.5
+    assert sensitivity_at_specificity(y, score, 0.9) == pytest.approx(0.5)
+
+
+def test_ece_by_hand() -> None:
+    y = np.array([0, 0, 1, 1])
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    # bin (0.8, 0.9]: conf .9, acc 1 -> gap .1 (weight .5); bin (0.5, 0.6]: conf .6, acc .5 -> gap .1 (weight .5)
+    assert calibration(y, probs)["ece"] == pytest.approx(0.1, abs=1e-4)
