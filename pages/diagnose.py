@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -148,7 +149,7 @@ for number, file in enumerate(files, start=1):
     }
     png = io.BytesIO()
     overlay.save(png, format="PNG")
-    d1, d2, d3 = st.columns(3)
+    d1, d2, d3, d4 = st.columns(4)
     d1.download_button("Overlay PNG", png.getvalue(), f"{file.name}.overlay.png", "image/png", key=f"png{number}")
     d2.download_button(
         "Report JSON", json.dumps(report, indent=1), f"{file.name}.report.json", "application/json", key=f"json{number}"
@@ -164,6 +165,11 @@ for number, file in enumerate(files, start=1):
     }
     d3.download_button(
         "Report CSV", pd.DataFrame([row]).to_csv(index=False), f"{file.name}.report.csv", "text/csv", key=f"csv{number}"
+    )
+    raw = io.BytesIO()
+    np.save(raw, heat)
+    d4.download_button(
+        "Heat map (.npy)", raw.getvalue(), f"{file.name}.heatmap.npy", "application/octet-stream", key=f"npy{number}"
     )
     summary.append(row)
     progress.progress(number / len(files))

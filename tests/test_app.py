@@ -47,7 +47,7 @@ def test_upload_gives_probabilities_risk_and_heatmap(app: AppTest) -> None:
     texts = _texts(app)
     assert "Malignant risk" in texts or "unsure" in texts
     assert "Top 3" in texts
-    assert len(app.get("download_button")) == 3
+    assert len(app.get("download_button")) == 4  # overlay, JSON, CSV, raw heat map
 
 
 def test_bad_file_in_a_batch_gets_an_error_and_the_rest_still_runs(app: AppTest) -> None:

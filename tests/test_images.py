@@ -6,9 +6,12 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from skin_model.images import MAX_PIXELS, MIN_SIDE, ImageLoadError, load_image
+from skin_model.pipeline import to_model_input
 
 from .synthetic import jpeg_bytes, smooth_picture
 
@@ -143,3 +146,36 @@ def test_webp_and_bmp_load() -> None:
     base = smooth_picture(6, 64)
     for fmt in ("WEBP", "BMP"):
         assert load_image(_save(base, fmt)).image.size == (64, 64)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=4096))
+def test_random_bytes_never_escape_as_other_errors(data: bytes) -> None:
+    try:
+        loaded = load_image(data)
+    except ImageLoadError:
+        return
+    assert to_model_input(loaded.image, 48).shape == (48, 48, 3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 400),
+    st.integers(1, 400),
+    st.sampled_from(["RGB", "RGBA", "L", "LA", "P", "CMYK", "1", "I;16", "I", "F"]),
+    st.sampled_from(["PNG", "TIFF", "JPEG", "BMP", "WEBP"]),
+)
+def test_random_sizes_and_modes_give_model_input_or_our_error(w: int, h: int, mode: str, fmt: str) -> None:
+    img = Image.new(mode, (w, h))
+    buf = io.BytesIO()
+    try:
+        img.save(buf, format=fmt)
+    except (OSError, ValueError, KeyError):
+        return  # this format cannot store this mode: nothing to load
+    try:
+        loaded = load_image(buf.getvalue())
+    except ImageLoadError as exc:
+        assert min(w, h) < MIN_SIDE, exc
+        return
+    assert loaded.image.mode == "RGB"
+    assert to_model_input(loaded.image, 64).shape == (64, 64, 3)
