@@ -73,8 +73,8 @@ class Predictor:
         return self.predict_arrays(to_model_input(image, self.input_size)[None])[0]
 
 
-# Below this top-class probability the model is called unsure and the user is told
-# to refer; a first, uncalibrated rule (see README: what is left).
+# For a model without fitted reliability settings (see skin_model.reliability), the
+# model is called unsure below this raw top-class probability.
 UNSURE_BELOW = 0.5
 
 

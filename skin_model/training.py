@@ -4,7 +4,7 @@ seeded, timed; the result is saved as a model artifact with its evaluation."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ class TrainConfig:
     feature_views: int = 4
     head_epochs: int = 60
     unfreeze_from: str | None = None  # default: models.FINETUNE_FROM[arch]
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
