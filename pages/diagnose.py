@@ -14,7 +14,7 @@ from pages.common import load_model_bundle, plain_name, probability_chart, show_
 from skin_model.artifact import ArtifactError
 from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.explain import MALIGNANT_TARGET, METHODS, render_overlay
-from skin_model.images import ImageLoadError, load_image
+from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import UNSURE_BELOW, diagnose
 from skin_model.pipeline import to_model_input
 
@@ -30,15 +30,27 @@ st.title("Diagnose a skin lesion")
 show_disclaimer()
 
 uploads = st.file_uploader(
-    "Dermoscopic images (jpg, png, bmp, tiff, webp)",
-    type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"],
+    "Dermoscopic images (jpg, png, bmp, tiff, webp), or a zip of them",
+    type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "zip"],
     accept_multiple_files=True,
-    help="Several files give a summary table at the end.",
+    help="Several files give a summary table at the end. A zip is unpacked in memory; unsafe entries are refused.",
 )
 with st.expander("…or take a photo with the camera"):
     photo = st.camera_input("Camera", label_visibility="collapsed")
 
-files = list(uploads or []) + ([photo] if photo is not None else [])
+files: list[tuple[str, bytes]] = []
+refused: list[tuple[str, str]] = []
+for upload in [*(uploads or []), *([photo] if photo is not None else [])]:
+    if upload.name.lower().endswith(".zip"):
+        try:
+            members, skipped = zip_members(upload.getvalue())
+        except ImageLoadError as exc:
+            refused.append((upload.name, str(exc)))
+            continue
+        files += [(f"{upload.name}/{name}", data) for name, data in members]
+        refused += [(f"{upload.name}/{name}", reason) for name, reason in skipped]
+    else:
+        files.append((upload.name, upload.getvalue()))
 try:
     art, predictor, explainer, reliability = load_model_bundle()
 except ArtifactError as exc:
@@ -48,6 +60,8 @@ st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
     f"Malignant-risk threshold {art.malignant_threshold:.2f}, chosen on validation for ≥ 90 % sensitivity."
 )
+for name, reason in refused:
+    st.error(f"{name}: refused ({reason})")
 if not files:
     st.info("Upload one or more dermoscopic images to start. Nothing is stored: images stay in this session only.")
     st.stop()
@@ -60,11 +74,10 @@ with st.sidebar:
 
 summary, seen = [], set()
 progress = st.progress(0.0, text="Analysing…")
-for number, file in enumerate(files, start=1):
-    data = file.getvalue()
+for number, (name, data) in enumerate(files, start=1):
     digest = hashlib.sha256(data).hexdigest()
     st.divider()
-    st.subheader(f"{number}. {file.name}")
+    st.subheader(f"{number}. {name}")
     if digest in seen:
         st.info("Same file as an earlier upload: shown once above.")
         progress.progress(number / len(files))
@@ -73,8 +86,8 @@ for number, file in enumerate(files, start=1):
     try:
         loaded = load_image(data)
     except ImageLoadError as exc:
-        st.error(f"{file.name}: {exc}")
-        summary.append({"file": file.name, "status": f"unreadable: {exc}"})
+        st.error(f"{name}: {exc}")
+        summary.append({"file": name, "status": f"unreadable: {exc}"})
         progress.progress(number / len(files))
         continue
     with st.spinner("Classifying and explaining…"):
@@ -93,7 +106,7 @@ for number, file in enumerate(files, start=1):
         loaded.image,
         caption=f"Uploaded image ({loaded.original_size[0]}×{loaded.original_size[1]})",
         width="stretch",
-        alt=f"Uploaded skin image {file.name}",
+        alt=f"Uploaded skin image {name}",
     )
     target_label = target_choice if target_choice != "predicted class" else plain_name(result.predicted_class)
     right.image(
@@ -101,7 +114,7 @@ for number, file in enumerate(files, start=1):
         width="stretch",
         caption=f"{METHOD_LABELS[method]} for “{target_label}”: yellow = strongest evidence, "
         "green/blue = weaker, uncoloured = none",
-        alt=f"Heat map over {file.name} showing where the model found evidence",
+        alt=f"Heat map over {name} showing where the model found evidence",
     )
 
     risk = result.malignant_probability
@@ -135,41 +148,42 @@ for number, file in enumerate(files, start=1):
     chart_col.plotly_chart(probability_chart(result.ranked, set(MALIGNANT_CLASSES)), width="stretch")
     with top_col:
         st.markdown("**Top 3**")
-        for name, p in result.ranked[:3]:
-            label, description = CLASS_INFO[name]
-            tag = " · malignant/pre-malignant" if name in MALIGNANT_CLASSES else ""
+        for class_name, p in result.ranked[:3]:
+            label, description = CLASS_INFO[class_name]
+            tag = " · malignant/pre-malignant" if class_name in MALIGNANT_CLASSES else ""
             st.markdown(f"- **{label}**: {p:.1%}{tag}  \n  {description}")
 
     report = {
-        "file": file.name,
+        "file": name,
         **result.as_dict(),
         "explanation": {"method": method, "target": str(target)},
         "model": art.name,
         "image_notes": loaded.notes,
     }
+    stem = name.replace("/", "_")  # zip members keep their folder in the name, not in the file name
     png = io.BytesIO()
     overlay.save(png, format="PNG")
     d1, d2, d3, d4 = st.columns(4)
-    d1.download_button("Overlay PNG", png.getvalue(), f"{file.name}.overlay.png", "image/png", key=f"png{number}")
+    d1.download_button("Overlay PNG", png.getvalue(), f"{stem}.overlay.png", "image/png", key=f"png{number}")
     d2.download_button(
-        "Report JSON", json.dumps(report, indent=1), f"{file.name}.report.json", "application/json", key=f"json{number}"
+        "Report JSON", json.dumps(report, indent=1), f"{stem}.report.json", "application/json", key=f"json{number}"
     )
     row = {
-        "file": file.name,
+        "file": name,
         "status": "ok",
         "predicted_class": result.predicted_class,
         "malignant_probability": round(risk, 4),
         "refer": result.refer,
         "out_of_distribution": result.out_of_distribution,
-        **{name: round(p, 4) for name, p in zip(CLASS_NAMES, result.probs, strict=True)},
+        **{c: round(p, 4) for c, p in zip(CLASS_NAMES, result.probs, strict=True)},
     }
     d3.download_button(
-        "Report CSV", pd.DataFrame([row]).to_csv(index=False), f"{file.name}.report.csv", "text/csv", key=f"csv{number}"
+        "Report CSV", pd.DataFrame([row]).to_csv(index=False), f"{stem}.report.csv", "text/csv", key=f"csv{number}"
     )
     raw = io.BytesIO()
     np.save(raw, heat)
     d4.download_button(
-        "Heat map (.npy)", raw.getvalue(), f"{file.name}.heatmap.npy", "application/octet-stream", key=f"npy{number}"
+        "Heat map (.npy)", raw.getvalue(), f"{stem}.heatmap.npy", "application/octet-stream", key=f"npy{number}"
     )
     summary.append(row)
     progress.progress(number / len(files))

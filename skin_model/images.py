@@ -162,3 +162,47 @@ def load_image(source: str | Path | bytes, *, max_side: int | None = MAX_SIDE) -
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         notes.append(f"downscaled from {width}x{height} to {rgb.size[0]}x{rgb.size[1]}")
     return LoadedImage(rgb, (width, height), original_mode, original_format, notes)
+
+
+# A zip of images is unpacked in memory, never to disk, with these limits.
+MAX_ZIP_MEMBERS = 500
+MAX_ZIP_TOTAL_BYTES = 500 * 1024 * 1024
+
+
+def zip_members(data: bytes) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:
+    """The files inside a zip archive as (name, bytes), and the entries refused with
+    a reason: absolute paths and ``..`` traversal, links, folders, hidden files, and
+    anything past the member-count or total-size limits. Nothing touches the disk."""
+    import posixpath
+    import stat
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise ImageLoadError(f"not a readable zip archive ({exc})") from exc
+    accepted: list[tuple[str, bytes]] = []
+    refused: list[tuple[str, str]] = []
+    total = 0
+    for info in archive.infolist():
+        name = info.filename
+        normalised = posixpath.normpath(name.replace("\\", "/"))
+        if info.is_dir():
+            continue
+        if name.startswith(("/", "\\")) or normalised.startswith("..") or ":" in normalised.split("/")[0]:
+            refused.append((name, "unsafe path (absolute or outside the archive)"))
+            continue
+        if stat.S_ISLNK(info.external_attr >> 16):
+            refused.append((name, "symbolic link"))
+            continue
+        if any(part.startswith(".") or part == "__MACOSX" for part in normalised.split("/")):
+            continue
+        if len(accepted) >= MAX_ZIP_MEMBERS:
+            refused.append((name, f"more than {MAX_ZIP_MEMBERS} files in the archive"))
+            continue
+        total += info.file_size
+        if total > MAX_ZIP_TOTAL_BYTES:
+            refused.append((name, f"archive unpacks to more than {MAX_ZIP_TOTAL_BYTES / 1e6:.0f} MB"))
+            continue
+        accepted.append((normalised, archive.read(info)))
+    return accepted, refused

@@ -115,3 +115,18 @@ def test_dataset_page_without_data_explains_the_gallery(app: AppTest) -> None:
     app.switch_page("pages/dataset.py").run()
     assert not app.exception, app.exception
     assert any("needs the data set" in i.value for i in app.info)
+
+
+def test_zip_upload_runs_its_images_and_refuses_traversal(app: AppTest) -> None:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("cases/one.jpg", jpeg_bytes(lesion_like(seed=7)))
+        z.writestr("../escape.jpg", jpeg_bytes(lesion_like(seed=8)))
+    app.file_uploader[0].set_value(("batch.zip", buf.getvalue(), "application/zip")).run()
+    assert not app.exception, app.exception
+    assert any("escape.jpg: refused" in e.value for e in app.error)
+    assert len(app.get("plotly_chart")) == 1
+    assert any(s.value == "1. batch.zip/cases/one.jpg" for s in app.subheader)

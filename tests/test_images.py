@@ -179,3 +179,26 @@ def test_random_sizes_and_modes_give_model_input_or_our_error(w: int, h: int, mo
         return
     assert loaded.image.mode == "RGB"
     assert to_model_input(loaded.image, 64).shape == (64, 64, 3)
+
+
+def test_zip_batch_is_unpacked_safely_in_memory(tmp_path) -> None:
+    import zipfile
+
+    from skin_model.images import zip_members
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.jpg", jpeg_bytes(smooth_picture(1)))
+        z.writestr("sub dir/b é.png", _png(smooth_picture(2)))
+        z.writestr("../evil.jpg", b"x")
+        z.writestr("/etc/passwd.jpg", b"x")
+        z.writestr("sub/../../also-evil.jpg", b"x")
+        z.writestr("__MACOSX/._a.jpg", b"x")
+        z.writestr("folder/", b"")
+    accepted, refused = zip_members(buf.getvalue())
+    assert [name for name, _ in accepted] == ["a.jpg", "sub dir/b é.png"]
+    assert {name for name, _ in refused} == {"../evil.jpg", "/etc/passwd.jpg", "sub/../../also-evil.jpg"}
+    assert all(load_image(data).image.mode == "RGB" for _, data in accepted)
+    assert not list(tmp_path.iterdir())  # nothing written anywhere
+    with pytest.raises(ImageLoadError, match="zip"):
+        zip_members(b"PK\x03\x04 broken")
