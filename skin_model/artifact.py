@@ -67,12 +67,24 @@ def save_artifact(model, out_dir: Path, manifest: dict[str, Any]) -> Path:
         "weights_file": MODEL_FILE,
         "weights_sha256": sha256_of(model_path),
     }
-    write_json(out_dir / MANIFEST_FILE, full)
+    write_manifest(out_dir, full)
     return out_dir
 
 
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+
+
+def manifest_digest(manifest: dict[str, Any]) -> str:
+    """SHA-256 of the manifest's content (sorted keys, without the digest itself)."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def write_manifest(model_dir: Path, manifest: dict[str, Any]) -> None:
+    """Write ``manifest.json`` with a digest of its own content, so an edited manifest
+    (a changed threshold or class list) is refused at load time like edited weights."""
+    write_json(Path(model_dir) / MANIFEST_FILE, {**manifest, "manifest_sha256": manifest_digest(manifest)})
 
 
 def read_manifest(model_dir: Path) -> dict[str, Any]:
@@ -127,6 +139,11 @@ def load_artifact(model_dir: str | Path | None = None) -> ModelArtifact:
 
     model_dir = Path(model_dir) if model_dir else default_model_dir()
     manifest = read_manifest(model_dir)
+    if manifest.get("manifest_sha256") != manifest_digest(manifest):
+        raise ArtifactError(
+            f"{model_dir / MANIFEST_FILE} does not match its own checksum: it was edited after training; "
+            "refusing to load the model"
+        )
     weights = model_dir / manifest.get("weights_file", MODEL_FILE)
     if not weights.is_file():
         raise ArtifactError(f"{model_dir} has no weights file {weights.name} (only its evaluation ships?)")

@@ -164,9 +164,7 @@ def fit_reliability(artifact, manifest, cache_dir=None, progress: bool = True) -
             "ood_false_rejection": round(float(density.is_outlier(f).mean()), 4),
             **coverage_report(calibrated, y, cut, density.is_outlier(f)),
         }
-    manifest_path = artifact.path / artifact_io.MANIFEST_FILE
-    full = artifact_io.read_manifest(artifact.path) | entries
-    artifact_io.write_json(manifest_path, full)
+    artifact_io.write_manifest(artifact.path, artifact_io.read_manifest(artifact.path) | entries)
     return {"manifest": entries, "report": report}
 
 

@@ -66,13 +66,14 @@ def test_altered_files_are_refused(request, model_fixture: str, file: str, tmp_p
 
 
 def test_altered_manifest_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
-    copy = tmp_path / "altered"
-    shutil.copytree(tiny_model_dir, copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["weights_sha256"] = "0" * 64
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ArtifactError, match="checksum"):
-        load_artifact(copy)
+    for key, value in (("weights_sha256", "0" * 64), ("malignant_threshold", 0.99)):
+        copy = tmp_path / key
+        shutil.copytree(tiny_model_dir, copy)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        manifest[key] = value
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ArtifactError, match="checksum"):
+            load_artifact(copy)
 
 
 def test_predict_cli_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
