@@ -177,3 +177,37 @@ def test_shared_model_gives_same_results_under_concurrent_use(tiny_model_dir: Pa
         concurrent = list(pool.map(lambda img: predictor.predict_arrays(img[None])[0], images))
     for a, b in zip(sequential, concurrent, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "scorecam"])
+def test_explain_cli_writes_overlay_and_raw_map(tiny_model_dir: Path, tmp_path: Path, method: str) -> None:
+    from PIL import Image
+
+    image = tmp_path / "lesion.jpg"
+    image.write_bytes(jpeg_bytes(smooth_picture(9, 120)))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "skin_model",
+            "explain",
+            str(image),
+            "--model",
+            str(tiny_model_dir),
+            "--method",
+            method,
+            "--class",
+            "melanoma",
+            "--output",
+            str(tmp_path / "o.png"),
+            "--raw",
+            str(tmp_path / "m.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "for 'melanoma'" in result.stdout
+    assert Image.open(tmp_path / "o.png").size == (120, 120)
+    heat = np.load(tmp_path / "m.npy")
+    assert heat.shape == (32, 32) and heat.min() >= 0 and heat.max() <= 1
