@@ -152,6 +152,21 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Print and optionally save the speed figures of a model."""
+    import json
+
+    from .bench import run_benchmark
+
+    results = run_benchmark(args.model, repeats=args.repeats)
+    for key, value in results.items():
+        print(f"{key:28s} {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Write a heat-map overlay PNG (and optionally the raw map) for one image."""
     import numpy as np
@@ -279,6 +294,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flag(calibrate)
     _add_split_and_quiet_flags(calibrate)
     calibrate.set_defaults(func=cmd_calibrate)
+
+    bench = sub.add_parser(
+        "bench",
+        help="measure load time, latency, throughput, Grad-CAM time and memory",
+        description="Speed benchmark of a model (medians of several runs after warm-up).",
+    )
+    _add_model_flag(bench)
+    bench.add_argument("--repeats", type=int, default=30)
+    bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    bench.set_defaults(func=cmd_bench)
 
     explain = sub.add_parser(
         "explain",

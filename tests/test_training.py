@@ -211,3 +211,19 @@ def test_explain_cli_writes_overlay_and_raw_map(tiny_model_dir: Path, tmp_path: 
     assert Image.open(tmp_path / "o.png").size == (120, 120)
     heat = np.load(tmp_path / "m.npy")
     assert heat.shape == (32, 32) and heat.min() >= 0 and heat.max() <= 1
+
+
+def test_bench_reports_the_required_figures(tiny_model_dir: Path) -> None:
+    from skin_model.bench import run_benchmark
+
+    results = run_benchmark(tiny_model_dir, repeats=3, folder_images=10)
+    for key in (
+        "load_s",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "throughput_images_per_s",
+        "gradcam_ms_p50",
+        "peak_rss_mb",
+    ):
+        assert results[key] > 0, key
+    assert results["latency_ms_p95"] >= results["latency_ms_p50"]

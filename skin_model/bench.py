@@ -1,0 +1,74 @@
+"""Speed benchmark of a model artifact: load time, single-image latency, folder
+throughput (decoding included), Grad-CAM latency and peak memory. Medians of
+several runs, because shared CPU machines are noisy."""
+
+from __future__ import annotations
+
+import io
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+def _timed(fn, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def _synthetic_jpegs(folder: Path, n: int, size: int = 180) -> None:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        coarse = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC).save(buf, format="JPEG")
+        (folder / f"img_{i:04d}.jpg").write_bytes(buf.getvalue())
+
+
+def run_benchmark(model_dir: str | Path | None = None, repeats: int = 30, folder_images: int = 300) -> dict[str, Any]:
+    """All figures for one model, as a JSON-ready dict."""
+    from .artifact import load_artifact
+    from .explain import Explainer
+    from .inference import Predictor, iter_input_files, predict_files
+
+    load_times = _timed(lambda: load_artifact(model_dir), 3)
+    artifact = load_artifact(model_dir)
+    size = artifact.input_size
+    x = np.random.default_rng(1).integers(0, 256, (1, size, size, 3)).astype(np.uint8)
+    results: dict[str, Any] = {
+        "model": artifact.name,
+        "input_size": size,
+        "load_s": round(statistics.median(load_times), 3),
+    }
+    for label, tta in (("", False), ("_tta", True)):
+        if tta and not artifact.manifest.get("tta"):
+            continue
+        predictor = Predictor.from_artifact(artifact, tta=tta)
+        predictor.warm_up()
+        ms = np.array(_timed(lambda p=predictor: p.predict_arrays(x), repeats)) * 1000
+        results[f"latency_ms_p50{label}"] = round(float(np.percentile(ms, 50)), 2)
+        results[f"latency_ms_p95{label}"] = round(float(np.percentile(ms, 95)), 2)
+    explainer = Explainer(artifact.model, size)
+    explainer.explain(x[0], "gradcam", target=0)
+    results["gradcam_ms_p50"] = round(
+        statistics.median(_timed(lambda: explainer.explain(x[0], "gradcam", 0), repeats)) * 1000, 2
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        _synthetic_jpegs(Path(tmp), folder_images)
+        files = iter_input_files([tmp])
+        plain = Predictor.from_artifact(artifact, tta=False)
+        plain.warm_up()
+        seconds = statistics.median(_timed(lambda: predict_files(plain, files, progress=False), 3))
+    results["throughput_images_per_s"] = round(folder_images / seconds, 1)
+    results["throughput_note"] = f"{folder_images} synthetic 180x180 JPEGs from disk, decoding included, no TTA"
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return results
