@@ -102,7 +102,9 @@ def test_upload_flow_in_a_real_browser(server_url: str, tmp_path: Path) -> None:
         page.get_by_text("Top 3").first.wait_for(timeout=180_000)
         page.get_by_text("the file is empty").first.wait_for(timeout=60_000)
         assert page.get_by_text("Malignant risk").count() + page.get_by_text("model is unsure").count() >= 1
-        assert page.locator('[data-testid="stImage"] img').count() >= 2  # the photo and its heat map
+        images = page.locator('[data-testid="stImage"] img')
+        images.nth(1).wait_for(timeout=60_000)  # the photo and its heat map
+        assert images.count() >= 2
         assert page.get_by_role("button", name="Overlay PNG").count() == 1
         page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)
         page.screenshot(path=str(tmp_path / "diagnose.png"))
