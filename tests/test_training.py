@@ -20,6 +20,11 @@ from skin_model.training import TrainConfig, class_weights, train
 from .synthetic import jpeg_bytes, smooth_picture
 
 
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m skin_model ARGS`` in a subprocess, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "skin_model", *args], capture_output=True, text=True, check=check)
+
+
 @pytest.fixture(scope="module")
 def tiny_model_dir(synthetic_manifest: Manifest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny"
@@ -83,23 +88,7 @@ def test_predict_cli_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
     (folder / "sub dir" / "ünï b.jpg").write_bytes(jpeg_bytes(smooth_picture(2, 300)))
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "preds.csv"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "skin_model",
-            "predict",
-            "--model",
-            str(tiny_model_dir),
-            str(folder),
-            "--output",
-            str(out),
-            "--quiet",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    run_cli("predict", "--model", str(tiny_model_dir), str(folder), "--output", str(out), "--quiet")
     table = pd.read_csv(out)
     assert list(table.columns) == ["file", "status", "predicted_class", *CLASS_NAMES, "malignant_probability"]
     assert table["file"].tolist() == ["a.jpg", "notes.txt", "sub dir/ünï b.jpg"]
@@ -113,21 +102,15 @@ def test_predict_cli_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
 
 def test_predict_exit_code_when_nothing_readable(tiny_model_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "x.jpg").write_bytes(b"")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "skin_model",
-            "predict",
-            "--model",
-            str(tiny_model_dir),
-            str(tmp_path / "x.jpg"),
-            "--output",
-            str(tmp_path / "p.csv"),
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
+    result = run_cli(
+        "predict",
+        "--model",
+        str(tiny_model_dir),
+        str(tmp_path / "x.jpg"),
+        "--output",
+        str(tmp_path / "p.csv"),
+        "--quiet",
+        check=False,
     )
     assert result.returncode == 1
     assert "empty" in pd.read_csv(tmp_path / "p.csv")["status"][0]
@@ -185,27 +168,19 @@ def test_explain_cli_writes_overlay_and_raw_map(tiny_model_dir: Path, tmp_path: 
 
     image = tmp_path / "lesion.jpg"
     image.write_bytes(jpeg_bytes(smooth_picture(9, 120)))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "skin_model",
-            "explain",
-            str(image),
-            "--model",
-            str(tiny_model_dir),
-            "--method",
-            method,
-            "--class",
-            "melanoma",
-            "--output",
-            str(tmp_path / "o.png"),
-            "--raw",
-            str(tmp_path / "m.npy"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
+    result = run_cli(
+        "explain",
+        str(image),
+        "--model",
+        str(tiny_model_dir),
+        "--method",
+        method,
+        "--class",
+        "melanoma",
+        "--output",
+        str(tmp_path / "o.png"),
+        "--raw",
+        str(tmp_path / "m.npy"),
     )
     assert "for 'melanoma'" in result.stdout
     assert Image.open(tmp_path / "o.png").size == (120, 120)
