@@ -14,6 +14,7 @@ see them:
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -230,6 +231,7 @@ class Explainer:
         return _normalise(np.asarray(result)[0]).astype(np.float32)
 
 
+@functools.lru_cache(maxsize=8)
 def colormap_lut(name: str = "Viridis") -> np.ndarray:
     """A 256x3 uint8 lookup table from a plotly colour scale (perceptually uniform and
     colour-blind safe for Viridis/Cividis/Inferno)."""
