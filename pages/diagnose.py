@@ -16,7 +16,6 @@ from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.explain import MALIGNANT_TARGET, METHODS, render_overlay
 from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import UNSURE_BELOW, diagnose
-from skin_model.pipeline import to_model_input
 
 METHOD_LABELS = {
     "gradcam": "Grad-CAM (fast)",
@@ -96,7 +95,7 @@ for number, (name, data) in enumerate(files, start=1):
             target_choice, target_choice
         )
         # SmoothGrad with 5 noisy samples keeps the page interactive (~2-3 s on 2 cores).
-        heat = explainer.explain(to_model_input(loaded.image, art.input_size), method, target=target, smooth_samples=5)
+        heat = explainer.explain(result.model_input, method, target=target, smooth_samples=5)
         overlay = render_overlay(loaded.image, heat, opacity=opacity)
     for note in loaded.notes:
         st.caption(f"ℹ️ {note}")

@@ -50,11 +50,6 @@ def _as_uint64(hashes: Iterable[str]) -> np.ndarray:
     return np.array([int(h, 16) for h in hashes], dtype=np.uint64)
 
 
-def hamming_distance(a: str, b: str) -> int:
-    """Number of differing bits between two hex perceptual hashes."""
-    return int(np.bitwise_count(_as_uint64([a])[0] ^ _as_uint64([b])[0]))
-
-
 def near_duplicate_pairs(
     hashes: list[str],
     signatures: np.ndarray,

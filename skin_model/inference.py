@@ -68,10 +68,6 @@ class Predictor:
         ]
         return np.concatenate(out)
 
-    def predict_image(self, image: Image.Image) -> np.ndarray:
-        """Probabilities for one upright RGB picture of any size."""
-        return self.predict_arrays(to_model_input(image, self.input_size)[None])[0]
-
 
 # For a model without fitted reliability settings (see skin_model.reliability), the
 # model is called unsure below this raw top-class probability.
@@ -90,6 +86,8 @@ class Diagnosis:
     ood_reason: str | None = None
     calibrated_confidence: float | None = None
     abstain_below: float | None = None
+    # the picture as the model saw it (size x size uint8), reused for explanations
+    model_input: np.ndarray | None = None
 
     @property
     def ranked(self) -> list[tuple[str, float]]:
@@ -137,7 +135,7 @@ def diagnose(predictor: Predictor, image: Image.Image, malignant_threshold: floa
     out-of-distribution flag and the calibrated confidence."""
     x = to_model_input(image, predictor.input_size)[None]
     probs = predictor.predict_arrays(x)[0]
-    result = Diagnosis(probs, float(malignant_score(probs[None])[0]), malignant_threshold)
+    result = Diagnosis(probs, float(malignant_score(probs[None])[0]), malignant_threshold, model_input=x[0])
     if reliability is not None:
         checked = reliability.check(x)
         result.out_of_distribution = bool(checked["out_of_distribution"][0])
