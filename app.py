@@ -2,6 +2,9 @@
 
 import streamlit as st
 
+from pages.common import keep_tensorflow_state_between_reruns
+
+keep_tensorflow_state_between_reruns()
 st.set_page_config(page_title="Skin lesion decision support (demo)", page_icon="🔬", layout="wide")
 
 pages = [

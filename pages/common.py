@@ -29,6 +29,34 @@ COLORSCALE = "Viridis"  # perceptually uniform and readable with colour-blindnes
 SHORT = {name: "".join(w[0] for w in name.split()).upper() for name in CLASS_NAMES}
 
 
+def keep_tensorflow_state_between_reruns() -> None:
+    """Stop Streamlit from calling ``keras.backend.clear_session()`` after every script run.
+
+    Streamlit's script runner does that to reset "stateful modules"; with Keras 3 it also
+    clears TensorFlow's kernel cache, so the cached, already-traced model rebuilt all its
+    CPU kernels on the first call of every rerun: an upload took ~7 s instead of ~0.3 s.
+    The shared model is read-only (see ``load_model_bundle``), so there is nothing to reset.
+    The replacement keeps the rest of Streamlit's clean-up (closing matplotlib figures).
+    Idempotent; if a Streamlit release moves the hook, it does nothing.
+    """
+    from streamlit.runtime.scriptrunner import script_runner
+
+    original = getattr(script_runner, "_clean_problem_modules", None)
+    if original is None or getattr(original, "keeps_keras", False):
+        return
+
+    def clean_problem_modules_except_keras() -> None:
+        import sys
+
+        plt = sys.modules.get("matplotlib.pyplot")
+        if plt is not None:
+            with contextlib.suppress(Exception):
+                plt.close("all")
+
+    clean_problem_modules_except_keras.keeps_keras = True  # type: ignore[attr-defined]
+    script_runner._clean_problem_modules = clean_problem_modules_except_keras
+
+
 def show_disclaimer() -> None:
     st.warning(DISCLAIMER, icon="⚠️")
 

@@ -130,3 +130,17 @@ def test_zip_upload_runs_its_images_and_refuses_traversal(app: AppTest) -> None:
     assert any("escape.jpg: refused" in e.value for e in app.error)
     assert len(app.get("plotly_chart")) == 1
     assert any(s.value == "1. batch.zip/cases/one.jpg" for s in app.subheader)
+
+
+def test_reruns_keep_the_tensorflow_kernel_cache(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit's own clean-up would call keras.backend.clear_session() after every run,
+    which threw away TensorFlow's kernels and made each upload several seconds slower."""
+    import keras
+
+    calls = []
+    monkeypatch.setattr(keras.backend, "clear_session", lambda *a, **k: calls.append(1))
+    app.file_uploader[0].set_value(("lesion.jpg", jpeg_bytes(lesion_like(seed=5)), "image/jpeg")).run()
+    app.run()
+    assert not app.exception, app.exception
+    assert len(app.get("plotly_chart")) == 1
+    assert calls == []
