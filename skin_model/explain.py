@@ -153,23 +153,27 @@ class Explainer:
         )
         self._tools: dict[str, Any] = {}
         spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
-        self._fast = {
-            target: tf.function(self._fast_cam_fn(_score_fn(target)), input_signature=[spec])
-            for target in [*range(len(CLASS_NAMES)), MALIGNANT_TARGET]
-        }
+        # one traced function for every target (the target is a tensor argument), so
+        # switching the explained class in the app never re-traces the model
+        self._fast = tf.function(self._fast_cam, input_signature=[spec, tf.TensorSpec([], tf.int32)])
 
-    def _fast_cam_fn(self, score):
+    def _fast_cam(self, x, target):
+        """Grad-CAM by GradientTape; ``target`` indexes the class logits, or, one past
+        them, log P(malignant) (see ``_score_fn``)."""
         import tensorflow as tf
 
-        def cam(x):
-            with tf.GradientTape() as tape:
-                features, logits = self._grad_model(x, training=False)
-                value = score(logits)
-            grads = tape.gradient(value, features)
-            weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-            return tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
+        malignant = _score_fn(MALIGNANT_TARGET)
+        with tf.GradientTape() as tape:
+            features, logits = self._grad_model(x, training=False)
+            scores = tf.concat([logits, malignant(logits)[:, None]], axis=1)
+            value = tf.gather(scores, target, axis=1)
+        grads = tape.gradient(value, features)
+        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+        return tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
 
-        return cam
+    def warm_up(self) -> None:
+        """Trace the fast Grad-CAM path now rather than on the first user's request."""
+        self.explain(np.zeros((self.input_size, self.input_size, 3), np.uint8))
 
     def _tool(self, method: str):
         """The tf-keras-vis object for a method, created once."""
@@ -218,7 +222,8 @@ class Explainer:
         x = np.asarray(image, np.float32)[None]
         size = (self.input_size, self.input_size)
         if method == "gradcam" and fast:
-            cam = self._fast[target](x).numpy()[0]
+            index = len(CLASS_NAMES) if target == MALIGNANT_TARGET else int(target)
+            cam = self._fast(x, np.int32(index)).numpy()[0]
             return _normalise(_resize_map(cam, size)).astype(np.float32)
         score = _score_fn(target, probability=method == "scorecam")
         tool = self._tool(method)
