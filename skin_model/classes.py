@@ -6,6 +6,8 @@ these constants so names and order never drift.
 
 from __future__ import annotations
 
+import numpy as np
+
 CLASS_NAMES: tuple[str, ...] = (
     "actinic keratosis",
     "basal cell carcinoma",
@@ -22,6 +24,14 @@ CLASS_NAMES: tuple[str, ...] = (
 MALIGNANT_CLASSES: frozenset[str] = frozenset(
     {"melanoma", "basal cell carcinoma", "squamous cell carcinoma", "actinic keratosis"}
 )
+
+MALIGNANT_MASK = np.array([name in MALIGNANT_CLASSES for name in CLASS_NAMES])
+
+
+def malignant_score(probs: np.ndarray) -> np.ndarray:
+    """Benign/malignant score: the summed probability of the malignant classes."""
+    return np.asarray(probs)[:, MALIGNANT_MASK].sum(axis=1)
+
 
 # Official ISIC 2019 one-hot columns -> class name (UNK has no class here).
 ISIC2019_CODES: dict[str, str] = {

@@ -12,15 +12,9 @@ from typing import Any
 import numpy as np
 from sklearn import metrics
 
-from .classes import CLASS_NAMES, MALIGNANT_CLASSES
+from .classes import CLASS_NAMES, MALIGNANT_MASK, malignant_score
 
-MALIGNANT_MASK = np.array([name in MALIGNANT_CLASSES for name in CLASS_NAMES])
 CURVE_POINTS = 101
-
-
-def malignant_score(probs: np.ndarray) -> np.ndarray:
-    """Benign/malignant score: the summed probability of the malignant classes."""
-    return probs[:, MALIGNANT_MASK].sum(axis=1)
 
 
 def threshold_for_sensitivity(y_malignant: np.ndarray, score: np.ndarray, target: float = 0.9) -> float:

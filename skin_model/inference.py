@@ -13,8 +13,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .artifact import ModelArtifact
-from .classes import CLASS_NAMES
-from .evaluation import malignant_score
+from .classes import CLASS_NAMES, malignant_score
 from .images import ImageLoadError, load_image
 from .pipeline import to_model_input
 

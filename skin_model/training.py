@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from . import artifact as artifact_io
-from .classes import CLASS_NAMES, MALIGNANT_CLASSES
-from .evaluation import MALIGNANT_MASK, evaluate_predictions, malignant_score, threshold_for_sensitivity
+from .classes import CLASS_NAMES, MALIGNANT_CLASSES, MALIGNANT_MASK, malignant_score
+from .evaluation import evaluate_predictions, threshold_for_sensitivity
 from .inference import Predictor
 from .manifest import Manifest
 from .models import DEFAULT_INPUT_SIZE, FEATURE_OUTPUT, FINETUNE_FROM, build_model
