@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,20 @@ def keep_tensorflow_state_between_reruns() -> None:
     script_runner._clean_problem_modules = clean_problem_modules_except_keras
 
 
+def png_bytes(image) -> bytes:
+    """A PIL image as PNG file contents (for download buttons)."""
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """An array as .npy file contents (for download buttons)."""
+    out = io.BytesIO()
+    np.save(out, array)
+    return out.getvalue()
+
+
 def show_disclaimer() -> None:
     st.warning(DISCLAIMER, icon="⚠️")
 
@@ -76,7 +91,10 @@ def load_model_bundle(model_dir: str | None = None):
     predictor.warm_up()
     explainer = Explainer(art.model, art.input_size)
     explainer.warm_up()
-    bundle = art, predictor, explainer, ReliabilityCheck.from_artifact(art)
+    reliability = ReliabilityCheck.from_artifact(art)
+    if reliability is not None:
+        reliability.warm_up()
+    bundle = art, predictor, explainer, reliability
     # TensorFlow and the model are ~450k long-lived Python objects; Streamlit runs a
     # full gc.collect after every script run, which scanned them all (~0.3 s of CPU per
     # rerun). Freezing moves everything alive now out of the collector's sight.

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages.common import load_model_bundle, plain_name, probability_chart, show_disclaimer
+from pages.common import load_model_bundle, npy_bytes, plain_name, png_bytes, probability_chart, show_disclaimer
 from skin_model.artifact import ArtifactError
 from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.explain import MALIGNANT_TARGET, METHODS, render_overlay
@@ -160,10 +158,15 @@ for number, (name, data) in enumerate(files, start=1):
         "image_notes": loaded.notes,
     }
     stem = name.replace("/", "_")  # zip members keep their folder in the name, not in the file name
-    png = io.BytesIO()
-    overlay.save(png, format="PNG")
     d1, d2, d3, d4 = st.columns(4)
-    d1.download_button("Overlay PNG", png.getvalue(), f"{stem}.overlay.png", "image/png", key=f"png{number}")
+    # the binary downloads are encoded only when clicked (Streamlit calls the function then)
+    d1.download_button(
+        "Overlay PNG",
+        lambda overlay=overlay: png_bytes(overlay),
+        f"{stem}.overlay.png",
+        "image/png",
+        key=f"png{number}",
+    )
     d2.download_button(
         "Report JSON", json.dumps(report, indent=1), f"{stem}.report.json", "application/json", key=f"json{number}"
     )
@@ -179,10 +182,12 @@ for number, (name, data) in enumerate(files, start=1):
     d3.download_button(
         "Report CSV", pd.DataFrame([row]).to_csv(index=False), f"{stem}.report.csv", "text/csv", key=f"csv{number}"
     )
-    raw = io.BytesIO()
-    np.save(raw, heat)
     d4.download_button(
-        "Heat map (.npy)", raw.getvalue(), f"{stem}.heatmap.npy", "application/octet-stream", key=f"npy{number}"
+        "Heat map (.npy)",
+        lambda heat=heat: npy_bytes(heat),
+        f"{stem}.heatmap.npy",
+        "application/octet-stream",
+        key=f"npy{number}",
     )
     summary.append(row)
     progress.progress(number / len(files))

@@ -205,6 +205,11 @@ class ReliabilityCheck:
         density = FeatureDensity.load(artifact.path / manifest["reliability_file"])
         return cls(artifact.model, artifact.input_size, density, manifest["temperature"], manifest["abstain_below"])
 
+    def warm_up(self) -> None:
+        """Trace the feature pass now rather than on the first user's request."""
+        size = self._forward.input_signature[0].shape[1]
+        self.check(np.zeros((1, size, size, 3), np.uint8))
+
     def check(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """For a batch of model-size images: the OOD flag with its reason (image screen or
         feature distance), the distance, and the calibrated top probability."""

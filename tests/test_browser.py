@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from .streamlit_server import CHROME_FLAGS, CHROMIUM, running_app
 from .synthetic import jpeg_bytes, lesion_like
@@ -42,7 +43,13 @@ def test_upload_flow_in_a_real_browser(server_url: str, tmp_path: Path) -> None:
         images = page.locator('[data-testid="stImage"] img')
         images.nth(1).wait_for(timeout=60_000)  # the photo and its heat map
         assert images.count() >= 2
-        assert page.get_by_role("button", name="Overlay PNG").count() == 1
+        with page.expect_download(timeout=60_000) as download:  # encoded on click, on the server
+            page.get_by_role("button", name="Overlay PNG").click()
+        saved = tmp_path / download.value.suggested_filename
+        download.value.save_as(saved)
+        assert saved.name == "my lesion é.jpg.overlay.png"
+        with Image.open(saved) as overlay:
+            assert overlay.format == "PNG" and overlay.size[0] >= 64
         page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)
         page.screenshot(path=str(tmp_path / "diagnose.png"))
 
