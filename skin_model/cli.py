@@ -15,7 +15,7 @@ from .sources import DATA_ENV_VAR, DataNotFoundError, resolve_data_dir
 
 
 def _add_model_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", metavar="DIR", help="model folder (default: the project's default model)")
+    parser.add_argument("--model", metavar="PATH", help="model folder (default: the project's default model)")
 
 
 def _add_split_and_quiet_flags(parser: argparse.ArgumentParser) -> None:
@@ -116,23 +116,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Classify image files and folders into a CSV; exit 1 only if nothing was readable."""
-    from .artifact import load_artifact
-    from .inference import Predictor, iter_input_files, predict_files, predictions_table
+    from .inference import iter_input_files, predict_files, predictions_table
 
     files = iter_input_files(args.paths)
     if not files:
         print("error: no files found in the given paths", file=sys.stderr)
         return 1
-    predictor = Predictor.from_artifact(load_artifact(args.model), tta=True if args.tta else None)
-    table = predictions_table(predict_files(predictor, files, progress=not args.quiet))
+    predictor, reliability = _load_predictor(args.model, args.tta)
+    results = predict_files(predictor, files, progress=not args.quiet, reliability=reliability)
+    table = predictions_table(results)
     if args.output == "-":
         table.to_csv(sys.stdout, index=False)
     else:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.output, index=False)
         ok = int((table["status"] == "ok").sum())
-        print(f"{ok} of {len(table)} files classified; wrote {args.output}", file=sys.stderr)
+        referred = int((table["advice"].fillna("") != "").sum())
+        print(
+            f"{ok} of {len(table)} files classified ({referred} with advice to refer); wrote {args.output}",
+            file=sys.stderr,
+        )
     return 0 if (table["status"] == "ok").any() else 1
+
+
+def _load_predictor(model: str | None, tta: bool):
+    """(predictor, reliability check or None) for a model folder or an export."""
+    from .export import is_exported_model, load_exported
+
+    if model and is_exported_model(model):
+        if tta:
+            print(
+                "note: --tta is ignored for an export (its test-time augmentation is fixed at export)", file=sys.stderr
+            )
+        return load_exported(model), None
+    from .artifact import load_artifact
+    from .inference import Predictor
+    from .reliability import ReliabilityCheck
+
+    artifact = load_artifact(model)
+    return Predictor.from_artifact(artifact, tta=True if tta else None), ReliabilityCheck.from_artifact(artifact)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -164,6 +186,49 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a model to SavedModel or TFLite and check it against the Keras model."""
+    import json
+
+    from .artifact import load_artifact
+    from .export import export_model, load_exported, manifest_path, parity_report, record_parity
+    from .inference import Predictor
+    from .pipeline import load_arrays
+
+    artifact = load_artifact(args.model)
+    suffix = "" if args.quantize == "none" else f"-{args.quantize}"
+    default_out = Path("exports") / (
+        f"{artifact.name}{suffix}.tflite" if args.format == "tflite" else f"{artifact.name}-savedmodel"
+    )
+    out = Path(args.out or default_out)
+    manifest = None
+    needs_data = args.quantize == "int8" or not args.no_parity
+    if needs_data:
+        try:
+            manifest = _load_manifest(args)
+        except DataNotFoundError as exc:
+            if args.quantize == "int8":
+                raise DataNotFoundError(f"int8 calibrates on training images: {exc}") from exc
+            print(f"note: no data set, so no parity check ({exc})", file=sys.stderr)
+    representative = None
+    if args.quantize == "int8":
+        rows = manifest.kept("train")
+        rows = rows.sample(min(args.representative, len(rows)), random_state=0)
+        representative, _ = load_arrays(rows, artifact.input_size, progress=not args.quiet)
+    tta = False if args.no_tta else None
+    exported = export_model(artifact, out, args.format, args.quantize, tta=tta, representative=representative)
+    print(f"wrote {exported} and {manifest_path(exported)}")
+    if manifest is not None and not args.no_parity:
+        keras_predictor, export_predictor = Predictor.from_artifact(artifact, tta=tta), load_exported(exported)
+        parity = {}
+        for split in ("val", "test") if args.parity_split == "both" else (args.parity_split,):
+            x, y = load_arrays(manifest.kept(split), artifact.input_size, progress=not args.quiet)
+            parity[split] = parity_report(keras_predictor.predict_arrays(x), export_predictor.predict_arrays(x), y)
+        record_parity(exported, parity)
+        print(json.dumps(parity, indent=1))
     return 0
 
 
@@ -272,7 +337,9 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="classify images or folders into a CSV",
         description="Classify image files and folders (recursively). One CSV row per file: "
-        "file, status, predicted_class, one probability per class, malignant_probability.",
+        "file, status, predicted_class, one probability per class, malignant_probability, and advice "
+        "(empty, or 'uncertain: refer' / 'not a dermoscopic lesion image (...): refer'). --model takes a "
+        "model folder, a .tflite file or a SavedModel folder from `export`.",
     )
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     _add_model_flag(predict)
@@ -304,6 +371,30 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=30)
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     bench.set_defaults(func=cmd_bench)
+
+    export = sub.add_parser(
+        "export",
+        help="export a model to SavedModel (TF Serving) or TFLite, with a parity check",
+        description="Export the model's serving function (pixels in, probabilities out, with its test-time "
+        "augmentation) as a SavedModel or a TFLite file, optionally quantized; with a data set, compare it with "
+        "the Keras model on a held-out split and record the result in the export's manifest.",
+    )
+    _add_data_flag(export)
+    _add_model_flag(export)
+    export.add_argument("--format", choices=["savedmodel", "tflite"], default="tflite")
+    export.add_argument(
+        "--quantize",
+        choices=["none", "float16", "dynamic", "int8"],
+        default="none",
+        help="tflite only; int8 calibrates activations on training images (needs the data set)",
+    )
+    export.add_argument("--out", metavar="PATH", help="output .tflite file or SavedModel folder (default: exports/)")
+    export.add_argument("--no-tta", action="store_true", help="export the single-view forward pass")
+    export.add_argument("--representative", type=int, default=300, help="training images used to calibrate int8")
+    export.add_argument("--parity-split", choices=["test", "val", "both"], default="both")
+    export.add_argument("--no-parity", action="store_true", help="skip the comparison with the Keras model")
+    _add_split_and_quiet_flags(export)
+    export.set_defaults(func=cmd_export)
 
     explain = sub.add_parser(
         "explain",

@@ -50,7 +50,12 @@ class Predictor:
             probs = model(tf.concat(dihedral_views(x), axis=0), training=False)
             return tf.reduce_mean(tf.reshape(probs, [8, n, -1]), axis=0)
 
+        self._forward_fn = forward
         self._forward = tf.function(forward, input_signature=[spec])
+
+    def forward_function(self):
+        """The plain (untraced) forward pass: pixels in, probabilities out; for exporting."""
+        return self._forward_fn
 
     @classmethod
     def from_artifact(cls, artifact: ModelArtifact, tta: bool | None = None) -> Predictor:
@@ -172,19 +177,48 @@ class FilePrediction:
     file: str
     status: str
     probs: np.ndarray | None
+    # empty when the model answers; else why a dermatologist should decide instead
+    advice: str = ""
+
+
+def reliability_advice(checked: dict[str, np.ndarray], abstain_below: float) -> list[str]:
+    """Per image of a :meth:`ReliabilityCheck.check` result: "" when the model can
+    answer, else the reason to refer ("not a dermoscopic lesion ...", "uncertain: refer")."""
+    advice = []
+    for ood, reason, confidence in zip(
+        checked["out_of_distribution"], checked["ood_reason"], checked["calibrated_confidence"], strict=True
+    ):
+        if ood:
+            advice.append(f"not a dermoscopic lesion image ({reason}): refer")
+        elif confidence < abstain_below:
+            advice.append("uncertain: refer")
+        else:
+            advice.append("")
+    return advice
 
 
 def predict_files(
-    predictor: Predictor, files: list[tuple[Path, str]], batch_size: int = 64, progress: bool = True
+    predictor,
+    files: list[tuple[Path, str]],
+    batch_size: int = 64,
+    progress: bool = True,
+    reliability=None,
 ) -> list[FilePrediction]:
-    """Predict every file; unreadable ones get a status saying why, never an exception."""
+    """Predict every file; unreadable ones get a status saying why, never an exception.
+    ``predictor`` is a :class:`Predictor` or an exported model; ``reliability`` (a
+    :class:`skin_model.reliability.ReliabilityCheck`) fills in the referral advice."""
     results: list[FilePrediction] = []
     pending: list[tuple[int, np.ndarray]] = []
 
     def flush() -> None:
-        probs = predictor.predict_arrays(np.stack([arr for _, arr in pending]), batch_size)
-        for (index, _), p in zip(pending, probs, strict=True):
+        batch = np.stack([arr for _, arr in pending])
+        probs = predictor.predict_arrays(batch, batch_size)
+        advice = [""] * len(pending)
+        if reliability is not None:
+            advice = reliability_advice(reliability.check(batch), reliability.abstain_below)
+        for (index, _), p, a in zip(pending, probs, advice, strict=True):
             results[index].probs = p
+            results[index].advice = a
         pending.clear()
 
     for path, name in tqdm(files, desc="predicting", unit="img", disable=not progress):
@@ -204,14 +238,15 @@ def predict_files(
 
 def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
     """The predict CSV: file, status, predicted_class, one column per class,
-    malignant_probability (empty where the file was not classified)."""
+    malignant_probability (empty where the file was not classified) and advice
+    (empty, or why the model defers to a dermatologist on this image)."""
     rows = []
     for r in results:
-        row: dict[str, object] = {"file": r.file, "status": r.status, "predicted_class": ""}
+        row: dict[str, object] = {"file": r.file, "status": r.status, "predicted_class": "", "advice": r.advice}
         if r.probs is not None:
             row["predicted_class"] = CLASS_NAMES[int(np.argmax(r.probs))]
             row.update({name: round(float(p), 6) for name, p in zip(CLASS_NAMES, r.probs, strict=True)})
             row["malignant_probability"] = round(float(malignant_score(r.probs[None])[0]), 6)
         rows.append(row)
-    columns = ["file", "status", "predicted_class", *CLASS_NAMES, "malignant_probability"]
+    columns = ["file", "status", "predicted_class", *CLASS_NAMES, "malignant_probability", "advice"]
     return pd.DataFrame(rows).reindex(columns=columns)

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from skin_model.artifact import load_artifact
 from skin_model.manifest import Manifest, build_manifest
+from skin_model.training import TrainConfig, train
 
 from .synthetic import make_dataset
 
@@ -33,3 +38,29 @@ def real_data_dir() -> Path:
     if not Path(REAL_DATA).is_dir():
         pytest.skip(f"real data set not available: SKIN_DATA_DIR={REAL_DATA} is not a directory")
     return Path(REAL_DATA)
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m skin_model ARGS`` in a subprocess, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "skin_model", *args], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(synthetic_manifest: Manifest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-epoch tiny CNN trained on the synthetic data set, saved as an artifact."""
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    config = TrainConfig(arch="tiny_cnn", epochs=2, batch_size=16, patience=5, bootstrap=20, warmup_epochs=1)
+    train(config, synthetic_manifest, out, cache_dir=out.parent / "cache", progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def calibrated_dir(tiny_model_dir: Path, synthetic_manifest: Manifest, tmp_path_factory) -> Path:
+    """The tiny model with fitted reliability settings (temperature, OOD, abstention)."""
+    from skin_model.reliability import fit_reliability
+
+    out = tmp_path_factory.mktemp("calibrated") / "tiny"
+    shutil.copytree(tiny_model_dir, out)
+    result = fit_reliability(load_artifact(out), synthetic_manifest, cache_dir=out.parent / "cache", progress=False)
+    assert set(result["report"]) == {"fitted_on", "val", "test"}
+    return out

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,23 +12,10 @@ import pytest
 
 from skin_model.artifact import ArtifactError, load_artifact
 from skin_model.classes import CLASS_NAMES
-from skin_model.manifest import Manifest
-from skin_model.training import TrainConfig, class_weights, train
+from skin_model.training import class_weights
 
+from .conftest import run_cli
 from .synthetic import jpeg_bytes, smooth_picture
-
-
-def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """``python -m skin_model ARGS`` in a subprocess, as a user would run it."""
-    return subprocess.run([sys.executable, "-m", "skin_model", *args], capture_output=True, text=True, check=check)
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(synthetic_manifest: Manifest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("models") / "tiny"
-    config = TrainConfig(arch="tiny_cnn", epochs=2, batch_size=16, patience=5, bootstrap=20, warmup_epochs=1)
-    train(config, synthetic_manifest, out, cache_dir=out.parent / "cache", progress=False)
-    return out
 
 
 def test_artifact_files_and_manifest(tiny_model_dir: Path) -> None:
@@ -90,7 +75,7 @@ def test_predict_cli_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "preds.csv"
     run_cli("predict", "--model", str(tiny_model_dir), str(folder), "--output", str(out), "--quiet")
     table = pd.read_csv(out)
-    assert list(table.columns) == ["file", "status", "predicted_class", *CLASS_NAMES, "malignant_probability"]
+    assert list(table.columns) == ["file", "status", "predicted_class", *CLASS_NAMES, "malignant_probability", "advice"]
     assert table["file"].tolist() == ["a.jpg", "notes.txt", "sub dir/ünï b.jpg"]
     assert table["status"].tolist()[0] == "ok" and table["status"].tolist()[2] == "ok"
     assert table["status"][1].startswith("unreadable: not an image")
@@ -122,17 +107,6 @@ def test_class_weights_balance_the_classes() -> None:
     assert w[0] * 3 == pytest.approx(w[1] * 1)  # each class contributes equally
     assert w[2] == 0
     assert (w[y]).mean() == pytest.approx(1.0)
-
-
-@pytest.fixture(scope="module")
-def calibrated_dir(tiny_model_dir: Path, synthetic_manifest: Manifest, tmp_path_factory) -> Path:
-    from skin_model.reliability import fit_reliability
-
-    out = tmp_path_factory.mktemp("calibrated") / "tiny"
-    shutil.copytree(tiny_model_dir, out)
-    result = fit_reliability(load_artifact(out), synthetic_manifest, cache_dir=out.parent / "cache", progress=False)
-    assert set(result["report"]) == {"fitted_on", "val", "test"}
-    return out
 
 
 def test_calibration_is_recorded_and_used(calibrated_dir: Path) -> None:
@@ -202,3 +176,16 @@ def test_bench_reports_the_required_figures(tiny_model_dir: Path) -> None:
     ):
         assert results[key] > 0, key
     assert results["latency_ms_p95"] >= results["latency_ms_p50"]
+
+
+def test_predict_gives_referral_advice_for_a_blank_frame(calibrated_dir: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (200, 200), (250, 250, 250)).save(tmp_path / "blank.png")
+    (tmp_path / "lesion.jpg").write_bytes(jpeg_bytes(smooth_picture(4, 90)))
+    out = tmp_path / "p.csv"
+    run_cli("predict", "--model", str(calibrated_dir), str(tmp_path), "--output", str(out), "--quiet")
+    table = pd.read_csv(out, keep_default_na=False).set_index("file")
+    assert table.loc["blank.png", "status"] == "ok"  # still classified, so the CSV stays complete
+    assert table.loc["blank.png", "advice"].startswith("not a dermoscopic lesion image (blank")
+    assert table.loc["lesion.jpg", "advice"] in {"", "uncertain: refer"}

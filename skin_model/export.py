@@ -1,0 +1,263 @@
+"""Export a trained model for serving, and load it back.
+
+Two formats: a TensorFlow SavedModel (what TensorFlow Serving runs) and a LiteRT
+(TFLite) flat buffer, optionally quantized (float16 weights, dynamic-range int8
+weights, or full int8 weights and activations calibrated on training images). The
+exported function is the one the model was evaluated with: raw 0-255 RGB pixels in,
+the 9 class probabilities out, with the 8-view test-time augmentation inside when
+the model's manifest uses it, so the shipped thresholds still apply.
+
+Every export gets a JSON manifest (``export.json`` inside a SavedModel folder,
+``<file>.json`` beside a ``.tflite`` file) with the class names, input size,
+preprocessing, source model checksum, the exported files' SHA-256 (verified when
+loading) and, when data was given, the parity check against the Keras model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifact import ArtifactError, ModelArtifact, library_versions, sha256_of, write_json
+from .classes import CLASS_NAMES
+
+FORMATS = ("savedmodel", "tflite")
+QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
+SAVEDMODEL_MANIFEST = "export.json"
+SERVING_ENDPOINT = "serve"
+PREPROCESSING = "RGB pixels 0-255 as float32, NHWC, resized to input_size x input_size (bilinear)"
+
+
+def manifest_path(export: Path) -> Path:
+    """Where an export's manifest lives."""
+    export = Path(export)
+    return export / SAVEDMODEL_MANIFEST if export.is_dir() else export.with_name(export.name + ".json")
+
+
+def is_exported_model(path: str | Path) -> bool:
+    """True for a ``.tflite`` file or a folder written by :func:`export_model`."""
+    path = Path(path)
+    return path.suffix == ".tflite" or (path.is_dir() and (path / SAVEDMODEL_MANIFEST).is_file())
+
+
+def _tree_sha256(folder: Path) -> str:
+    """One digest over every file of a folder (relative names and contents), manifest excluded."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != SAVEDMODEL_MANIFEST):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + sha256_of(path).encode())
+    return digest.hexdigest()
+
+
+def _export_sha256(path: Path) -> str:
+    return _tree_sha256(path) if path.is_dir() else sha256_of(path)
+
+
+def write_savedmodel(artifact: ModelArtifact, out_dir: Path, tta: bool) -> Path:
+    """The model's serving function as a SavedModel with one endpoint, ``serve``
+    (also the default serving signature TensorFlow Serving uses)."""
+    import keras
+    import tensorflow as tf
+
+    from .inference import Predictor
+
+    predictor = Predictor.from_artifact(artifact, tta=tta)
+    archive = keras.export.ExportArchive()
+    archive.track(artifact.model)
+    size = artifact.input_size
+    archive.add_endpoint(
+        SERVING_ENDPOINT,
+        predictor.forward_function(),
+        input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="pixels")],
+    )
+    archive.write_out(str(out_dir), verbose=False)
+    return out_dir
+
+
+def convert_to_tflite(savedmodel_dir: Path, quantize: str = "none", representative: np.ndarray | None = None) -> bytes:
+    """A LiteRT flat buffer of the ``serve`` endpoint. ``int8`` quantizes weights and
+    activations with ranges measured on ``representative`` (training images, uint8);
+    inputs and outputs stay float32 so every export is called the same way."""
+    import tensorflow as tf
+
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"unknown quantization {quantize!r}; choose from {', '.join(QUANTIZATIONS)}")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel_dir), signature_keys=[SERVING_ENDPOINT])
+    if quantize != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantize == "int8":
+        if representative is None or not len(representative):
+            raise ValueError("int8 quantization needs representative training images")
+
+        def samples():
+            for image in representative:
+                yield [np.asarray(image, np.float32)[None]]
+
+        converter.representative_dataset = samples
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter.convert()
+
+
+def export_model(
+    artifact: ModelArtifact,
+    out: str | Path,
+    fmt: str,
+    quantize: str = "none",
+    tta: bool | None = None,
+    representative: np.ndarray | None = None,
+) -> Path:
+    """Write an export and its manifest; returns the exported path (a folder for
+    ``savedmodel``, a ``.tflite`` file for ``tflite``)."""
+    import tempfile
+
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if fmt == "savedmodel" and quantize != "none":
+        raise ValueError("quantization applies to the tflite format only")
+    use_tta = bool(artifact.manifest.get("tta", False)) if tta is None else tta
+    out = Path(out)
+    started = time.perf_counter()
+    if fmt == "savedmodel":
+        if out.exists() and any(out.iterdir()):
+            raise FileExistsError(f"{out} exists and is not empty")
+        write_savedmodel(artifact, out, use_tta)
+    else:
+        if out.suffix != ".tflite":
+            raise ValueError(f"a tflite export is a file ending in .tflite, not {out.name}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_savedmodel(artifact, Path(tmp) / "savedmodel", use_tta)
+            out.write_bytes(convert_to_tflite(Path(tmp) / "savedmodel", quantize, representative))
+    manifest = {
+        "format": fmt,
+        "quantization": quantize,
+        "class_names": list(CLASS_NAMES),
+        "input_size": artifact.input_size,
+        "preprocessing": PREPROCESSING,
+        "output": "class probabilities in class_names order",
+        "tta": use_tta,
+        "malignant_threshold": artifact.malignant_threshold,
+        "source_model": artifact.name,
+        "source_manifest_sha256": artifact.manifest.get("manifest_sha256"),
+        "representative_images": 0 if representative is None else len(representative),
+        "export_seconds": round(time.perf_counter() - started, 1),
+        "versions": library_versions(),
+        "sha256": _export_sha256(out),
+    }
+    write_json(manifest_path(out), manifest)
+    return out
+
+
+def record_parity(export: Path, parity: dict[str, Any]) -> None:
+    """Add a parity report to an export's manifest (the exported files are unchanged)."""
+    path = manifest_path(export)
+    manifest = json.loads(path.read_text())
+    write_json(path, {**manifest, "parity": parity})
+
+
+class ExportedPredictor:
+    """Runs an export with the same interface as :class:`skin_model.inference.Predictor`
+    (``input_size``, ``predict_arrays``); safe to share between threads."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
+        self.path = path
+        self.manifest = manifest
+        self.input_size = int(manifest["input_size"])
+        self.tta = bool(manifest.get("tta", False))
+        self._lock = threading.Lock()
+        if manifest["format"] == "tflite":
+            from ai_edge_litert.interpreter import Interpreter
+
+            self._interpreter = Interpreter(model_path=str(path), num_threads=2)
+            self._input = self._interpreter.get_input_details()[0]["index"]
+            self._output = self._interpreter.get_output_details()[0]["index"]
+            self._batch = -1
+        else:
+            import tensorflow as tf
+
+            self._serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def malignant_threshold(self) -> float:
+        return float(self.manifest["malignant_threshold"])
+
+    def _run_tflite(self, x: np.ndarray) -> np.ndarray:
+        with self._lock:  # one interpreter holds one set of tensors
+            if len(x) != self._batch:
+                self._interpreter.resize_tensor_input(self._input, list(x.shape))
+                self._interpreter.allocate_tensors()
+                self._batch = len(x)
+            self._interpreter.set_tensor(self._input, x)
+            self._interpreter.invoke()
+            return self._interpreter.get_tensor(self._output).copy()
+
+    def predict_arrays(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities for uint8/float images already at the input size."""
+        if len(x) == 0:
+            return np.zeros((0, len(CLASS_NAMES)), np.float32)
+        out = []
+        for i in range(0, len(x), batch_size):
+            batch = np.ascontiguousarray(x[i : i + batch_size], np.float32)
+            if self.manifest["format"] == "tflite":
+                out.append(self._run_tflite(batch))
+            else:
+                out.append(next(iter(self._serve(pixels=batch).values())).numpy())
+        return np.concatenate(out)
+
+    def warm_up(self) -> None:
+        self.predict_arrays(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))
+
+
+def load_exported(path: str | Path) -> ExportedPredictor:
+    """Load an export after checking its manifest and checksum."""
+    path = Path(path)
+    meta = manifest_path(path)
+    if not path.exists():
+        raise ArtifactError(f"{path} does not exist")
+    if not meta.is_file():
+        raise ArtifactError(
+            f"{path} has no export manifest ({meta.name}); export it with `python -m skin_model export`"
+        )
+    manifest = json.loads(meta.read_text())
+    if tuple(manifest.get("class_names", ())) != CLASS_NAMES:
+        raise ArtifactError(f"{meta}: class names or order differ from this version of skin_model")
+    if _export_sha256(path) != manifest.get("sha256"):
+        raise ArtifactError(f"{path} does not match the checksum in {meta.name}: it was altered; refusing to load it")
+    return ExportedPredictor(path, manifest)
+
+
+def parity_report(reference: np.ndarray, exported: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Accuracy and balanced accuracy of the Keras model and of the export on the same
+    images (with labels ``y``), and how far their probabilities differ."""
+    import warnings
+
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    def scores(probs: np.ndarray) -> dict[str, float]:
+        predicted = probs.argmax(axis=1)
+        with warnings.catch_warnings():  # a split may lack a class the model predicts
+            warnings.simplefilter("ignore", UserWarning)
+            balanced = balanced_accuracy_score(y, predicted)
+        return {
+            "accuracy": round(float(accuracy_score(y, predicted)), 4),
+            "balanced_accuracy": round(float(balanced), 4),
+        }
+
+    return {
+        "images": len(y),
+        "keras": scores(reference),
+        "export": scores(exported),
+        "max_abs_probability_difference": round(float(np.abs(reference - exported).max()), 6),
+        "top1_agreement": round(float((reference.argmax(1) == exported.argmax(1)).mean()), 4),
+    }

@@ -1,0 +1,114 @@
+"""SavedModel and TFLite exports: same predictions as Keras, verified at load, usable by `predict`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skin_model.artifact import ArtifactError, load_artifact
+from skin_model.classes import CLASS_NAMES
+from skin_model.export import export_model, is_exported_model, load_exported, parity_report
+from skin_model.inference import Predictor
+
+from .conftest import run_cli
+from .synthetic import jpeg_bytes, smooth_picture
+
+# what each export may differ from the Keras float32 model by, in probability
+TOLERANCE = {"none": 1e-4, "float16": 1e-2, "dynamic": 0.05, "int8": 0.15}
+
+
+@pytest.fixture(scope="module")
+def images(tiny_model_dir: Path) -> np.ndarray:
+    size = load_artifact(tiny_model_dir).input_size
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (12, size, size, 3)).astype(np.uint8)
+
+
+def test_savedmodel_matches_keras_with_and_without_tta(tiny_model_dir: Path, images, tmp_path: Path) -> None:
+    artifact = load_artifact(tiny_model_dir)
+    for tta in (False, True):
+        out = export_model(artifact, tmp_path / f"sm-{tta}", "savedmodel", tta=tta)
+        assert (out / "saved_model.pb").is_file() and is_exported_model(out)
+        exported = load_exported(out)
+        assert exported.manifest["tta"] is tta and exported.input_size == artifact.input_size
+        reference = Predictor.from_artifact(artifact, tta=tta).predict_arrays(images)
+        np.testing.assert_allclose(exported.predict_arrays(images), reference, atol=1e-5)
+
+
+@pytest.mark.parametrize("quantize", ["none", "float16", "dynamic", "int8"])
+def test_tflite_export_agrees_with_keras(tiny_model_dir: Path, images, tmp_path: Path, quantize: str) -> None:
+    artifact = load_artifact(tiny_model_dir)
+    representative = images[:8] if quantize == "int8" else None
+    out = export_model(artifact, tmp_path / "m.tflite", "tflite", quantize, representative=representative)
+    manifest = json.loads((tmp_path / "m.tflite.json").read_text())
+    assert manifest["quantization"] == quantize and manifest["class_names"] == list(CLASS_NAMES)
+    exported = load_exported(out)
+    reference = Predictor.from_artifact(artifact).predict_arrays(images)
+    probs = exported.predict_arrays(images, batch_size=5)  # uneven batches resize the interpreter
+    assert probs.shape == (len(images), len(CLASS_NAMES))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-2)  # int8 softmax comes in steps of 1/256
+    assert np.abs(probs - reference).max() <= TOLERANCE[quantize]
+
+
+def test_int8_needs_representative_images(tiny_model_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="representative"):
+        export_model(load_artifact(tiny_model_dir), tmp_path / "m.tflite", "tflite", "int8")
+
+
+def test_altered_export_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = export_model(load_artifact(tiny_model_dir), tmp_path / "m.tflite", "tflite")
+    data = bytearray(out.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    out.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="altered"):
+        load_exported(out)
+    (tmp_path / "m.tflite.json").unlink()
+    with pytest.raises(ArtifactError, match="no export manifest"):
+        load_exported(out)
+
+
+def test_parity_report_by_hand() -> None:
+    y = np.array([0, 1, 1, 2])
+    reference = np.eye(9)[[0, 1, 1, 2]] * 0.9 + 0.1 / 9
+    exported = reference.copy()
+    exported[3] = np.eye(9)[1] * 0.6 + 0.4 / 9  # the export gets the last (class 2) image wrong
+    report = parity_report(reference, exported, y)
+    assert report["keras"] == {"accuracy": 1.0, "balanced_accuracy": 1.0}
+    # class 0: 1/1, class 1: 2/2, class 2: 0/1 -> balanced accuracy 2/3
+    assert report["export"] == {"accuracy": 0.75, "balanced_accuracy": round(2 / 3, 4)}
+    assert report["top1_agreement"] == 0.75
+    # largest gap: class 2 of the last image, 0.9 + 0.1/9 in Keras against 0.4/9 in the export
+    assert report["max_abs_probability_difference"] == pytest.approx(0.9 + 0.1 / 9 - 0.4 / 9, abs=1e-6)
+
+
+def test_export_and_predict_through_the_cli(tiny_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exports" / "tiny.tflite"
+    result = run_cli("export", "--model", str(tiny_model_dir), "--out", str(out), "--no-parity")
+    assert "wrote" in result.stdout and out.is_file()
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(jpeg_bytes(smooth_picture(1, 90)))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff")
+    csv = tmp_path / "p.csv"
+    run_cli("predict", "--model", str(out), str(folder), "--output", str(csv), "--quiet")
+    table = pd.read_csv(csv)
+    assert table["status"].tolist()[0] == "ok" and table["status"][1].startswith("unreadable")
+    keras_csv = tmp_path / "k.csv"
+    run_cli("predict", "--model", str(tiny_model_dir), str(folder / "a.jpg"), "--output", str(keras_csv), "--quiet")
+    keras_row = pd.read_csv(keras_csv).iloc[0]
+    np.testing.assert_allclose(
+        table.iloc[0][list(CLASS_NAMES)].to_numpy(float), keras_row[list(CLASS_NAMES)].to_numpy(float), atol=1e-4
+    )
+
+
+def test_int8_export_without_data_says_why(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("SKIN_DATA_DIR", raising=False)
+    result = run_cli(
+        "export", "--model", str(tiny_model_dir), "--quantize", "int8", "--out", str(tmp_path / "q.tflite"), check=False
+    )
+    assert result.returncode == 2
+    assert "int8 calibrates on training images" in result.stderr
