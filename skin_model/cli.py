@@ -180,7 +180,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from .bench import run_benchmark
 
-    results = run_benchmark(args.model, repeats=args.repeats)
+    results = run_benchmark(args.model, repeats=args.repeats, tflite=args.tflite)
     for key, value in results.items():
         print(f"{key:28s} {value}")
     if args.json:
@@ -370,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flag(bench)
     bench.add_argument("--repeats", type=int, default=30)
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    bench.add_argument(
+        "--tflite", metavar="FILE", help="a .tflite export to measure too (default: a float32 export made on the fly)"
+    )
     bench.set_defaults(func=cmd_bench)
 
     export = sub.add_parser(

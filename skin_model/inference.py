@@ -197,6 +197,16 @@ def reliability_advice(checked: dict[str, np.ndarray], abstain_below: float) -> 
     return advice
 
 
+def _decode_for_model(item: tuple[Path, str], size: int) -> FilePrediction | tuple[str, np.ndarray]:
+    """One file as model input, or its unreadable-status row."""
+    path, name = item
+    try:
+        image = load_image(path).image
+    except ImageLoadError as exc:
+        return FilePrediction(name, f"unreadable: {exc}", None)
+    return name, to_model_input(image, size)
+
+
 def predict_files(
     predictor,
     files: list[tuple[Path, str]],
@@ -206,33 +216,38 @@ def predict_files(
 ) -> list[FilePrediction]:
     """Predict every file; unreadable ones get a status saying why, never an exception.
     ``predictor`` is a :class:`Predictor` or an exported model; ``reliability`` (a
-    :class:`skin_model.reliability.ReliabilityCheck`) fills in the referral advice."""
+    :class:`skin_model.reliability.ReliabilityCheck`) fills in the referral advice.
+    Two threads decode the next batch while the model runs on the current one (PIL
+    releases the GIL while decoding and resizing)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     results: list[FilePrediction] = []
-    pending: list[tuple[int, np.ndarray]] = []
+    chunks = [files[i : i + batch_size] for i in range(0, len(files), batch_size)]
+    with (
+        ThreadPoolExecutor(max_workers=2) as pool,
+        tqdm(total=len(files), desc="predicting", unit="img", disable=not progress) as bar,
+    ):
 
-    def flush() -> None:
-        batch = np.stack([arr for _, arr in pending])
-        probs = predictor.predict_arrays(batch, batch_size)
-        advice = [""] * len(pending)
-        if reliability is not None:
-            advice = reliability_advice(reliability.check(batch), reliability.abstain_below)
-        for (index, _), p, a in zip(pending, probs, advice, strict=True):
-            results[index].probs = p
-            results[index].advice = a
-        pending.clear()
+        def submit(chunk):
+            return [pool.submit(_decode_for_model, item, predictor.input_size) for item in chunk]
 
-    for path, name in tqdm(files, desc="predicting", unit="img", disable=not progress):
-        try:
-            image = load_image(path).image
-        except ImageLoadError as exc:
-            results.append(FilePrediction(name, f"unreadable: {exc}", None))
-            continue
-        results.append(FilePrediction(name, "ok", None))
-        pending.append((len(results) - 1, to_model_input(image, predictor.input_size)))
-        if len(pending) >= batch_size:
-            flush()
-    if pending:
-        flush()
+        pending = submit(chunks[0]) if chunks else []
+        for k in range(len(chunks)):
+            decoded = [f.result() for f in pending]
+            pending = submit(chunks[k + 1]) if k + 1 < len(chunks) else []
+            readable = [d for d in decoded if not isinstance(d, FilePrediction)]
+            if readable:
+                batch = np.stack([arr for _, arr in readable])
+                probs = iter(predictor.predict_arrays(batch, batch_size))
+                advice = iter([""] * len(readable))
+                if reliability is not None:
+                    advice = iter(reliability_advice(reliability.check(batch), reliability.abstain_below))
+            for d in decoded:
+                if isinstance(d, FilePrediction):
+                    results.append(d)
+                else:
+                    results.append(FilePrediction(d[0], "ok", next(probs), next(advice)))
+            bar.update(len(decoded))
     return results
 
 
