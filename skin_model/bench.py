@@ -90,6 +90,7 @@ def run_benchmark(
         statistics.median(_timed(lambda: explainer.explain(x[0], "gradcam", 0), repeats)) * 1000, 2
     )
     with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "images").mkdir()
         _synthetic_jpegs(Path(tmp) / "images", folder_images)
         files = iter_input_files([Path(tmp) / "images"])
         plain = Predictor.from_artifact(artifact, tta=False)
