@@ -48,7 +48,7 @@ def _tflite_figures(artifact, tflite, tmp: Path, x: np.ndarray, files, repeats: 
         "tflite_file": path.name if tflite else "float32 export of the model, single view",
         "tflite_quantization": exported.manifest["quantization"],
         "tflite_tta": exported.tta,
-        "tflite_load_s": round(load_s, 3),
+        "tflite_load_s": round(load_s, 4),
         "tflite_latency_ms_p50": round(float(np.percentile(ms, 50)), 2),
         "tflite_latency_ms_p95": round(float(np.percentile(ms, 95)), 2),
         "tflite_throughput_images_per_s": round(len(files) / seconds, 1),
