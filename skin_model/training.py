@@ -13,6 +13,8 @@ import pandas as pd
 
 from . import artifact as artifact_io
 from .classes import CLASS_NAMES, MALIGNANT_CLASSES, MALIGNANT_MASK, malignant_score
+from .distribute import describe as describe_strategy
+from .distribute import fit_multi_worker, is_multi_worker, strategy_from_environment
 from .evaluation import evaluate_predictions, threshold_for_sensitivity
 from .inference import Predictor
 from .manifest import Manifest
@@ -170,6 +172,7 @@ def train(
     import keras
     import tensorflow as tf
 
+    strategy = strategy_from_environment()  # first: a multi-worker strategy must precede any TF op
     keras.utils.set_random_seed(config.seed)
     size = config.resolved_input_size()
     splits = {name: manifest.kept(name) for name in ("train", "val", "test")}
@@ -184,7 +187,8 @@ def train(
         x_train, y_onehot, config.batch_size, training=True, seed=config.seed, sample_weights=sample_weights
     )
 
-    model = build_model(config.arch, size)
+    with strategy.scope():
+        model = build_model(config.arch, size)
     started = time.perf_counter()
     initial = None
     if config.arch in FINETUNE_FROM:
@@ -192,20 +196,27 @@ def train(
         initial = warm_up_head(model, config, x_train, y_train, x_val, y_val, progress)
         freeze_for_finetuning(model, config.unfreeze_from)
     steps = int(np.ceil(len(x_train) / config.batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=config.learning_rate / 10,
-        decay_steps=max(1, steps * (config.epochs - config.warmup_epochs)),
-        warmup_target=config.learning_rate,
-        warmup_steps=steps * config.warmup_epochs,
-    )
-    model.compile(
-        optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
+    with strategy.scope():
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=config.learning_rate / 10,
+            decay_steps=max(1, steps * (config.epochs - config.warmup_epochs)),
+            warmup_target=config.learning_rate,
+            warmup_steps=steps * config.warmup_epochs,
+        )
+        model.compile(
+            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+        )
     predictor = Predictor(model, size)
     selector = _balanced_accuracy_callback(predictor, x_val, y_val, config.patience, initial)
-    history = model.fit(train_ds, epochs=config.epochs, callbacks=[selector], verbose=1 if progress else 2)
+    if is_multi_worker(strategy):
+        print(f"  synchronous training on {strategy.num_replicas_in_sync} workers")
+        history = fit_multi_worker(
+            model, strategy, train_ds, config.epochs, config.batch_size, config.label_smoothing, [selector]
+        )
+    else:
+        history = model.fit(train_ds, epochs=config.epochs, callbacks=[selector], verbose=1 if progress else 2).history
     if selector.best_epoch < 0 and initial is not None:
         print("  fine-tuning never beat the warmed-up head: keeping the head-only model")
     wall = time.perf_counter() - started
@@ -235,7 +246,8 @@ def train(
         "data_fingerprint": manifest.fingerprint(),
         "split_sizes": {name: len(rows) for name, rows in splits.items()},
         "training_wall_time_s": round(wall, 1),
-        "epochs_run": len(history.history["loss"]),
+        "epochs_run": len(history["loss"]),
+        "distribution": describe_strategy(strategy),
         "best_epoch": selector.best_epoch + 1,
         "best_val_balanced_accuracy": round(selector.best, 4),
         "malignant_classes": sorted(MALIGNANT_CLASSES),
@@ -253,7 +265,7 @@ def train(
     }
     artifact_io.save_artifact(model, out_dir, manifest_out)
     artifact_io.write_json(out_dir / artifact_io.EVALUATION_FILE, evaluation)
-    pd.DataFrame(history.history).rename_axis("epoch").to_csv(out_dir / artifact_io.HISTORY_FILE)
+    pd.DataFrame(history).rename_axis("epoch").to_csv(out_dir / artifact_io.HISTORY_FILE)
     if not keep_weights:
         (out_dir / artifact_io.MODEL_FILE).unlink()
     return artifact_io.read_manifest(out_dir)
