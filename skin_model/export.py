@@ -66,13 +66,13 @@ def write_savedmodel(artifact: ModelArtifact, out_dir: Path, tta: bool) -> Path:
 
     from .inference import Predictor
 
-    predictor = Predictor.from_artifact(artifact, tta=tta)
+    forward = Predictor.from_artifact(artifact, tta=tta).forward_function()
     archive = keras.export.ExportArchive()
     archive.track(artifact.model)
     size = artifact.input_size
     archive.add_endpoint(
         SERVING_ENDPOINT,
-        predictor.forward_function(),
+        lambda pixels: {"probabilities": forward(pixels)},
         input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="pixels")],
     )
     archive.write_out(str(out_dir), verbose=False)
@@ -212,7 +212,7 @@ class ExportedPredictor:
             if self.manifest["format"] == "tflite":
                 out.append(self._run_tflite(batch))
             else:
-                out.append(next(iter(self._serve(pixels=batch).values())).numpy())
+                out.append(self._serve(pixels=batch)["probabilities"].numpy())
         return np.concatenate(out)
 
     def warm_up(self) -> None:
