@@ -11,8 +11,13 @@ from skin_model.manifest import build_manifest
 
 
 @pytest.fixture(scope="module")
-def real_findings(real_data_dir: Path) -> dict:
-    return audit_findings(build_manifest(real_data_dir, progress=False))
+def real_manifest(real_data_dir: Path):
+    return build_manifest(real_data_dir, progress=False)
+
+
+@pytest.fixture(scope="module")
+def real_findings(real_manifest) -> dict:
+    return audit_findings(real_manifest)
 
 
 def test_finds_cross_class_duplicates_and_leaks(real_findings: dict) -> None:
@@ -26,3 +31,13 @@ def test_clean_splits_have_no_leak(real_findings: dict) -> None:
     after = real_findings["class_counts"]["after"]
     assert sum(after["test"].values()) > 0
     assert after["train"]["seborrheic keratosis"] > 100  # learnable thanks to ISIC 2017
+
+
+def test_no_real_lesion_is_screened_out_as_not_a_photo(real_manifest, tmp_path: Path) -> None:
+    """The image screens (blank / colourless / noise) must pass every cleaned lesion image."""
+    from skin_model.pipeline import load_arrays
+    from skin_model.reliability import screen_image
+
+    x, _ = load_arrays(real_manifest.kept(), 224, cache_dir=tmp_path, progress=False)
+    flagged = [reason for reason in map(screen_image, x) if reason is not None]
+    assert flagged == []

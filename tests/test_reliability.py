@@ -76,6 +76,17 @@ def test_abstention_reaches_target_accuracy_on_answered_cases() -> None:
     assert report == {"coverage": 0.5, "accuracy_answered": 1.0, "accuracy_all": 0.75}
 
 
+def test_neighbour_correlation_by_hand() -> None:
+    from skin_model.reliability import neighbour_correlation
+
+    stripes = np.tile(np.array([0.0, 1.0]), (4, 2))  # 4x4, columns alternate 0,1,0,1
+    # across: every pair differs (centred -0.5*0.5 = -0.25, variance 0.25 -> -1);
+    # down: every pair equal (+0.25 / 0.25 -> +1); mean 0
+    assert neighbour_correlation(stripes) == pytest.approx(0.0)
+    ramp = np.tile(np.arange(8.0), (8, 1))
+    assert neighbour_correlation(ramp) > 0.8
+
+
 def test_image_screens_catch_degenerate_frames_not_lesions() -> None:
     from skin_model.reliability import screen_image
 
@@ -86,4 +97,11 @@ def test_image_screens_catch_degenerate_frames_not_lesions() -> None:
     gray_text = np.repeat(rng.integers(0, 2, (64, 64, 1), dtype=np.uint8) * 255, 3, axis=2)
     assert "no colour" in screen_image(gray_text)
     assert "noise" in screen_image(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8))
+    # noise stays noise after downscaling (the screen sees model-size pictures)
+    from PIL import Image
+
+    from skin_model.pipeline import to_model_input
+
+    big_noise = Image.fromarray(np.clip(rng.normal(128, 40, (600, 600, 3)), 0, 255).astype(np.uint8))
+    assert "noise" in screen_image(to_model_input(big_noise, 224))
     assert screen_image(np.asarray(lesion_like(224))) is None
