@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from skin_model.audit import audit_findings, format_report
 from skin_model.manifest import Manifest
 
@@ -89,3 +92,41 @@ def test_report_is_readable(synthetic_manifest: Manifest) -> None:
     report = format_report(audit_findings(synthetic_manifest))
     assert "cross-class duplicate groups: 1" in report
     assert "train/test leaks: 1" in report
+
+
+def test_audit_reports_every_planted_bad_file_and_keeps_none(synthetic_data, tmp_path) -> None:
+    """The bad-input catalogue planted inside a data set: the audit names each file with
+    its reason and none of them reaches a split."""
+    import io
+    import shutil
+
+    from PIL import Image
+
+    from skin_model.images import MAX_PIXELS
+    from skin_model.manifest import build_manifest
+    from skin_model.sources import SEED_CHILD_FOLDER
+
+    from .test_images import BAD_INPUTS
+
+    root = tmp_path / "data"
+    shutil.copytree(synthetic_data[0], root)
+    folder = root / "skin-cancer-isic" / SEED_CHILD_FOLDER / "Train" / "nevus"
+    planted = {}
+    for k, (name, (data, reason)) in enumerate(BAD_INPUTS.items()):
+        filename = f"bad {k} – {name.replace(' ', '_')}.jpg"  # spaces and unicode in the names
+        (folder / filename).write_bytes(data)
+        planted[filename] = reason
+    side = int(MAX_PIXELS**0.5) + 100
+    bomb = io.BytesIO()
+    Image.new("1", (side, side)).save(bomb, format="PNG")
+    (folder / "bomb.png").write_bytes(bomb.getvalue())
+    planted["bomb.png"] = "megapixel"
+
+    manifest = build_manifest(root, progress=False)
+    findings = audit_findings(manifest)
+    reported = {Path(entry["path"]).name: entry["error"] for entry in findings["unreadable"]}
+    for filename, reason in planted.items():
+        assert filename in reported, filename
+        assert re.search(f"(?i){reason}", reported[filename]), (filename, reported[filename])
+    kept_names = {Path(p).name for p in manifest.kept()["path"]}
+    assert not kept_names & set(planted)
