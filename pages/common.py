@@ -102,6 +102,51 @@ def load_model_bundle(model_dir: str | None = None):
     return bundle
 
 
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def show_reliability(summary: dict[str, Any]) -> None:
+    """What the model's reliability check does and how it measured: OOD rejection,
+    false rejection, calibration before/after temperature scaling, abstention coverage."""
+    reliability, bench = summary.get("reliability"), summary.get("ood_benchmark")
+    if not reliability:
+        st.info(f"{summary['name']} has no fitted reliability check (`python -m skin_model calibrate`).")
+        return
+    settings = reliability["manifest"]
+    st.markdown(
+        f"- **Not a lesion?** Mahalanobis distance of the model's pooled features to the nearest class "
+        f"(threshold {settings['ood_threshold']:.1f}, the 95th percentile of validation lesions), plus image "
+        "screens for blank, colourless and noise frames.\n"
+        f"- **Calibration:** temperature scaling, T = {settings['temperature']:.2f}, fitted on validation.\n"
+        f"- **Abstention:** the model answers only at calibrated confidence ≥ {settings['abstain_below']:.0%}; "
+        "below that, or for a non-lesion image, it says *uncertain: refer*."
+    )
+    rows = []
+    for split in ("val", "test"):
+        r = reliability["report"].get(split)
+        if r:
+            rows.append(
+                {
+                    "split": split,
+                    "lesions wrongly rejected as not-a-lesion": f"{r['ood_false_rejection']:.1%}",
+                    "ECE before → after": f"{r['ece_before']:.3f} → {r['ece_after']:.3f}",
+                    "answered (coverage)": f"{r['coverage']:.0%}",
+                    "accuracy when answering": f"{r['accuracy_answered']:.0%}",
+                    "accuracy on all": f"{r['accuracy_all']:.0%}",
+                }
+            )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if bench:
+        parts = [
+            f"{name}: {b['rejected']} of {b['n']} rejected"
+            + (f" (missed: {', '.join(b['accepted'])})" if b["accepted"] else "")
+            for name, b in bench.items()
+            if name != "lesions"
+        ]
+        st.caption("Non-lesion images (`benchmarks/ood.py`): " + "; ".join(parts) + ".")
+
+
 @st.cache_data
 def model_summaries() -> list[dict[str, Any]]:
     """Manifest and evaluation of every shipped model (weights not needed)."""
@@ -118,6 +163,8 @@ def model_summaries() -> list[dict[str, Any]]:
                 "default": path.name == default,
                 "manifest": manifest,
                 "evaluation": artifact_io.read_evaluation(path),
+                "reliability": _read_json(path / "reliability.json"),
+                "ood_benchmark": _read_json(path / "ood_benchmark.json"),
                 "history": pd.read_csv(path / artifact_io.HISTORY_FILE)
                 if (path / artifact_io.HISTORY_FILE).is_file()
                 else None,

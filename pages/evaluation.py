@@ -13,6 +13,7 @@ from pages.common import (
     legend_caption,
     model_summaries,
     reliability_figure,
+    show_reliability,
 )
 from skin_model.evaluation import malignant_operating_point
 
@@ -68,8 +69,16 @@ m2.metric("Macro AUC", f"{ev['macro_auc']:.3f}" if ev["macro_auc"] is not None e
 m3.metric("Malignant AUC", f"{ev['malignant']['roc_auc']:.3f}" if ev["malignant"]["roc_auc"] else "n/a")
 m4.metric("Accuracy", f"{ev['accuracy']:.3f}")
 
-tab_cm, tab_curves, tab_table, tab_cal, tab_thr, tab_hist = st.tabs(
-    ["Confusion matrix", "ROC / PR", "Per-class metrics", "Calibration", "Benign/malignant threshold", "Training"]
+tab_cm, tab_curves, tab_table, tab_cal, tab_thr, tab_rel, tab_hist = st.tabs(
+    [
+        "Confusion matrix",
+        "ROC / PR",
+        "Per-class metrics",
+        "Calibration",
+        "Benign/malignant threshold",
+        "Reliability",
+        "Training",
+    ]
 )
 with tab_cm:
     normalise = st.toggle("Row-normalised (recall per true class)", value=False)
@@ -113,6 +122,8 @@ with tab_thr:
             )
         )
         st.caption(f"Using the stored {split}-split scores of {chosen['name']}.")
+with tab_rel:
+    show_reliability(chosen)
 with tab_hist:
     if chosen["history"] is not None:
         st.plotly_chart(history_figure(chosen["history"]), width="stretch")

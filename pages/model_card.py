@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import DISCLAIMER, model_summaries
+from pages.common import DISCLAIMER, model_summaries, show_reliability
 
 st.title("Model card")
 models = model_summaries()
@@ -85,6 +85,9 @@ st.caption(
     "Validation selects the epoch and the threshold, so test numbers are the honest ones; the test split is "
     "small and lacks actinic keratosis and seborrheic keratosis (see the Dataset page)."
 )
+
+st.header("Knowing what it does not know")
+show_reliability(default)
 
 st.header("Known limitations and failure modes")
 st.markdown(

@@ -144,3 +144,22 @@ def test_reruns_keep_the_tensorflow_kernel_cache(app: AppTest, monkeypatch: pyte
     assert not app.exception, app.exception
     assert len(app.get("plotly_chart")) == 1
     assert calls == []
+
+
+def test_model_card_and_evaluation_report_the_reliability_figures(app: AppTest) -> None:
+    import json
+
+    from skin_model.artifact import default_model_dir
+
+    report = json.loads((default_model_dir() / "reliability.json").read_text())["report"]
+    for page in ("pages/model_card.py", "pages/evaluation.py"):
+        app.switch_page(page).run()
+        assert not app.exception, app.exception
+        tables = [df.value for df in app.dataframe if "lesions wrongly rejected as not-a-lesion" in df.value.columns]
+        assert len(tables) == 1, page
+        shown = tables[0].set_index("split")
+        assert (
+            shown.loc["test", "lesions wrongly rejected as not-a-lesion"]
+            == f"{report['test']['ood_false_rejection']:.1%}"
+        )
+        assert "rejected" in _texts(app)  # the non-lesion benchmark caption
