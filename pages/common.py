@@ -115,9 +115,9 @@ def show_reliability(summary: dict[str, Any]) -> None:
         return
     settings = reliability["manifest"]
     st.markdown(
-        f"- **Not a lesion?** Mahalanobis distance of the model's pooled features to the nearest class "
-        f"(threshold {settings['ood_threshold']:.1f}, the 95th percentile of validation lesions), plus image "
-        "screens for blank, colourless and noise frames.\n"
+        f"- **Not a lesion?** Mahalanobis distance of the model's pooled features to the nearest class, at "
+        f"{len(settings.get('ood_layers', [1]))} depths of the network (flagged above the 95th percentile of "
+        "validation lesions), plus image screens for blank, colourless and noise frames.\n"
         f"- **Calibration:** temperature scaling, T = {settings['temperature']:.2f}, fitted on validation.\n"
         f"- **Abstention:** the model answers only at calibrated confidence ≥ {settings['abstain_below']:.0%}; "
         "below that, or for a non-lesion image, it says *uncertain: refer*."

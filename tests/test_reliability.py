@@ -57,11 +57,21 @@ def test_mahalanobis_flags_far_points_and_keeps_near_ones() -> None:
     assert density.distance(density.means[:1])[0] == pytest.approx(0.0, abs=1e-9)
 
 
-def test_density_round_trips_through_a_file(tmp_path) -> None:
-    density = FeatureDensity(np.eye(2), np.eye(2), threshold=1.5)
-    density.save(tmp_path / "r.npz")
-    loaded = FeatureDensity.load(tmp_path / "r.npz")
-    assert loaded.threshold == 1.5 and np.array_equal(loaded.means, density.means)
+def test_layered_density_takes_the_worst_layer_and_round_trips(tmp_path) -> None:
+    from skin_model.reliability import LayeredDensity
+
+    # identity covariances: distance = Euclidean distance to the nearest mean
+    near = FeatureDensity(np.zeros((1, 2)), np.eye(2), threshold=2.0)
+    far = FeatureDensity(np.zeros((1, 3)), np.eye(3), threshold=10.0)
+    layered = LayeredDensity(["early", "late"], [near, far], threshold=1.0)
+    early = np.array([[3.0, 4.0], [0.0, 1.0]])  # distances 5 and 1 -> 2.5 and 0.5 of the scale 2
+    late = np.array([[0.0, 0.0, 6.0], [0.0, 0.0, 8.0]])  # distances 6 and 8 -> 0.6 and 0.8 of 10
+    np.testing.assert_allclose(layered.distance([early, late]), [2.5, 0.8])
+    assert layered.is_outlier([early, late]).tolist() == [True, False]
+    layered.save(tmp_path / "r.npz")
+    loaded = LayeredDensity.load(tmp_path / "r.npz")
+    assert loaded.layers == ["early", "late"] and loaded.threshold == 1.0
+    np.testing.assert_allclose(loaded.distance([early, late]), [2.5, 0.8])
 
 
 def test_abstention_reaches_target_accuracy_on_answered_cases() -> None:
