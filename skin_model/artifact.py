@@ -50,13 +50,13 @@ def library_versions() -> dict[str, str]:
 
 def save_artifact(model, out_dir: Path, manifest: dict[str, Any]) -> Path:
     """Write the model and a manifest that records its checksum."""
-    import keras
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / MODEL_FILE
-    # A clone carries the architecture and weights but no optimizer state (which
-    # would more than double the file for nothing at inference time).
-    inference_copy = keras.models.clone_model(model)
+    # Rebuilt from its config: the architecture and weights without the optimizer
+    # state (which would triple the file for nothing at inference time). Keras 3.15's
+    # clone_model keeps the compiled optimizer, so it cannot be used for this.
+    inference_copy = type(model).from_config(model.get_config())
     inference_copy.set_weights(model.get_weights())
     inference_copy.save(model_path)
     full = {

@@ -33,6 +33,14 @@ def test_artifact_files_and_manifest(tiny_model_dir: Path) -> None:
     assert evaluation["test"]["n_images"] == 18
     history = pd.read_csv(tiny_model_dir / "history.csv")
     assert {"loss", "accuracy", "val_balanced_accuracy"} <= set(history.columns)
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(tiny_model_dir / "model.keras") as archive:
+        weights = h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r")
+        assert "optimizer" not in weights  # inference weights only
 
 
 def test_loaded_model_predicts_like_the_saved_one(tiny_model_dir: Path) -> None:
