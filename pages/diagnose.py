@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 
@@ -162,7 +163,7 @@ for number, (name, data) in enumerate(files, start=1):
     # the binary downloads are encoded only when clicked (Streamlit calls the function then)
     d1.download_button(
         "Overlay PNG",
-        lambda overlay=overlay: png_bytes(overlay),
+        functools.partial(png_bytes, overlay),
         f"{stem}.overlay.png",
         "image/png",
         key=f"png{number}",
@@ -184,7 +185,7 @@ for number, (name, data) in enumerate(files, start=1):
     )
     d4.download_button(
         "Heat map (.npy)",
-        lambda heat=heat: npy_bytes(heat),
+        functools.partial(npy_bytes, heat),
         f"{stem}.heatmap.npy",
         "application/octet-stream",
         key=f"npy{number}",

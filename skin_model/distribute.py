@@ -32,12 +32,6 @@ def cluster_workers() -> int:
         raise ValueError(f"{TF_CONFIG} is not valid JSON with a cluster.worker list: {exc}") from exc
 
 
-def is_chief() -> bool:
-    """True for the worker that should write shared outputs (task 0, or no cluster)."""
-    raw = os.environ.get(TF_CONFIG)
-    return not raw or int(json.loads(raw).get("task", {}).get("index", 0)) == 0
-
-
 def strategy_from_environment():
     """The distribution strategy for this process (see the module docstring)."""
     import tensorflow as tf

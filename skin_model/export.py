@@ -184,14 +184,6 @@ class ExportedPredictor:
 
             self._serve = tf.saved_model.load(str(path)).signatures["serving_default"]
 
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def malignant_threshold(self) -> float:
-        return float(self.manifest["malignant_threshold"])
-
     def _run_tflite(self, x: np.ndarray) -> np.ndarray:
         with self._lock:  # one interpreter holds one set of tensors
             if len(x) != self._batch:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skin_model.distribute import cluster_workers, is_chief
+from skin_model.distribute import cluster_workers
 from skin_model.training import TrainConfig
 
 from .streamlit_server import free_port
@@ -19,10 +19,10 @@ from .streamlit_server import free_port
 
 def test_cluster_size_comes_from_tf_config(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert cluster_workers() == 1 and is_chief()
+    assert cluster_workers() == 1
     config = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, "task": {"type": "worker", "index": 1}}
     monkeypatch.setenv("TF_CONFIG", json.dumps(config))
-    assert cluster_workers() == 2 and not is_chief()
+    assert cluster_workers() == 2
     monkeypatch.setenv("TF_CONFIG", "{not json")
     with pytest.raises(ValueError, match="TF_CONFIG"):
         cluster_workers()
