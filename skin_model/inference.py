@@ -68,9 +68,12 @@ class Predictor:
         self.predict_arrays(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))
 
     def predict_arrays(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities for uint8/float images already at the input size."""
+        """Class probabilities for uint8/float images already at the input size. With TTA
+        each image becomes 8 views in the model's batch, so fewer images go per call."""
         if len(x) == 0:
             return np.zeros((0, len(CLASS_NAMES)), np.float32)
+        if self.tta:
+            batch_size = max(1, batch_size // 8)
         out = [
             self._forward(np.asarray(x[i : i + batch_size], np.float32)).numpy() for i in range(0, len(x), batch_size)
         ]
