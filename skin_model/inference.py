@@ -200,14 +200,14 @@ def reliability_advice(checked: dict[str, np.ndarray], abstain_below: float) -> 
     return advice
 
 
-def _decode_for_model(item: tuple[Path, str], size: int) -> FilePrediction | tuple[str, np.ndarray]:
-    """One file as model input, or its unreadable-status row."""
+def _decode_for_model(item: tuple[Path, str], size: int) -> tuple[FilePrediction, np.ndarray | None]:
+    """One file's result row (status "ok", or why it is unreadable) and its model input."""
     path, name = item
     try:
         image = load_image(path).image
     except ImageLoadError as exc:
-        return FilePrediction(name, f"unreadable: {exc}", None)
-    return name, to_model_input(image, size)
+        return FilePrediction(name, f"unreadable: {exc}", None), None
+    return FilePrediction(name, "ok", None), to_model_input(image, size)
 
 
 def predict_files(
@@ -238,18 +238,16 @@ def predict_files(
         for k in range(len(chunks)):
             decoded = [f.result() for f in pending]
             pending = submit(chunks[k + 1]) if k + 1 < len(chunks) else []
-            readable = [d for d in decoded if not isinstance(d, FilePrediction)]
+            readable = [(row, arr) for row, arr in decoded if arr is not None]
             if readable:
                 batch = np.stack([arr for _, arr in readable])
-                probs = iter(predictor.predict_arrays(batch, batch_size))
-                advice = iter([""] * len(readable))
+                probs = predictor.predict_arrays(batch, batch_size)
+                advice = [""] * len(readable)
                 if reliability is not None:
-                    advice = iter(reliability_advice(reliability.check(batch), reliability.abstain_below))
-            for d in decoded:
-                if isinstance(d, FilePrediction):
-                    results.append(d)
-                else:
-                    results.append(FilePrediction(d[0], "ok", next(probs), next(advice)))
+                    advice = reliability_advice(reliability.check(batch), reliability.abstain_below)
+                for (row, _), p, a in zip(readable, probs, advice, strict=True):
+                    row.probs, row.advice = p, a
+            results += [row for row, _ in decoded]
             bar.update(len(decoded))
     return results
 
