@@ -296,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--arch",
         default="skinnet",
-        help="skinnet (default), effnet_lite0 (ImageNet-pretrained), seed_cnn, or tiny_cnn (tests)",
+        help="skinnet (default), effnet_lite0 or effnet_lite2 (ImageNet-pretrained), seed_cnn, or tiny_cnn (tests)",
     )
     train.add_argument("--epochs", type=int, default=40)
     train.add_argument("--out", metavar="DIR", help="model folder (default trained_models/ARCH)")

