@@ -1,11 +1,11 @@
-"""EfficientNet-Lite (variants 0, 1 and 2) in Keras, built flat (no nested model) so
+"""EfficientNet-Lite (Lite0 and Lite2) in Keras, built flat (no nested model) so
 Grad-CAM reaches its last convolution, with ImageNet weights converted from the
 Apache-2.0 PyTorch releases (see ``tools/convert_efficientnet_lite.py``; nothing here
 needs torch).
 
 Lite = EfficientNet without squeeze-excitation, with ReLU6 instead of swish and a fixed
 32-channel stem and 1280-channel head (first and last stage not deepened); TensorFlow
-"same" padding, batch-norm epsilon 1e-3. Lite1/Lite2 widen and deepen the middle stages
+"same" padding, batch-norm epsilon 1e-3. Lite2 widens and deepens the middle stages
 of Lite0 with the EfficientNet rounding rules.
 """
 
@@ -34,15 +34,12 @@ LITE0_BLOCKS = (
     (1, 3, 1, 6, 192, 320),
 )
 # variant -> (width multiplier, depth multiplier, native input size), as in the reference
-VARIANTS = {"lite0": (1.0, 1.0, 224), "lite1": (1.0, 1.1, 240), "lite2": (1.1, 1.2, 260)}
+VARIANTS = {"lite0": (1.0, 1.0, 224), "lite2": (1.1, 1.2, 260)}
 
 
 def weights_path(variant: str) -> Path:
     """Where the converted ImageNet weights of ``variant`` live."""
     return ASSETS_DIR / "backbones" / f"efficientnet_{variant}_imagenet.weights.h5"
-
-
-LITE0_WEIGHTS = weights_path("lite0")
 
 
 def _round_filters(filters: int, width: float) -> int:
@@ -75,11 +72,6 @@ def stages(variant: str = "lite0") -> tuple[tuple[int, int, int, int, int, int],
 
 def _bn(name: str):
     return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=name)
-
-
-def block_names(variant: str = "lite0") -> list[str]:
-    """Names of the MBConv blocks in order (``block0`` ... ``block15`` for Lite0)."""
-    return [f"block{i}" for i in range(sum(r for r, *_ in stages(variant)))]
 
 
 def efficientnet_lite_features(inputs, variant: str = "lite0") -> keras.KerasTensor:
