@@ -124,7 +124,7 @@ def effnet_lite0(
 def effnet_lite2(
     input_size: int = 224, n_classes: int = N_CLASSES, dropout: float = 0.3, pretrained: bool = True
 ) -> keras.Model:
-    """EfficientNet-Lite2 (4.8M params, 21 blocks, wider) with ImageNet weights and a new
+    """EfficientNet-Lite2 (4.9M params, 21 blocks, wider) with ImageNet weights and a new
     head; run at 224 px rather than its native 260 to keep training on 2 cores in budget."""
     return _effnet_lite("lite2", input_size, n_classes, dropout, pretrained)
 

@@ -1,4 +1,4 @@
-"""Convert the PyTorch EfficientNet-Lite ImageNet weights (Lite0, Lite1, Lite2) into the
+"""Convert the PyTorch EfficientNet-Lite ImageNet weights (Lite0, Lite2) into the
 Keras model of ``skin_model.backbones`` and check the port.
 
     pip install -r tools/requirements-convert.txt
