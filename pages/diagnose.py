@@ -160,16 +160,24 @@ for number, (name, data) in enumerate(files, start=1):
     }
     stem = name.replace("/", "_")  # zip members keep their folder in the name, not in the file name
     d1, d2, d3, d4 = st.columns(4)
-    # the binary downloads are encoded only when clicked (Streamlit calls the function then)
+    # The binary downloads are encoded only when clicked (Streamlit calls the function then), and no
+    # download reruns the page: a rerun would redo the whole batch and re-register every deferred
+    # download, and a click that still holds the previous registration then downloads nothing.
     d1.download_button(
         "Overlay PNG",
         functools.partial(png_bytes, overlay),
         f"{stem}.overlay.png",
         "image/png",
         key=f"png{number}",
+        on_click="ignore",
     )
     d2.download_button(
-        "Report JSON", json.dumps(report, indent=1), f"{stem}.report.json", "application/json", key=f"json{number}"
+        "Report JSON",
+        json.dumps(report, indent=1),
+        f"{stem}.report.json",
+        "application/json",
+        key=f"json{number}",
+        on_click="ignore",
     )
     row = {
         "file": name,
@@ -181,7 +189,12 @@ for number, (name, data) in enumerate(files, start=1):
         **{c: round(p, 4) for c, p in zip(CLASS_NAMES, result.probs, strict=True)},
     }
     d3.download_button(
-        "Report CSV", pd.DataFrame([row]).to_csv(index=False), f"{stem}.report.csv", "text/csv", key=f"csv{number}"
+        "Report CSV",
+        pd.DataFrame([row]).to_csv(index=False),
+        f"{stem}.report.csv",
+        "text/csv",
+        key=f"csv{number}",
+        on_click="ignore",
     )
     d4.download_button(
         "Heat map (.npy)",
@@ -189,6 +202,7 @@ for number, (name, data) in enumerate(files, start=1):
         f"{stem}.heatmap.npy",
         "application/octet-stream",
         key=f"npy{number}",
+        on_click="ignore",
     )
     summary.append(row)
     progress.progress(number / len(files))
@@ -199,4 +213,4 @@ if len(files) > 1:
     st.subheader("Summary")
     table = pd.DataFrame(summary)
     st.dataframe(table, width="stretch", hide_index=True)
-    st.download_button("Summary CSV", table.to_csv(index=False), "summary.csv", "text/csv")
+    st.download_button("Summary CSV", table.to_csv(index=False), "summary.csv", "text/csv", on_click="ignore")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,26 @@ playwright = pytest.importorskip("playwright.sync_api", reason="playwright is no
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (.ci/run installs it)"
 )
+
+
+def wait_until_idle(page, timeout_s: float = 120, settle_s: float = 1.5) -> None:
+    """Wait until the app's script run has ended (no running indicator for `settle_s`).
+
+    Streamlit re-registers a deferred download at every run, so a click during a run can
+    hold a registration that the run has just dropped; a person sees the page settle first.
+    """
+    running = page.locator('[data-testid="stStatusWidgetRunningIcon"]')
+    deadline = time.monotonic() + timeout_s
+    idle_since = None
+    while time.monotonic() < deadline:
+        if running.count():
+            idle_since = None
+        elif idle_since is None:
+            idle_since = time.monotonic()
+        elif time.monotonic() - idle_since >= settle_s:
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError(f"the app was still running after {timeout_s:.0f} s")
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +65,7 @@ def test_upload_flow_in_a_real_browser(server_url: str, tmp_path: Path) -> None:
         images = page.locator('[data-testid="stImage"] img')
         images.nth(1).wait_for(timeout=60_000)  # the photo and its heat map
         assert images.count() >= 2
+        wait_until_idle(page)
         with page.expect_download(timeout=60_000) as download:  # encoded on click, on the server
             page.get_by_role("button", name="Overlay PNG").click()
         saved = tmp_path / download.value.suggested_filename
