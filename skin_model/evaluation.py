@@ -7,6 +7,7 @@ that split get ``None`` for metrics that need positives (AUC, AP, recall).
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,13 @@ def _macro_auc(y_true: np.ndarray, probs: np.ndarray) -> float | None:
     return float(np.mean(aucs)) if aucs else None
 
 
+def _malignant_auc(y_true: np.ndarray, probs: np.ndarray) -> float | None:
+    y_malignant = MALIGNANT_MASK[y_true]
+    if not 0 < y_malignant.sum() < len(y_true):
+        return None
+    return float(metrics.roc_auc_score(y_malignant, malignant_score(probs)))
+
+
 def bootstrap_intervals(
     y_true: np.ndarray, probs: np.ndarray, n: int = 1000, seed: int = 0
 ) -> dict[str, list[float] | None]:
@@ -112,6 +120,44 @@ def bootstrap_intervals(
         return np.percentile(values, [2.5, 97.5]).round(4).tolist() if values else None
 
     return {"balanced_accuracy": ci(bal), "macro_auc": ci(auc)}
+
+
+def paired_bootstrap_difference(
+    y_true: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, n: int = 1000, seed: int = 0
+) -> dict[str, dict[str, float | list[float]] | None]:
+    """Model A minus model B on the same images, with a 95% paired-bootstrap interval
+    for balanced accuracy, macro AUC and malignant AUC. Each resample draws the same
+    images for both models, so the interval reflects their disagreement rather than
+    the noise of the split that two separate intervals would add up."""
+    y_true = np.asarray(y_true)
+    scores = {
+        "balanced_accuracy": lambda y, p: metrics.balanced_accuracy_score(y, p.argmax(axis=1)),
+        "macro_auc": _macro_auc,
+        "malignant_auc": _malignant_auc,
+    }
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(y_true), len(y_true)) for _ in range(n)]
+    result: dict[str, dict[str, float | list[float]] | None] = {}
+    with warnings.catch_warnings():  # a resample may lack classes a model predicts: expected
+        warnings.filterwarnings("ignore", "y_pred contains classes not in y_true", UserWarning)
+        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
+        for name, score in scores.items():
+            a, b = score(y_true, probs_a), score(y_true, probs_b)
+            if a is None or b is None:
+                result[name] = None
+                continue
+            diffs = []
+            for idx in draws:
+                da, db = score(y_true[idx], probs_a[idx]), score(y_true[idx], probs_b[idx])
+                if da is not None and db is not None:
+                    diffs.append(da - db)
+            result[name] = {
+                "a": round(float(a), 4),
+                "b": round(float(b), 4),
+                "difference": round(float(a - b), 4),
+                "ci95": np.percentile(diffs, [2.5, 97.5]).round(4).tolist(),
+            }
+    return result
 
 
 def evaluate_predictions(

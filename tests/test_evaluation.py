@@ -11,6 +11,7 @@ from skin_model.evaluation import (
     evaluate_predictions,
     malignant_operating_point,
     malignant_score,
+    paired_bootstrap_difference,
     sensitivity_at_specificity,
     threshold_for_sensitivity,
 )
@@ -90,3 +91,19 @@ def test_ece_by_hand() -> None:
     probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
     # bin (0.8, 0.9]: conf .9, acc 1 -> gap .1 (weight .5); bin (0.5, 0.6]: conf .6, acc .5 -> gap .1 (weight .5)
     assert calibration(y, probs)["ece"] == pytest.approx(0.1, abs=1e-4)
+
+
+def test_paired_bootstrap_difference_by_hand() -> None:
+    perfect = _probs([{int(y): 1.0} for y in Y])
+    diff = paired_bootstrap_difference(Y, P, perfect, n=200)
+    # P: 2 of 3 right in each class; melanoma scores beat 8 of the 9 nevus scores
+    assert diff["balanced_accuracy"]["a"] == pytest.approx(2 / 3, abs=1e-4)
+    assert diff["balanced_accuracy"]["difference"] == pytest.approx(-1 / 3, abs=1e-4)
+    assert diff["malignant_auc"]["difference"] == pytest.approx(8 / 9 - 1, abs=1e-4)
+    # the perfect model is never worse on any resample, and usually better
+    low, high = diff["balanced_accuracy"]["ci95"]
+    assert high <= 0 and low < 0
+    same = paired_bootstrap_difference(Y, P, P.copy(), n=50)
+    assert all(v["difference"] == 0 and v["ci95"] == [0, 0] for v in same.values())
+    benign_only = paired_bootstrap_difference(np.array([NV, NV]), P[3:5], P[3:5], n=10)
+    assert benign_only["malignant_auc"] is None and benign_only["macro_auc"] is None
