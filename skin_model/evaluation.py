@@ -208,7 +208,7 @@ def evaluate_predictions(
     has_both_mal = 0 < y_mal.sum() < len(y_mal)
     malignant = {
         "threshold": round(float(malignant_threshold), 4),
-        "roc_auc": round(float(metrics.roc_auc_score(y_mal, score)), 4) if has_both_mal else None,
+        "roc_auc": round(_malignant_auc(y_true, probs), 4) if has_both_mal else None,
         "sensitivity": round(float(flagged[y_mal == 1].mean()), 4) if y_mal.any() else None,
         "specificity": round(float((~flagged)[y_mal == 0].mean()), 4) if (y_mal == 0).any() else None,
         "sensitivity_at_80_specificity": sensitivity_at_specificity(y_mal, score),
