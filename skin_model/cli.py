@@ -73,6 +73,7 @@ def train_config_from_args(args: argparse.Namespace):
         class_balanced=not args.no_class_balance,
         feature_views=args.feature_views,
         unfreeze_from=args.unfreeze_from,
+        ema_momentum=args.ema,
     )
 
 
@@ -315,6 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--unfreeze-from", metavar="LAYER", help="pretrained models: first layer to fine-tune (default: the top blocks)"
+    )
+    train.add_argument(
+        "--ema",
+        type=float,
+        metavar="MOMENTUM",
+        help="select and save the exponential moving average of the weights (e.g. 0.99)",
     )
     train.add_argument("--seed", type=int, default=1337)
     train.add_argument("--no-weights", action="store_true", help="keep only manifest/evaluation/history")

@@ -42,6 +42,8 @@ class TrainConfig:
     feature_views: int = 4
     head_epochs: int = 60
     unfreeze_from: str | None = None  # default: models.FINETUNE_FROM[arch]
+    # Polyak averaging: select and ship the exponential moving average of the weights
+    ema_momentum: float | None = None
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
@@ -173,6 +175,8 @@ def train(
     import tensorflow as tf
 
     strategy = strategy_from_environment()  # first: a multi-worker strategy must precede any TF op
+    if config.ema_momentum is not None and is_multi_worker(strategy):
+        raise ValueError("weight averaging (ema_momentum) is not supported with multi-worker training")
     keras.utils.set_random_seed(config.seed)
     size = config.resolved_input_size()
     splits = {name: manifest.kept(name) for name in ("train", "val", "test")}
@@ -204,7 +208,12 @@ def train(
             warmup_steps=steps * config.warmup_epochs,
         )
         model.compile(
-            optimizer=keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay),
+            optimizer=keras.optimizers.AdamW(
+                schedule,
+                weight_decay=config.weight_decay,
+                use_ema=config.ema_momentum is not None,
+                ema_momentum=0.99 if config.ema_momentum is None else config.ema_momentum,
+            ),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
@@ -216,7 +225,12 @@ def train(
             model, strategy, train_ds, config.epochs, config.batch_size, config.label_smoothing, [selector]
         )
     else:
-        history = model.fit(train_ds, epochs=config.epochs, callbacks=[selector], verbose=1 if progress else 2).history
+        # With averaging, Keras swaps the averaged weights in at each epoch end (and back
+        # at the next epoch's start), so the selector scores and keeps the averaged model.
+        callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum is not None else []
+        history = model.fit(
+            train_ds, epochs=config.epochs, callbacks=[*callbacks, selector], verbose=1 if progress else 2
+        ).history
     if selector.best_epoch < 0 and initial is not None:
         print("  fine-tuning never beat the warmed-up head: keeping the head-only model")
     wall = time.perf_counter() - started

@@ -200,3 +200,29 @@ def test_predict_gives_referral_advice_for_a_blank_frame(calibrated_dir: Path, t
     assert table.loc["blank.png", "status"] == "ok"  # still classified, so the CSV stays complete
     assert table.loc["blank.png", "advice"].startswith("not a dermoscopic lesion image (blank")
     assert table.loc["lesion.jpg", "advice"] in {"", "uncertain: refer"}
+
+
+def test_weight_averaging_ships_the_averaged_weights(synthetic_manifest, tmp_path: Path) -> None:
+    """Two steps per epoch. With momentum 1 the moving average is the weights after the
+    first step and never moves again, so a three-epoch and a one-epoch averaged run must
+    ship identical weights, and those must differ from a one-epoch run without averaging
+    (which ships the weights after two steps). Momentum 0 must reproduce plain training."""
+    from skin_model.training import TrainConfig, train
+
+    n_train = len(synthetic_manifest.kept("train"))
+    common = dict(arch="tiny_cnn", batch_size=-(-n_train // 2), patience=5, bootstrap=0, warmup_epochs=1)
+
+    def shipped(name: str, **overrides) -> list[np.ndarray]:
+        out = tmp_path / name
+        train(TrainConfig(**common | overrides), synthetic_manifest, out, cache_dir=tmp_path / "cache", progress=False)
+        return load_artifact(out).model.get_weights()
+
+    frozen_three = shipped("frozen_three", epochs=3, ema_momentum=1.0)
+    frozen_one = shipped("frozen_one", epochs=1, ema_momentum=1.0)
+    plain_one = shipped("plain_one", epochs=1)
+    follows_one = shipped("follows_one", epochs=1, ema_momentum=0.0)
+    for a, b in zip(frozen_three, frozen_one, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    for plain, follows in zip(plain_one, follows_one, strict=True):
+        np.testing.assert_allclose(plain, follows, atol=1e-6)
+    assert any(not np.allclose(a, p, atol=1e-5) for a, p in zip(frozen_one, plain_one, strict=True))
