@@ -91,9 +91,8 @@ def load_model_bundle(model_dir: str | None = None):
     predictor.warm_up()
     explainer = Explainer(art.model, art.input_size)
     explainer.warm_up()
+    # the predictor's traced pass also yields the reliability check's inputs
     reliability = ReliabilityCheck.from_artifact(art)
-    if reliability is not None:
-        reliability.warm_up()
     bundle = art, predictor, explainer, reliability
     # TensorFlow and the model are ~450k long-lived Python objects; Streamlit runs a
     # full gc.collect after every script run, which scanned them all (~0.3 s of CPU per

@@ -31,27 +31,48 @@ def dihedral_views(x):
 
 class Predictor:
     """Wraps a loaded model with a traced forward pass; safe to share between threads
-    (the traced function holds no per-call state)."""
+    (the traced function holds no per-call state).
 
-    def __init__(self, model, input_size: int, tta: bool = False) -> None:
+    With ``feature_layers`` (the reliability check's layers) it also offers one traced
+    pass giving the probabilities and, from the same call, what the reliability check
+    needs (the single-view probabilities and the pooled features), so a checked image
+    costs one model call rather than two."""
+
+    def __init__(self, model, input_size: int, tta: bool = False, feature_layers: list[str] | None = None) -> None:
         import tensorflow as tf
 
         self.model = model
         self.input_size = input_size
         self.tta = tta
+        self.feature_layers = list(feature_layers) if feature_layers else None
         spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
 
-        def forward(x):
-            if not tta:
-                return model(x, training=False)
+        def views(x):
             # one call on all 8 views stacked along the batch: one traced copy of the
-            # model instead of eight, and one larger batch, which the CPU runs faster
-            n = tf.shape(x)[0]
-            probs = model(tf.concat(dihedral_views(x), axis=0), training=False)
-            return tf.reduce_mean(tf.reshape(probs, [8, n, -1]), axis=0)
+            # model instead of eight, and one larger batch, which the CPU runs faster;
+            # view 0 is the picture itself
+            return tf.concat(dihedral_views(x), axis=0) if tta else x
+
+        def average(probs, n):
+            return tf.reduce_mean(tf.reshape(probs, [8, n, -1]), axis=0) if tta else probs
+
+        def forward(x):
+            return average(model(views(x), training=False), tf.shape(x)[0])
 
         self._forward_fn = forward
         self._forward = tf.function(forward, input_signature=[spec])
+        self._forward_features = None
+        if self.feature_layers:
+            from .reliability import feature_model
+
+            with_features = feature_model(model, self.feature_layers)
+
+            def forward_features(x):
+                n = tf.shape(x)[0]
+                probs, *features = with_features(views(x), training=False)
+                return (average(probs, n), probs[:n], *(f[:n] for f in features))
+
+            self._forward_features = tf.function(forward_features, input_signature=[spec])
 
     def forward_function(self):
         """The plain (untraced) forward pass: pixels in, probabilities out; for exporting."""
@@ -60,12 +81,26 @@ class Predictor:
     @classmethod
     def from_artifact(cls, artifact: ModelArtifact, tta: bool | None = None) -> Predictor:
         """A predictor as the model was evaluated: with test-time augmentation when its
-        manifest says so (its threshold and metrics were measured that way)."""
+        manifest says so (its threshold and metrics were measured that way), and with
+        the reliability check's features when the model has one."""
         use_tta = bool(artifact.manifest.get("tta", False)) if tta is None else tta
-        return cls(artifact.model, artifact.input_size, tta=use_tta)
+        return cls(artifact.model, artifact.input_size, tta=use_tta, feature_layers=artifact.manifest.get("ood_layers"))
 
     def warm_up(self) -> None:
-        self.predict_arrays(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))
+        """Trace now the pass that requests will use, rather than on the first request."""
+        blank = np.zeros((1, self.input_size, self.input_size, 3), np.uint8)
+        if self._forward_features is not None:
+            self.predict_with_features(blank)
+        else:
+            self.predict_arrays(blank)
+
+    def predict_with_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(probabilities as :meth:`predict_arrays` gives them, single-view probabilities,
+        pooled features per feature layer) for one batch, from one model call."""
+        if self._forward_features is None:
+            raise ValueError("this predictor was built without feature layers")
+        probs, single, *features = (t.numpy() for t in self._forward_features(np.asarray(x, np.float32)))
+        return probs, single, features
 
     def predict_arrays(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities for uint8/float images already at the input size. With TTA
@@ -140,15 +175,26 @@ class Diagnosis:
         }
 
 
+def predict_and_check(predictor, x: np.ndarray, reliability=None, batch_size: int = 64):
+    """(probabilities, reliability check result or None) for a batch of model-size
+    images; one model call per batch when the predictor carries the check's features."""
+    if reliability is None:
+        return predictor.predict_arrays(x, batch_size), None
+    if getattr(predictor, "feature_layers", None) == reliability.density.layers:
+        probs, single, features = predictor.predict_with_features(x)
+        return probs, reliability.check(x, outputs=(single, features))
+    return predictor.predict_arrays(x, batch_size), reliability.check(x)
+
+
 def diagnose(predictor: Predictor, image: Image.Image, malignant_threshold: float, reliability=None) -> Diagnosis:
     """Class probabilities, malignant risk and the referral flags for one picture;
     ``reliability`` (a :class:`skin_model.reliability.ReliabilityCheck`) adds the
     out-of-distribution flag and the calibrated confidence."""
     x = to_model_input(image, predictor.input_size)[None]
-    probs = predictor.predict_arrays(x)[0]
+    batch_probs, checked = predict_and_check(predictor, x, reliability)
+    probs = batch_probs[0]
     result = Diagnosis(probs, float(malignant_score(probs[None])[0]), malignant_threshold, model_input=x[0])
-    if reliability is not None:
-        checked = reliability.check(x)
+    if checked is not None:
         result.out_of_distribution = bool(checked["out_of_distribution"][0])
         result.ood_reason = checked["ood_reason"][0]
         result.calibrated_confidence = float(checked["calibrated_confidence"][0])
@@ -241,10 +287,10 @@ def predict_files(
             readable = [(row, arr) for row, arr in decoded if arr is not None]
             if readable:
                 batch = np.stack([arr for _, arr in readable])
-                probs = predictor.predict_arrays(batch, batch_size)
+                probs, checked = predict_and_check(predictor, batch, reliability, batch_size)
                 advice = [""] * len(readable)
-                if reliability is not None:
-                    advice = reliability_advice(reliability.check(batch), reliability.abstain_below)
+                if checked is not None:
+                    advice = reliability_advice(checked, reliability.abstain_below)
                 for (row, _), p, a in zip(readable, probs, advice, strict=True):
                     row.probs, row.advice = p, a
             results += [row for row, _ in decoded]

@@ -261,7 +261,8 @@ class ReliabilityCheck:
     manifest has reliability settings (see :func:`fit_reliability`)."""
 
     def __init__(self, model, input_size: int, density: LayeredDensity, temperature: float, abstain_below: float):
-        self._forward = _forward_fn(model, density.layers, input_size)
+        self._model, self._input_size = model, input_size
+        self._forward = None  # traced on first need: a feature-carrying Predictor makes it unnecessary
         self.density, self.temperature, self.abstain_below = density, temperature, abstain_below
 
     @classmethod
@@ -275,13 +276,19 @@ class ReliabilityCheck:
 
     def warm_up(self) -> None:
         """Trace the feature pass now rather than on the first user's request."""
-        size = self._forward.input_signature[0].shape[1]
-        self.check(np.zeros((1, size, size, 3), np.uint8))
+        self.check(np.zeros((1, self._input_size, self._input_size, 3), np.uint8))
 
-    def check(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def check(self, x: np.ndarray, outputs: tuple[np.ndarray, list[np.ndarray]] | None = None) -> dict[str, np.ndarray]:
         """For a batch of model-size images: the OOD flag with its reason (image screen or
-        feature distance), the distance, and the calibrated top probability."""
-        probs, *features = (t.numpy() for t in self._forward(np.asarray(x, np.float32)))
+        feature distance), the distance, and the calibrated top probability. ``outputs``
+        (single-view probabilities, pooled features per layer) skips the model call when
+        they were computed already (:meth:`skin_model.inference.Predictor.predict_with_features`)."""
+        if outputs is None:
+            if self._forward is None:
+                self._forward = _forward_fn(self._model, self.density.layers, self._input_size)
+            probs, *features = (t.numpy() for t in self._forward(np.asarray(x, np.float32)))
+        else:
+            probs, features = outputs
         distance = self.density.distance(features)
         reasons = []
         for image, d in zip(x, distance, strict=True):

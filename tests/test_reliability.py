@@ -115,3 +115,40 @@ def test_image_screens_catch_degenerate_frames_not_lesions() -> None:
     big_noise = Image.fromarray(np.clip(rng.normal(128, 40, (600, 600, 3)), 0, 255).astype(np.uint8))
     assert "noise" in screen_image(to_model_input(big_noise, 224))
     assert screen_image(np.asarray(lesion_like(224))) is None
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_one_pass_prediction_matches_separate_passes(calibrated_dir, tta: bool) -> None:
+    """The predictor's combined pass gives the same probabilities and the same reliability
+    verdicts as a plain prediction plus the check's own pass, and diagnosing through it
+    never needs the check's own pass."""
+    from PIL import Image
+
+    from skin_model.artifact import load_artifact
+    from skin_model.inference import Predictor, diagnose
+    from skin_model.reliability import ReliabilityCheck
+
+    from .synthetic import smooth_picture
+
+    artifact = load_artifact(calibrated_dir)
+    predictor = Predictor.from_artifact(artifact, tta=tta)
+    assert predictor.feature_layers == artifact.manifest["ood_layers"]
+    size = artifact.input_size
+    x = np.stack([np.asarray(smooth_picture(s, size)) for s in range(5)] + [np.zeros((size, size, 3))])
+    x = x.astype(np.uint8)
+
+    probs, single, features = predictor.predict_with_features(x)
+    np.testing.assert_allclose(probs, predictor.predict_arrays(x), atol=1e-5)
+    np.testing.assert_allclose(single, Predictor(artifact.model, size).predict_arrays(x), atol=1e-5)
+    fused = ReliabilityCheck.from_artifact(artifact).check(x, outputs=(single, features))
+    separate = ReliabilityCheck.from_artifact(artifact).check(x)
+    np.testing.assert_allclose(fused["ood_distance"], separate["ood_distance"], rtol=1e-4)
+    np.testing.assert_allclose(fused["calibrated_confidence"], separate["calibrated_confidence"], atol=1e-5)
+    assert list(fused["ood_reason"]) == list(separate["ood_reason"])
+    assert fused["out_of_distribution"][-1]  # the blank frame
+
+    check = ReliabilityCheck.from_artifact(artifact)
+    result = diagnose(predictor, Image.fromarray(x[0]), artifact.malignant_threshold, check)
+    assert check._forward is None
+    np.testing.assert_allclose(result.probs, probs[0], atol=1e-5)
+    assert result.calibrated_confidence == pytest.approx(float(fused["calibrated_confidence"][0]), abs=1e-5)
