@@ -73,7 +73,9 @@ class FeatureDensity:
     def distance(self, features: np.ndarray) -> np.ndarray:
         """Mahalanobis distance to the nearest class mean, per row."""
         diff = features[:, None, :] - self.means[None, :, :]
-        d2 = np.einsum("nkd,de,nke->nk", diff, self.precision, diff)
+        # a matrix product (BLAS) then a row-wise dot: a single three-operand einsum
+        # ran as a plain loop, 19 ms per image for the default model's 1,280 features
+        d2 = np.einsum("nkd,nkd->nk", diff @ self.precision, diff)
         return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
 
     def calibrate(self, val_features: np.ndarray, quantile: float = 0.95) -> float:
