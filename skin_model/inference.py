@@ -94,25 +94,28 @@ class Predictor:
         else:
             self.predict_arrays(blank)
 
-    def predict_with_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        """(probabilities as :meth:`predict_arrays` gives them, single-view probabilities,
-        pooled features per feature layer) for one batch, from one model call."""
-        if self._forward_features is None:
-            raise ValueError("this predictor was built without feature layers")
-        probs, single, *features = (t.numpy() for t in self._forward_features(np.asarray(x, np.float32)))
-        return probs, single, features
+    def _chunks(self, x: np.ndarray, batch_size: int):
+        """Float32 slices of ``x`` small enough for one call: with TTA each image becomes
+        8 views in the model's batch, so fewer images go per call."""
+        step = max(1, batch_size // 8) if self.tta else batch_size
+        return (np.asarray(x[i : i + step], np.float32) for i in range(0, len(x), step))
 
     def predict_arrays(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Class probabilities for uint8/float images already at the input size. With TTA
-        each image becomes 8 views in the model's batch, so fewer images go per call."""
+        """Class probabilities for uint8/float images already at the input size."""
         if len(x) == 0:
             return np.zeros((0, len(CLASS_NAMES)), np.float32)
-        if self.tta:
-            batch_size = max(1, batch_size // 8)
-        out = [
-            self._forward(np.asarray(x[i : i + batch_size], np.float32)).numpy() for i in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(out)
+        return np.concatenate([self._forward(chunk).numpy() for chunk in self._chunks(x, batch_size)])
+
+    def predict_with_features(
+        self, x: np.ndarray, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(probabilities as :meth:`predict_arrays` gives them, single-view probabilities,
+        pooled features per feature layer), from one model call per chunk."""
+        if self._forward_features is None:
+            raise ValueError("this predictor was built without feature layers")
+        outs = [[t.numpy() for t in self._forward_features(chunk)] for chunk in self._chunks(x, batch_size)]
+        probs, single, *features = (np.concatenate(parts) for parts in zip(*outs, strict=True))
+        return probs, single, features
 
 
 # For a model without fitted reliability settings (see skin_model.reliability), the
@@ -181,7 +184,7 @@ def predict_and_check(predictor, x: np.ndarray, reliability=None, batch_size: in
     if reliability is None:
         return predictor.predict_arrays(x, batch_size), None
     if getattr(predictor, "feature_layers", None) == reliability.density.layers:
-        probs, single, features = predictor.predict_with_features(x)
+        probs, single, features = predictor.predict_with_features(x, batch_size)
         return probs, reliability.check(x, outputs=(single, features))
     return predictor.predict_arrays(x, batch_size), reliability.check(x)
 

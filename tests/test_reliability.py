@@ -139,6 +139,10 @@ def test_one_pass_prediction_matches_separate_passes(calibrated_dir, tta: bool) 
 
     probs, single, features = predictor.predict_with_features(x)
     np.testing.assert_allclose(probs, predictor.predict_arrays(x), atol=1e-5)
+    chunked = predictor.predict_with_features(x, batch_size=16 if tta else 2)  # 3 calls of 2 images
+    np.testing.assert_allclose(chunked[0], probs, atol=1e-5)
+    for whole, parts in zip(features, chunked[2], strict=True):
+        np.testing.assert_allclose(parts, whole, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(single, Predictor(artifact.model, size).predict_arrays(x), atol=1e-5)
     fused = ReliabilityCheck.from_artifact(artifact).check(x, outputs=(single, features))
     separate = ReliabilityCheck.from_artifact(artifact).check(x)
