@@ -77,6 +77,7 @@ def run_benchmark(
         "input_size": size,
         "load_s": round(statistics.median(load_times), 3),
     }
+    check = ReliabilityCheck.from_artifact(artifact)
     for label, tta in (("", False), ("_tta", True)):
         if tta and not artifact.manifest.get("tta"):
             continue
@@ -85,7 +86,6 @@ def run_benchmark(
         ms = np.array(_timed(lambda p=predictor: p.predict_arrays(x), repeats)) * 1000
         results[f"latency_ms_p50{label}"] = round(float(np.percentile(ms, 50)), 2)
         results[f"latency_ms_p95{label}"] = round(float(np.percentile(ms, 95)), 2)
-        check = ReliabilityCheck.from_artifact(artifact)
         if check is not None:  # what the app and `predict` run: probabilities plus the reliability check
             predictor.warm_up()
             ms = np.array(_timed(lambda p=predictor, c=check: predict_and_check(p, x, c), repeats)) * 1000

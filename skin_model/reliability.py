@@ -276,10 +276,6 @@ class ReliabilityCheck:
         density = LayeredDensity.load(artifact.path / manifest["reliability_file"])
         return cls(artifact.model, artifact.input_size, density, manifest["temperature"], manifest["abstain_below"])
 
-    def warm_up(self) -> None:
-        """Trace the feature pass now rather than on the first user's request."""
-        self.check(np.zeros((1, self._input_size, self._input_size, 3), np.uint8))
-
     def check(self, x: np.ndarray, outputs: tuple[np.ndarray, list[np.ndarray]] | None = None) -> dict[str, np.ndarray]:
         """For a batch of model-size images: the OOD flag with its reason (image screen or
         feature distance), the distance, and the calibrated top probability. ``outputs``
