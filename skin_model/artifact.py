@@ -1,7 +1,8 @@
 """Model artifacts: a folder with ``model.keras``, ``manifest.json``,
 ``evaluation.json`` and ``history.csv``. :func:`load_artifact` is the only way the
 app and the CLI load a model: it checks the manifest, verifies the weights'
-SHA-256 and loads with Keras safe mode (no arbitrary code)."""
+SHA-256, loads with Keras safe mode (no arbitrary code) and folds the batch norms
+into their convolutions for inference (see :mod:`skin_model.folding`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .classes import CLASS_NAMES
+from .folding import fold_batch_norms
 from .paths import TRAINED_MODELS_DIR
 
 MODEL_FILE = "model.keras"
@@ -109,7 +111,7 @@ class ModelArtifact:
     """A loaded, verified model with its manifest and (if present) evaluation."""
 
     path: Path
-    model: Any
+    model: Any  # ready for inference: batch norms folded, not for further training
     manifest: dict[str, Any]
 
     @property
@@ -160,7 +162,7 @@ def load_artifact(model_dir: str | Path | None = None) -> ModelArtifact:
         model = keras.models.load_model(weights, compile=False, safe_mode=True)
     except Exception as exc:
         raise ArtifactError(f"cannot load {weights}: {exc}") from exc
-    return ModelArtifact(model_dir, model, manifest)
+    return ModelArtifact(model_dir, fold_batch_norms(model), manifest)
 
 
 def default_model_dir(models_dir: Path = TRAINED_MODELS_DIR) -> Path:
