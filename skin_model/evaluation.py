@@ -18,14 +18,31 @@ from .classes import CLASS_NAMES, MALIGNANT_MASK, malignant_score
 CURVE_POINTS = 101
 
 
+def threshold_rule(target: float) -> str:
+    """How :func:`threshold_for_sensitivity` chose a threshold, in words for manifests."""
+    return (
+        f"fewest flagged validation images with >= {target:.0%} malignant sensitivity; halfway between the "
+        "lowest malignant score it must catch and the next lower score"
+    )
+
+
 def threshold_for_sensitivity(y_malignant: np.ndarray, score: np.ndarray, target: float = 0.9) -> float:
-    """The highest threshold whose sensitivity (score >= threshold) reaches ``target``:
-    as specific as possible while catching at least ``target`` of malignant lesions."""
+    """A threshold whose sensitivity (score >= threshold) reaches ``target`` while
+    flagging as few images as possible: as specific as possible while catching at least
+    ``target`` of malignant lesions.
+
+    It sits halfway between the score of the last positive it must catch and the next
+    lower score, not on that score: the same images are flagged, but a rounding-level
+    change of the boundary image's score (another CPU, the folded model, a rounded
+    manifest) can no longer move it to the other side."""
+    score = np.asarray(score, np.float64)
     positives = np.sort(score[y_malignant.astype(bool)])[::-1]
     if len(positives) == 0:
         return 0.5
     k = int(np.ceil(target * len(positives))) - 1
-    return float(positives[k])
+    cut = positives[k]
+    below = score[score < cut]
+    return float((cut + below.max()) / 2) if len(below) else float(cut)
 
 
 def malignant_operating_point(y_true: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float | int]:

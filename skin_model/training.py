@@ -15,7 +15,7 @@ from . import artifact as artifact_io
 from .classes import CLASS_NAMES, MALIGNANT_CLASSES, MALIGNANT_MASK, malignant_score
 from .distribute import describe as describe_strategy
 from .distribute import fit_multi_worker, is_multi_worker, strategy_from_environment
-from .evaluation import evaluate_predictions, threshold_for_sensitivity
+from .evaluation import evaluate_predictions, threshold_for_sensitivity, threshold_rule
 from .inference import Predictor
 from .manifest import Manifest
 from .models import DEFAULT_INPUT_SIZE, FEATURE_OUTPUT, FINETUNE_FROM, build_model
@@ -266,8 +266,7 @@ def train(
         "best_val_balanced_accuracy": round(selector.best, 4),
         "malignant_classes": sorted(MALIGNANT_CLASSES),
         "malignant_threshold": round(threshold, 6),
-        "malignant_threshold_rule": f"highest threshold with >= {config.malignant_sensitivity_target:.0%} "
-        "malignant sensitivity on the validation split",
+        "malignant_threshold_rule": threshold_rule(config.malignant_sensitivity_target),
         "tta": config.tta,
         "metrics_summary": {
             split: {k: evaluation[split][k] for k in ("balanced_accuracy", "macro_auc", "accuracy")}

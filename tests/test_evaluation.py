@@ -71,7 +71,14 @@ def test_threshold_keeps_target_sensitivity() -> None:
     y = np.array([1, 1, 1, 1, 0, 0])
     score = np.array([0.9, 0.8, 0.3, 0.2, 0.5, 0.1])
     t = threshold_for_sensitivity(y, score, target=0.75)
-    assert t == pytest.approx(0.3)  # 3 of 4 positives at or above 0.3
+    # 3 of 4 positives must be caught (down to 0.3); the next lower score is 0.2
+    assert t == pytest.approx(0.25)
+    assert ((score >= t) == [1, 1, 1, 0, 1, 0]).all()
+    # a rounding-level change of the boundary score does not change what is flagged
+    nudged = score - np.array([0, 0, 1e-6, 0, 0, 0])
+    assert ((nudged >= t) == (score >= t)).all()
+    # the lowest positive as the boundary: nothing below it, so the threshold is that score
+    assert threshold_for_sensitivity(np.array([1, 1, 0]), np.array([0.2, 0.9, 0.5]), 1.0) == pytest.approx(0.2)
     point = malignant_operating_point(np.array([MEL, MEL, NV]), _probs([{MEL: 0.9}, {MEL: 0.2}, {MEL: 0.4}]), 0.3)
     assert (point["tp"], point["fn"], point["fp"], point["tn"]) == (1, 1, 1, 0)
 
