@@ -90,6 +90,8 @@ def fold_batch_norms(model):
 
     def clone(layer):
         config = layer.get_config()
+        # every weight is overwritten below: skip drawing random initial values
+        config.update({key: "zeros" for key in config if key.endswith("_initializer")})
         if layer.name in pairs:
             config["use_bias"] = True
         elif layer.name in folded_bns:
