@@ -156,3 +156,17 @@ def test_one_pass_prediction_matches_separate_passes(calibrated_dir, tta: bool) 
     assert check._forward is None
     np.testing.assert_allclose(result.probs, probs[0], atol=1e-5)
     assert result.calibrated_confidence == pytest.approx(float(fused["calibrated_confidence"][0]), abs=1e-5)
+
+
+def test_predictor_keeps_numpy_blas_off_tensorflows_cores(tiny_model_dir) -> None:
+    """After a predictor exists, NumPy's BLAS runs one thread (its spinning threads
+    slowed the model call after each reliability check)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from skin_model.artifact import load_artifact
+    from skin_model.inference import Predictor
+
+    with threadpool_limits(2, user_api="blas"):  # as a fresh process on 2 cores starts
+        assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {2}
+        Predictor.from_artifact(load_artifact(tiny_model_dir))
+        assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
