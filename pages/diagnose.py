@@ -150,6 +150,16 @@ for number, (name, data) in enumerate(files, start=1):
             label, description = CLASS_INFO[class_name]
             tag = " · malignant/pre-malignant" if class_name in MALIGNANT_CLASSES else ""
             st.markdown(f"- **{label}**: {p:.1%}{tag}  \n  {description}")
+        if (
+            result.calibrated_confidence is not None
+            and result.abstain_below is not None
+            and not result.out_of_distribution
+        ):
+            st.caption(
+                f"Calibrated confidence in the top class: {result.calibrated_confidence:.0%}. The model "
+                f"answers only from {result.abstain_below:.0%} (a cut-off chosen on validation images) and "
+                "refers below it. The Model card shows how often its answers were right."
+            )
 
     report = {
         "file": name,

@@ -48,6 +48,9 @@ def test_upload_gives_probabilities_risk_and_heatmap(app: AppTest) -> None:
     # a synthetic picture may well be flagged as not a real lesion; every case says what to do
     assert any(m in texts for m in ("Malignant risk", "unsure", "does not look like a dermoscopic lesion"))
     assert "Top 3" in texts
+    # the shipped default has a reliability check: its confidence is shown unless the picture was flagged
+    flagged = "does not look like a dermoscopic lesion" in texts
+    assert ("Calibrated confidence in the top class" in texts) != flagged
     assert len(app.get("download_button")) == 4  # overlay, JSON, CSV, raw heat map
 
 
@@ -164,3 +167,17 @@ def test_model_card_and_evaluation_report_the_reliability_figures(app: AppTest) 
             == f"{report['test']['ood_false_rejection']:.1%}"
         )
         assert "rejected" in _texts(app)  # the non-lesion benchmark caption
+
+
+def test_a_real_lesion_shows_its_calibrated_confidence(app: AppTest, real_data_dir: Path) -> None:
+    """On real dermoscopic images (the shared data's test folder), each result either is
+    flagged as not a lesion or shows the calibrated confidence, and most are not flagged."""
+    pictures = sorted(real_data_dir.glob("skin-cancer-isic/*/Test/melanoma/*.jpg"))[:3]
+    if not pictures:
+        pytest.skip(f"no melanoma test images under {real_data_dir}")
+    app.file_uploader[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in pictures]).run()
+    assert not app.exception, app.exception
+    captions = [c.value for c in app.caption if "Calibrated confidence in the top class" in c.value]
+    flagged = [e.value for e in app.error if "does not look like a dermoscopic lesion" in e.value]
+    assert len(captions) + len(flagged) == len(pictures)
+    assert len(captions) >= 2
