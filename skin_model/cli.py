@@ -74,6 +74,7 @@ def train_config_from_args(args: argparse.Namespace):
         feature_views=args.feature_views,
         unfreeze_from=args.unfreeze_from,
         ema_momentum=args.ema,
+        mixup_alpha=args.mixup,
     )
 
 
@@ -322,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="MOMENTUM",
         help="select and save the exponential moving average of the weights (e.g. 0.99)",
+    )
+    train.add_argument(
+        "--mixup", type=float, metavar="ALPHA", help="mix training images in pairs, weight ~ Beta(ALPHA, ALPHA)"
     )
     train.add_argument("--seed", type=int, default=1337)
     train.add_argument("--no-weights", action="store_true", help="keep only manifest/evaluation/history")

@@ -44,6 +44,8 @@ class TrainConfig:
     unfreeze_from: str | None = None  # default: models.FINETUNE_FROM[arch]
     # Polyak averaging: select and ship the exponential moving average of the weights
     ema_momentum: float | None = None
+    # mixup of training images within each batch, lam ~ Beta(alpha, alpha); None = off
+    mixup_alpha: float | None = None
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
@@ -188,7 +190,13 @@ def train(
     sample_weights = weights[y_train].astype(np.float32)
     y_onehot = np.eye(len(CLASS_NAMES), dtype=np.float32)[y_train]
     train_ds = make_dataset(
-        x_train, y_onehot, config.batch_size, training=True, seed=config.seed, sample_weights=sample_weights
+        x_train,
+        y_onehot,
+        config.batch_size,
+        training=True,
+        seed=config.seed,
+        sample_weights=sample_weights,
+        mixup_alpha=config.mixup_alpha,
     )
 
     with strategy.scope():

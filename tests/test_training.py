@@ -226,3 +226,22 @@ def test_weight_averaging_ships_the_averaged_weights(synthetic_manifest, tmp_pat
     for plain, follows in zip(plain_one, follows_one, strict=True):
         np.testing.assert_allclose(plain, follows, atol=1e-6)
     assert any(not np.allclose(a, p, atol=1e-5) for a, p in zip(frozen_one, plain_one, strict=True))
+
+
+def test_mixup_reaches_training_and_is_recorded(synthetic_manifest, tmp_path: Path) -> None:
+    """The same seeded one-epoch run with and without mixup ships different weights, and
+    the manifest records the setting."""
+    from skin_model.training import TrainConfig, train
+
+    common = dict(arch="tiny_cnn", epochs=1, patience=5, bootstrap=0, warmup_epochs=1)
+    runs = {}
+    for name, alpha in (("plain", None), ("mixup", 0.4)):
+        out = tmp_path / name
+        train(
+            TrainConfig(**common, mixup_alpha=alpha), synthetic_manifest, out, cache_dir=tmp_path / "c", progress=False
+        )
+        runs[name] = load_artifact(out)
+    assert runs["mixup"].manifest["training_config"]["mixup_alpha"] == 0.4
+    assert runs["plain"].manifest["training_config"]["mixup_alpha"] is None
+    pairs = zip(runs["plain"].model.get_weights(), runs["mixup"].model.get_weights(), strict=True)
+    assert any(not np.allclose(a, b, atol=1e-6) for a, b in pairs)
