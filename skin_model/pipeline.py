@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +53,17 @@ def load_arrays(
         x[i] = to_model_input(load_image(path).image, size)
     y = np.array([CLASS_NAMES.index(lab) for lab in rows["final_label"]], dtype=np.int32)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, x=x, y=y)
-    tmp.replace(cache)
+    # a temporary file of its own, then an atomic rename: several processes filling the
+    # same cache at once (training workers on one machine) each finish, and a reader
+    # never sees a half-written file
+    fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=f"{cache.stem}.", suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, x=x, y=y)
+        os.replace(tmp, cache)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return x, y
 
 

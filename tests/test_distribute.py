@@ -53,13 +53,17 @@ def test_two_workers_train_to_identical_weights(synthetic_data, tmp_path: Path) 
         command += ["--data", str(data_root), "--out", str(tmp_path / f"worker{index}"), "--quiet", "--patience", "3"]
         workers.append(subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = []
-    for worker in workers:
+    for worker in workers:  # every worker's output, so a failure shows the one that crashed first
         try:
             out, _ = worker.communicate(timeout=600)
         finally:
             worker.kill()
         outputs.append(out)
-        assert worker.returncode == 0, out[-3000:]
+    report = "\n".join(
+        f"--- worker {i} (exit {w.returncode}):\n{o[-2500:]}"
+        for i, (w, o) in enumerate(zip(workers, outputs, strict=True))
+    )
+    assert all(worker.returncode == 0 for worker in workers), report
     assert all("synchronous training on 2 workers" in out for out in outputs)
     first, second = _weights(tmp_path / "worker0"), _weights(tmp_path / "worker1")
     for a, b in zip(first, second, strict=True):

@@ -17,6 +17,19 @@ def test_load_arrays_caches(synthetic_manifest: Manifest, tmp_path) -> None:
     assert np.array_equal(x, x2) and np.array_equal(y, y2)
 
 
+def test_concurrent_cache_writers_all_succeed(synthetic_manifest: Manifest, tmp_path) -> None:
+    """Several processes (e.g. training workers on one machine) may fill the same cache
+    at once; each must get its arrays and leave one complete cache file."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = synthetic_manifest.kept("train")
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: load_arrays(rows, 24, cache_dir=tmp_path, progress=False), range(4)))
+    for x, y in results[1:]:
+        assert np.array_equal(x, results[0][0]) and np.array_equal(y, results[0][1])
+    assert [p.name for p in tmp_path.iterdir()] == [next(tmp_path.glob("images-24-*.npz")).name]
+
+
 def test_training_pipeline_is_seeded_and_shaped() -> None:
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(10, 24, 24, 3), dtype=np.uint8)
