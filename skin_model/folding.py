@@ -114,6 +114,6 @@ def fold_batch_norms(model):
         target = folded.get_layer(layer.name)
         if layer.name in pairs:
             target.set_weights(_folded_weights(layer, pairs[layer.name]))
-        elif layer.weights:
+        else:
             target.set_weights(layer.get_weights())
     return folded

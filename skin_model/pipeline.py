@@ -101,10 +101,11 @@ def mixup_batch(images, labels, weights, seed_pair, alpha: float):
     a = tf.random.stateless_gamma([n], seeds[0], alpha)
     b = tf.random.stateless_gamma([n], seeds[1], alpha)
     lam = a / (a + b)
-    mix = lambda t: (  # noqa: E731
-        tf.reshape(lam, [-1] + [1] * (len(t.shape) - 1)) * t
-        + tf.reshape(1 - lam, [-1] + [1] * (len(t.shape) - 1)) * tf.reverse(t, [0])
-    )
+
+    def mix(t):
+        share = tf.reshape(lam, [-1] + [1] * (len(t.shape) - 1))  # broadcast over the non-batch axes
+        return share * t + (1 - share) * tf.reverse(t, [0])
+
     return mix(images), mix(labels), mix(weights), lam
 
 
