@@ -35,9 +35,11 @@ def _inputs_of(layer) -> list:
 
 def foldable_pairs(model) -> dict[str, object]:
     """{convolution name: batch-norm layer} for each batch norm fed only by a linear
-    convolution (of the types above) whose output nothing else reads."""
+    convolution (of the types above) whose output nothing else reads, both called at
+    one place only (a shared layer would be folded for one of its call sites)."""
     import keras
 
+    calls = {entry["name"]: len(entry["inbound_nodes"]) for entry in model.get_config()["layers"]}
     producer = {id(out): layer for layer in model.layers if (out := _single_output(layer)) is not None}
     readers: dict[int, int] = {}
     for layer in model.layers:
@@ -47,12 +49,15 @@ def foldable_pairs(model) -> dict[str, object]:
         readers[id(out)] = readers.get(id(out), 0) + 1
     pairs = {}
     for layer in model.layers:
-        if not isinstance(layer, keras.layers.BatchNormalization) or layer.axis not in (-1, len(layer.input.shape) - 1):
+        if not isinstance(layer, keras.layers.BatchNormalization) or calls.get(layer.name) != 1:
             continue
         inputs = _inputs_of(layer)
-        conv = producer.get(id(inputs[0])) if len(inputs) == 1 else None
+        if len(inputs) != 1 or layer.axis not in (-1, len(inputs[0].shape) - 1):
+            continue  # not on the channel axis
+        conv = producer.get(id(inputs[0]))
         if (
             conv is not None
+            and calls.get(conv.name) == 1
             and type(conv).__name__ in _FOLDABLE
             and conv.activation is keras.activations.linear
             and readers.get(id(inputs[0])) == 1

@@ -87,3 +87,19 @@ def test_model_without_batch_norm_is_returned_as_is() -> None:
     inputs = keras.Input((8, 8, 3))
     plain = keras.Model(inputs, layers.Conv2D(4, 3)(inputs))
     assert fold_batch_norms(plain) is plain
+
+
+def test_shared_layers_are_not_folded() -> None:
+    """A batch norm or convolution called at two places stays as it is (folding it
+    would be right for one call site and wrong for the other)."""
+    inputs = keras.Input((8, 8, 3))
+    shared_bn = layers.BatchNormalization(name="shared_bn")
+    x = shared_bn(layers.Conv2D(3, 1, use_bias=False, name="first")(inputs))
+    x = shared_bn(layers.Conv2D(3, 1, use_bias=False, name="second")(x))
+    shared_conv = layers.Conv2D(3, 1, use_bias=False, name="shared_conv")
+    y = layers.BatchNormalization(name="after_shared")(shared_conv(x))
+    y = shared_conv(y)
+    model = keras.Model(inputs, y)
+    _randomise_statistics(model)
+    assert foldable_pairs(model) == {}
+    assert fold_batch_norms(model) is model
