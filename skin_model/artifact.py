@@ -1,8 +1,9 @@
 """Model artifacts: a folder with ``model.keras``, ``manifest.json``,
 ``evaluation.json`` and ``history.csv``. :func:`load_artifact` is the only way the
 app and the CLI load a model: it checks the manifest, verifies the weights'
-SHA-256, loads with Keras safe mode (no arbitrary code) and folds the batch norms
-into their convolutions for inference (see :mod:`skin_model.folding`)."""
+SHA-256 and loads with Keras safe mode (no arbitrary code). The stored model is the
+inference model, batch norms already folded into their convolutions (see
+:mod:`skin_model.folding`); an artifact saved before that is folded at load."""
 
 from __future__ import annotations
 
@@ -50,21 +51,35 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def inference_model(model):
+    """``model`` as an artifact stores it: the architecture and weights without the
+    optimizer state (which would triple the file for nothing at inference time), batch
+    norms folded into their convolutions, so loading needs no rebuild (0.3 s instead
+    of 0.5 s to load plus 0.2-0.5 s to fold, for the shipped Lite2)."""
+    # Rebuilt from its config: Keras 3.15's clone_model keeps the compiled optimizer.
+    copy = type(model).from_config(model.get_config())
+    copy.set_weights(model.get_weights())
+    return fold_batch_norms(copy)
+
+
+def count_batch_norms(model) -> int:
+    import keras
+
+    return sum(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+
+
 def save_artifact(model, out_dir: Path, manifest: dict[str, Any]) -> Path:
-    """Write the model and a manifest that records its checksum."""
+    """Write the inference model and a manifest that records its checksum."""
 
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / MODEL_FILE
-    # Rebuilt from its config: the architecture and weights without the optimizer
-    # state (which would triple the file for nothing at inference time). Keras 3.15's
-    # clone_model keeps the compiled optimizer, so it cannot be used for this.
-    inference_copy = type(model).from_config(model.get_config())
-    inference_copy.set_weights(model.get_weights())
-    inference_copy.save(model_path)
+    stored = inference_model(model)
+    stored.save(model_path)
     full = {
         "format_version": FORMAT_VERSION,
         "class_names": list(CLASS_NAMES),
         **manifest,
+        "batch_norms_folded": count_batch_norms(model) - count_batch_norms(stored),
         "versions": library_versions(),
         "weights_file": MODEL_FILE,
         "weights_sha256": sha256_of(model_path),

@@ -88,7 +88,8 @@ def fold_batch_norms(model):
     model cannot be re-wired this way; none of the shipped ones has batch norms)."""
     import keras
 
-    pairs = {} if isinstance(model, keras.Sequential) else foldable_pairs(model)
+    has_bn = any(isinstance(layer, keras.layers.BatchNormalization) for layer in model.layers)
+    pairs = foldable_pairs(model) if has_bn and not isinstance(model, keras.Sequential) else {}
     if not pairs:
         return model
     folded_bns = {bn.name for bn in pairs.values()}

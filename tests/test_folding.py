@@ -103,3 +103,34 @@ def test_shared_layers_are_not_folded() -> None:
     _randomise_statistics(model)
     assert foldable_pairs(model) == {}
     assert fold_batch_norms(model) is model
+
+
+def test_artifact_stores_the_folded_model_and_loads_old_ones_folded(tmp_path) -> None:
+    """``save_artifact`` writes the folded inference model (no rebuild at load), and a
+    folder written before that, with batch norms in its file, is folded at load."""
+    from skin_model.artifact import MODEL_FILE, load_artifact, save_artifact, sha256_of, write_manifest
+    from skin_model.classes import CLASS_NAMES
+
+    keras.utils.set_random_seed(0)
+    model = _mixed_model()
+    _randomise_statistics(model)
+    x = np.random.default_rng(3).normal(0, 50, (2, 16, 16, 3)).astype("float32")
+    manifest = {"input_size": 16, "malignant_threshold": 0.5}
+
+    save_artifact(model, tmp_path / "new", manifest)
+    stored = keras.models.load_model(tmp_path / "new" / MODEL_FILE, compile=False)
+    assert type(stored.get_layer("plain_bn")).__name__ == "Identity"
+    assert type(stored.get_layer("activated_bn")).__name__ == "BatchNormalization"
+    loaded = load_artifact(tmp_path / "new")
+    assert loaded.manifest["batch_norms_folded"] == 3
+    np.testing.assert_allclose(loaded.model(x), model(x), atol=1e-5)
+
+    old = tmp_path / "old"
+    old.mkdir()
+    model.save(old / MODEL_FILE)
+    write_manifest(
+        old, {**manifest, "class_names": list(CLASS_NAMES), "weights_sha256": sha256_of(old / MODEL_FILE)}
+    )
+    loaded_old = load_artifact(old)
+    assert type(loaded_old.model.get_layer("plain_bn")).__name__ == "Identity"
+    np.testing.assert_allclose(loaded_old.model(x), model(x), atol=1e-5)
