@@ -128,9 +128,7 @@ def test_artifact_stores_the_folded_model_and_loads_old_ones_folded(tmp_path) ->
     old = tmp_path / "old"
     old.mkdir()
     model.save(old / MODEL_FILE)
-    write_manifest(
-        old, {**manifest, "class_names": list(CLASS_NAMES), "weights_sha256": sha256_of(old / MODEL_FILE)}
-    )
+    write_manifest(old, {**manifest, "class_names": list(CLASS_NAMES), "weights_sha256": sha256_of(old / MODEL_FILE)})
     loaded_old = load_artifact(old)
     assert type(loaded_old.model.get_layer("plain_bn")).__name__ == "Identity"
     np.testing.assert_allclose(loaded_old.model(x), model(x), atol=1e-5)
