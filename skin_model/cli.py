@@ -75,6 +75,7 @@ def train_config_from_args(args: argparse.Namespace):
         unfreeze_from=args.unfreeze_from,
         ema_momentum=args.ema,
         mixup_alpha=args.mixup,
+        zoom=args.zoom,
     )
 
 
@@ -326,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument(
         "--mixup", type=float, metavar="ALPHA", help="mix training images in pairs, weight ~ Beta(ALPHA, ALPHA)"
+    )
+    train.add_argument(
+        "--zoom",
+        type=float,
+        default=0.15,
+        help="augmentation: random square crops keep between 1 - ZOOM and all of each side (default 0.15)",
     )
     train.add_argument("--seed", type=int, default=1337)
     train.add_argument("--no-weights", action="store_true", help="keep only manifest/evaluation/history")

@@ -117,11 +117,13 @@ def make_dataset(
     seed: int = 0,
     sample_weights: np.ndarray | None = None,
     mixup_alpha: float | None = None,
+    zoom: float = 0.15,
 ):
     """A batched, prefetched tf.data pipeline over in-memory uint8 images.
 
     Training shuffles each epoch and augments with stateless ops seeded per
-    element, so a run is reproducible for a given seed.
+    element, so a run is reproducible for a given seed; ``zoom`` is the largest
+    fraction of the side the random crop may cut off.
     """
     import tensorflow as tf
 
@@ -134,7 +136,7 @@ def make_dataset(
 
         def _aug(elem, idx):
             image = tf.cast(elem[0], tf.float32)
-            image = augment(image, tf.stack([tf.constant(seed, tf.int64), idx]))
+            image = augment(image, tf.stack([tf.constant(seed, tf.int64), idx]), zoom=zoom)
             return (image, *elem[1:])
 
         ds = ds.map(_aug, num_parallel_calls=tf.data.AUTOTUNE)

@@ -46,6 +46,8 @@ class TrainConfig:
     ema_momentum: float | None = None
     # mixup of training images within each batch, lam ~ Beta(alpha, alpha); None = off
     mixup_alpha: float | None = None
+    # augmentation: the random crop keeps between (1 - zoom) and all of each side
+    zoom: float = 0.15
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
@@ -122,7 +124,7 @@ def warm_up_head(model, config: TrainConfig, x_train, y_train, x_val, y_val, pro
     layer = FEATURE_OUTPUT[config.arch]
     views_x, views_y = [], []
     for view in range(config.feature_views):
-        ds = make_dataset(x_train, y_train, batch_size=64, training=True, seed=config.seed + view)
+        ds = make_dataset(x_train, y_train, batch_size=64, training=True, seed=config.seed + view, zoom=config.zoom)
         fx, fy = _features(model, layer, ds, progress, f"features, augmented view {view + 1}/{config.feature_views}")
         views_x.append(fx)
         views_y.append(fy)
@@ -197,6 +199,7 @@ def train(
         seed=config.seed,
         sample_weights=sample_weights,
         mixup_alpha=config.mixup_alpha,
+        zoom=config.zoom,
     )
 
     with strategy.scope():

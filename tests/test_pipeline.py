@@ -92,3 +92,20 @@ def test_training_pipeline_with_mixup_is_seeded() -> None:
     soft = np.concatenate([batch[1].numpy() for batch in runs[0]])
     assert (soft.max(axis=1) < 0.999).any()  # labels were mixed
     np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_zoom_sets_how_much_the_training_crop_cuts_off() -> None:
+    """A frame with a bright border a quarter of the side wide: with zoom 0 every
+    augmented image keeps the whole frame (75 % bright); with zoom 0.5 the crops cut
+    into it and some end up inside the dark centre."""
+    x = np.full((48, 40, 40, 3), 230, np.uint8)
+    x[:, 10:30, 10:30] = 20
+
+    def bright_fraction(zoom: float) -> np.ndarray:
+        images = np.concatenate([b.numpy() for b in make_dataset(x, batch_size=16, training=True, seed=3, zoom=zoom)])
+        return (images.mean(axis=-1) > 127).mean(axis=(1, 2))
+
+    whole = bright_fraction(0.0)
+    np.testing.assert_allclose(whole, 0.75, atol=0.03)
+    cropped = bright_fraction(0.5)
+    assert cropped.mean() < 0.65 and cropped.min() < 0.5
