@@ -35,7 +35,12 @@ st.markdown(
     f"- Malignant risk = summed probability of melanoma, basal cell carcinoma, squamous cell carcinoma and actinic "
     f"keratosis; referral threshold **{mf.get('malignant_threshold', 0):.3f}**, {mf.get('malignant_threshold_rule')}.\n"
     f"- Data fingerprint `{mf.get('data_fingerprint', '')[:16]}…`; "
-    f"weights SHA-256 `{mf.get('weights_sha256', '')[:16]}…`."
+    f"weights SHA-256 `{mf.get('weights_sha256', '')[:16]}…`"
+    + (
+        f" (stored for inference: {mf['batch_norms_folded']} batch norms folded into their convolutions)."
+        if mf.get("batch_norms_folded")
+        else "."
+    )
 )
 
 st.header("Training data")

@@ -167,6 +167,9 @@ def test_model_card_and_evaluation_report_the_reliability_figures(app: AppTest) 
             == f"{report['test']['ood_false_rejection']:.1%}"
         )
         assert "rejected" in _texts(app)  # the non-lesion benchmark caption
+    app.switch_page("pages/model_card.py").run()
+    manifest = json.loads((default_model_dir() / "manifest.json").read_text())
+    assert f"{manifest['batch_norms_folded']} batch norms folded" in _texts(app)
 
 
 def test_a_real_lesion_shows_its_calibrated_confidence(app: AppTest, real_data_dir: Path) -> None:
