@@ -180,6 +180,27 @@ def load_artifact(model_dir: str | Path | None = None) -> ModelArtifact:
     return ModelArtifact(model_dir, fold_batch_norms(model), manifest)
 
 
+def store_folded(model_dir: str | Path) -> int:
+    """Rewrite a folder saved before artifacts stored the folded inference model:
+    ``model.keras`` becomes the model :func:`load_artifact` already served, and the
+    manifest records its checksum. Its evaluation stays valid (it was computed on that
+    same folded model). Returns the number of batch norms folded (0: nothing to do)."""
+    import keras
+
+    model_dir = Path(model_dir)
+    artifact = load_artifact(model_dir)  # verifies checksums, folds
+    if "batch_norms_folded" in artifact.manifest:
+        return 0
+    path = model_dir / artifact.manifest.get("weights_file", MODEL_FILE)
+    unfolded = keras.models.load_model(path, compile=False, safe_mode=True)
+    artifact.model.save(path)
+    manifest = {k: v for k, v in artifact.manifest.items() if k != "manifest_sha256"}
+    manifest["batch_norms_folded"] = count_batch_norms(unfolded) - count_batch_norms(artifact.model)
+    manifest["weights_sha256"] = sha256_of(path)
+    write_manifest(model_dir, manifest)
+    return manifest["batch_norms_folded"]
+
+
 def default_model_dir(models_dir: Path = TRAINED_MODELS_DIR) -> Path:
     """The folder named by ``trained_models/default.json``."""
     pointer = models_dir / DEFAULT_POINTER

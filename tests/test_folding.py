@@ -108,7 +108,14 @@ def test_shared_layers_are_not_folded() -> None:
 def test_artifact_stores_the_folded_model_and_loads_old_ones_folded(tmp_path) -> None:
     """``save_artifact`` writes the folded inference model (no rebuild at load), and a
     folder written before that, with batch norms in its file, is folded at load."""
-    from skin_model.artifact import MODEL_FILE, load_artifact, save_artifact, sha256_of, write_manifest
+    from skin_model.artifact import (
+        MODEL_FILE,
+        load_artifact,
+        save_artifact,
+        sha256_of,
+        store_folded,
+        write_manifest,
+    )
     from skin_model.classes import CLASS_NAMES
 
     keras.utils.set_random_seed(0)
@@ -132,3 +139,12 @@ def test_artifact_stores_the_folded_model_and_loads_old_ones_folded(tmp_path) ->
     loaded_old = load_artifact(old)
     assert type(loaded_old.model.get_layer("plain_bn")).__name__ == "Identity"
     np.testing.assert_allclose(loaded_old.model(x), model(x), atol=1e-5)
+
+    # rewriting the old folder stores what was served, under a checksum that loading verifies
+    assert store_folded(old) == 3
+    stored_old = keras.models.load_model(old / MODEL_FILE, compile=False)
+    assert type(stored_old.get_layer("plain_bn")).__name__ == "Identity"
+    rewritten = load_artifact(old)
+    assert rewritten.manifest["batch_norms_folded"] == 3
+    np.testing.assert_array_equal(rewritten.model(x), loaded_old.model(x))
+    assert store_folded(old) == 0  # already stored folded
