@@ -83,6 +83,12 @@ def test_parity_report_by_hand() -> None:
     assert report["top1_agreement"] == 0.75
     # largest gap: class 2 of the last image, 0.9 + 0.1/9 in Keras against 0.4/9 in the export
     assert report["max_abs_probability_difference"] == pytest.approx(0.9 + 0.1 / 9 - 0.4 / 9, abs=1e-6)
+    gap = report["export_minus_keras"]["balanced_accuracy"]
+    assert gap["difference"] == round(2 / 3 - 1, 4)
+    # resamples without the last image show no gap; with it, a loss of 1/3 or 1/2 (1 in the
+    # rare resample of that image alone, fewer than 2.5 % of them)
+    low, high = gap["ci95"]
+    assert -0.5 <= low < high == 0.0
 
 
 def test_export_and_predict_through_the_cli(tiny_model_dir: Path, tmp_path: Path) -> None:
