@@ -79,30 +79,89 @@ def write_savedmodel(artifact: ModelArtifact, out_dir: Path, tta: bool) -> Path:
     return out_dir
 
 
-def convert_to_tflite(savedmodel_dir: Path, quantize: str = "none", representative: np.ndarray | None = None) -> bytes:
-    """A LiteRT flat buffer of the ``serve`` endpoint. ``int8`` quantizes weights and
-    activations with ranges measured on ``representative`` (training images, uint8);
+# An int8 layer whose output differs from float by more than this many quantization
+# steps (RMSE over the debug images) stays in float: on the shipped Lite2 that is the
+# stem and the first depthwise layer (2.9 and 4.2 steps; every other layer < 1).
+FLOAT_ABOVE_STEPS = 1.0
+DEBUG_IMAGES = 32
+
+
+def _int8_converter(savedmodel_dir: Path, representative: np.ndarray):
+    import tensorflow as tf
+
+    if representative is None or not len(representative):
+        raise ValueError("int8 quantization needs representative training images")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel_dir), signature_keys=[SERVING_ENDPOINT])
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([np.asarray(image, np.float32)[None]] for image in representative)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return converter
+
+
+def layer_errors(savedmodel_dir: Path, representative: np.ndarray) -> dict[str, float]:
+    """{layer output: RMSE between its int8 and float outputs, in quantization steps},
+    largest first, measured with TensorFlow's quantization debugger on the first
+    :data:`DEBUG_IMAGES` calibration images."""
+    import io
+
+    import pandas as pd
+    import tensorflow as tf
+
+    debug = representative[:DEBUG_IMAGES]
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=_int8_converter(savedmodel_dir, representative),
+        debug_dataset=lambda: ([np.asarray(image, np.float32)[None]] for image in debug),
+    )
+    debugger.run()
+    dump = io.StringIO()
+    debugger.layer_statistics_dump(dump)
+    dump.seek(0)
+    stats = pd.read_csv(dump)
+    stats = stats.assign(steps=np.sqrt(stats["mean_squared_error"]) / stats["scale"]).sort_values(
+        "steps", ascending=False
+    )
+    return {name: round(float(value), 3) for name, value in zip(stats["tensor_name"], stats["steps"], strict=True)}
+
+
+def convert_to_tflite(
+    savedmodel_dir: Path,
+    quantize: str = "none",
+    representative: np.ndarray | None = None,
+    float_above_steps: float | None = FLOAT_ABOVE_STEPS,
+) -> tuple[bytes, dict[str, float]]:
+    """A LiteRT flat buffer of the ``serve`` endpoint, and the layers kept in float.
+    ``int8`` quantizes weights and activations with ranges measured on
+    ``representative`` (training images, uint8), except layers whose int8 output is
+    off by more than ``float_above_steps`` quantization steps (None: quantize all);
     inputs and outputs stay float32 so every export is called the same way."""
     import tensorflow as tf
 
     if quantize not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantize!r}; choose from {', '.join(QUANTIZATIONS)}")
+    if quantize == "int8":
+        converter = _int8_converter(savedmodel_dir, representative)
+        if float_above_steps is None:
+            return converter.convert(), {}
+        stats = layer_errors(savedmodel_dir, representative)
+        kept = {name: steps for name, steps in stats.items() if steps > float_above_steps}
+        if not kept:
+            return converter.convert(), {}
+        if len(kept) == len(stats):  # every layer noisy: nothing left to quantize
+            return tf.lite.TFLiteConverter.from_saved_model(
+                str(savedmodel_dir), signature_keys=[SERVING_ENDPOINT]
+            ).convert(), kept
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter,
+            debug_dataset=lambda: iter(()),
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(kept)),
+        )
+        return debugger.get_nondebug_quantized_model(), kept
     converter = tf.lite.TFLiteConverter.from_saved_model(str(savedmodel_dir), signature_keys=[SERVING_ENDPOINT])
     if quantize != "none":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    if quantize == "int8":
-        if representative is None or not len(representative):
-            raise ValueError("int8 quantization needs representative training images")
-
-        def samples():
-            for image in representative:
-                yield [np.asarray(image, np.float32)[None]]
-
-        converter.representative_dataset = samples
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return converter.convert()
+    return converter.convert(), {}
 
 
 def export_model(
@@ -112,9 +171,11 @@ def export_model(
     quantize: str = "none",
     tta: bool | None = None,
     representative: np.ndarray | None = None,
+    float_above_steps: float | None = FLOAT_ABOVE_STEPS,
 ) -> Path:
     """Write an export and its manifest; returns the exported path (a folder for
-    ``savedmodel``, a ``.tflite`` file for ``tflite``)."""
+    ``savedmodel``, a ``.tflite`` file for ``tflite``). ``float_above_steps``: see
+    :func:`convert_to_tflite` (int8 only)."""
     import tempfile
 
     if fmt not in FORMATS:
@@ -124,6 +185,7 @@ def export_model(
     use_tta = bool(artifact.manifest.get("tta", False)) if tta is None else tta
     out = Path(out)
     started = time.perf_counter()
+    kept_float: dict[str, float] = {}
     if fmt == "savedmodel":
         if out.exists() and any(out.iterdir()):
             raise FileExistsError(f"{out} exists and is not empty")
@@ -134,7 +196,8 @@ def export_model(
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             write_savedmodel(artifact, Path(tmp) / "savedmodel", use_tta)
-            out.write_bytes(convert_to_tflite(Path(tmp) / "savedmodel", quantize, representative))
+            flat, kept_float = convert_to_tflite(Path(tmp) / "savedmodel", quantize, representative, float_above_steps)
+            out.write_bytes(flat)
     manifest = {
         "format": fmt,
         "quantization": quantize,
@@ -147,6 +210,14 @@ def export_model(
         "source_model": artifact.name,
         "source_manifest_sha256": artifact.manifest.get("manifest_sha256"),
         "representative_images": 0 if representative is None else len(representative),
+        **(
+            {
+                "float_above_steps": float_above_steps,
+                "layers_kept_in_float": kept_float,  # output tensor: int8 error in quantization steps
+            }
+            if quantize == "int8"
+            else {}
+        ),
         "export_seconds": round(time.perf_counter() - started, 1),
         "versions": library_versions(),
         "sha256": _export_sha256(out),

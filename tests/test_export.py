@@ -118,3 +118,21 @@ def test_int8_export_without_data_says_why(tiny_model_dir: Path, tmp_path: Path,
     )
     assert result.returncode == 2
     assert "int8 calibrates on training images" in result.stderr
+
+
+def test_int8_keeps_its_noisiest_layers_in_float(tiny_model_dir: Path, images, tmp_path: Path) -> None:
+    """Layers whose int8 output is off by more than the given number of quantization
+    steps stay float. With a threshold of 0 every quantized layer counts as noisy, so the
+    export is float throughout and matches Keras far more closely than the all-int8 one;
+    the manifest lists the layers kept and their error."""
+    artifact = load_artifact(tiny_model_dir)
+    reference = Predictor.from_artifact(artifact).predict_arrays(images)
+    gaps, manifests = {}, {}
+    for name, above in (("all-int8", None), ("all-float", 0.0)):
+        out = export_model(artifact, tmp_path / f"{name}.tflite", "tflite", "int8", None, images[:8], above)
+        manifests[name] = json.loads((tmp_path / f"{name}.tflite.json").read_text())
+        gaps[name] = np.abs(load_exported(out).predict_arrays(images) - reference).max()
+    assert manifests["all-int8"]["layers_kept_in_float"] == {}
+    kept = manifests["all-float"]["layers_kept_in_float"]
+    assert len(kept) >= 3 and all(steps > 0 for steps in kept.values())
+    assert gaps["all-float"] < min(1e-3, gaps["all-int8"] / 10)
