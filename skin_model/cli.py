@@ -10,7 +10,7 @@ from pathlib import Path
 from . import __version__
 from .artifact import ArtifactError
 from .classes import CLASS_NAMES
-from .export import DEBUG_IMAGES, FLOAT_ABOVE_STEPS
+from .export import DEBUG_IMAGES
 from .paths import AUDIT_DIR
 from .sources import DATA_ENV_VAR, DataNotFoundError, resolve_data_dir
 
@@ -223,8 +223,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         rows = rows.sample(min(args.representative, len(rows)), random_state=0)
         representative, _ = load_arrays(rows, artifact.input_size, progress=not args.quiet)
     tta = False if args.no_tta else None
-    float_above = None if args.all_int8 else args.float_above
-    exported = export_model(artifact, out, args.format, args.quantize, tta, representative, float_above)
+    exported = export_model(artifact, out, args.format, args.quantize, tta, representative, args.float_above)
     print(f"wrote {exported} and {manifest_path(exported)}")
     if manifest is not None and not args.no_parity:
         keras_predictor, export_predictor = Predictor.from_artifact(artifact, tta=tta), load_exported(exported)
@@ -417,12 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--float-above",
         type=float,
-        default=FLOAT_ABOVE_STEPS,
         metavar="STEPS",
         help="int8: keep in float the layers whose int8 output is off by more than STEPS quantization steps "
-        f"(root mean square, on {DEBUG_IMAGES} calibration images; default {FLOAT_ABOVE_STEPS})",
+        f"(root mean square, on {DEBUG_IMAGES} calibration images); default: quantize every layer",
     )
-    export.add_argument("--all-int8", action="store_true", help="int8: quantize every layer")
     export.add_argument("--parity-split", choices=["test", "val", "both"], default="both")
     export.add_argument("--no-parity", action="store_true", help="skip the comparison with the Keras model")
     _add_split_and_quiet_flags(export)

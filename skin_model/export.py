@@ -79,10 +79,13 @@ def write_savedmodel(artifact: ModelArtifact, out_dir: Path, tta: bool) -> Path:
     return out_dir
 
 
-# An int8 layer whose output differs from float by more than this many quantization
-# steps (RMSE over the debug images) stays in float: on the shipped Lite2 that is the
-# stem and the first depthwise layer (2.9 and 4.2 steps; every other layer < 1).
-FLOAT_ABOVE_STEPS = 1.0
+# Measured on the shipped Lite2 (RMSE over 32 training images): two layers are off by
+# more than one quantization step in int8, the first depthwise layer (4.0) and the stem
+# (2.6); every other layer by less than one. Keeping those two in float (``export
+# --float-above 1``) raised top-1 agreement with Keras on validation from 93.5 % to
+# 95.4 % and narrowed the malignant AUC gap from 0.017 to 0.012, but balanced accuracy
+# moved the other way (-1.0 instead of -0.7 points on validation, -3.6 instead of -2.0
+# on test; both within the noise), so by default every layer is quantized.
 DEBUG_IMAGES = 32
 
 
@@ -127,7 +130,7 @@ def convert_to_tflite(
     savedmodel_dir: Path,
     quantize: str = "none",
     representative: np.ndarray | None = None,
-    float_above_steps: float | None = FLOAT_ABOVE_STEPS,
+    float_above_steps: float | None = None,
 ) -> tuple[bytes, dict[str, float]]:
     """A LiteRT flat buffer of the ``serve`` endpoint, and the layers kept in float.
     ``int8`` quantizes weights and activations with ranges measured on
@@ -171,7 +174,7 @@ def export_model(
     quantize: str = "none",
     tta: bool | None = None,
     representative: np.ndarray | None = None,
-    float_above_steps: float | None = FLOAT_ABOVE_STEPS,
+    float_above_steps: float | None = None,
 ) -> Path:
     """Write an export and its manifest; returns the exported path (a folder for
     ``savedmodel``, a ``.tflite`` file for ``tflite``). ``float_above_steps``: see
