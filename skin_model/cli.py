@@ -77,6 +77,7 @@ def train_config_from_args(args: argparse.Namespace):
         ema_momentum=args.ema,
         mixup_alpha=args.mixup,
         zoom=args.zoom,
+        weight_decay=args.weight_decay,
     )
 
 
@@ -309,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     train.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
     train.add_argument("--label-smoothing", type=float, default=0.1)
+    train.add_argument(
+        "--weight-decay", type=float, default=1e-4, help="AdamW's decoupled weight decay (per step, times the rate)"
+    )
     train.add_argument("--no-class-balance", action="store_true", help="do not weight classes by inverse frequency")
     train.add_argument("--tta", action="store_true", help="evaluate with 8-view test-time augmentation")
     train.add_argument(

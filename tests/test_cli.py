@@ -87,9 +87,18 @@ def test_train_flags_reach_the_config() -> None:
             "--no-class-balance",
             "--label-smoothing",
             "0.2",
+            "--weight-decay",
+            "0.05",
+            "--zoom",
+            "0.3",
+            "--mixup",
+            "0.4",
+            "--ema",
+            "0.9",
         ]
     )
     config = train_config_from_args(args)
     assert (config.arch, config.epochs, config.learning_rate, config.tta) == ("effnet_lite0", 3, 0.01, True)
     assert (config.feature_views, config.unfreeze_from) == (2, "block5_expand_conv")
     assert (config.class_balanced, config.label_smoothing) == (False, 0.2)
+    assert (config.weight_decay, config.zoom, config.mixup_alpha, config.ema_momentum) == (0.05, 0.3, 0.4, 0.9)
