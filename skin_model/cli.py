@@ -78,6 +78,7 @@ def train_config_from_args(args: argparse.Namespace):
         mixup_alpha=args.mixup,
         zoom=args.zoom,
         weight_decay=args.weight_decay,
+        train_batch_norm=args.train_bn,
     )
 
 
@@ -338,6 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.15,
         help="augmentation: random square crops keep between 1 - ZOOM and all of each side (default 0.15)",
+    )
+    train.add_argument(
+        "--train-bn",
+        action="store_true",
+        help="pretrained models: fine-tune the batch norms of the unfrozen blocks too (default: keep ImageNet's)",
     )
     train.add_argument("--seed", type=int, default=1337)
     train.add_argument("--no-weights", action="store_true", help="keep only manifest/evaluation/history")

@@ -48,6 +48,9 @@ class TrainConfig:
     mixup_alpha: float | None = None
     # augmentation: the random crop keeps between (1 - zoom) and all of each side
     zoom: float = 0.15
+    # pretrained backbones: also fine-tune the batch norms of the unfrozen blocks
+    # (scale, offset and batch statistics) instead of keeping ImageNet's
+    train_batch_norm: bool = False
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
@@ -152,16 +155,17 @@ def warm_up_head(model, config: TrainConfig, x_train, y_train, x_val, y_val, pro
     return float(best), model.get_weights()
 
 
-def freeze_for_finetuning(model, first_trainable: str) -> int:
-    """Freeze every layer before ``first_trainable`` and every batch norm (kept in
-    inference mode, as usual when fine-tuning with small batches); returns the
-    number of trainable weights left."""
+def freeze_for_finetuning(model, first_trainable: str, train_batch_norm: bool = False) -> int:
+    """Freeze every layer before ``first_trainable``, and every batch norm unless
+    ``train_batch_norm`` (frozen batch norms stay in inference mode, as usual when
+    fine-tuning with small batches); returns the number of trainable weights left."""
     import keras
 
     trainable = False
     for layer in model.layers:
         trainable = trainable or layer.name == first_trainable
-        layer.trainable = trainable and not isinstance(layer, keras.layers.BatchNormalization)
+        is_norm = isinstance(layer, keras.layers.BatchNormalization)
+        layer.trainable = trainable and (train_batch_norm or not is_norm)
     return len(model.trainable_weights)
 
 
@@ -209,7 +213,7 @@ def train(
     if config.arch in FINETUNE_FROM:
         config.unfreeze_from = config.unfreeze_from or FINETUNE_FROM[config.arch]
         initial = warm_up_head(model, config, x_train, y_train, x_val, y_val, progress)
-        freeze_for_finetuning(model, config.unfreeze_from)
+        freeze_for_finetuning(model, config.unfreeze_from, config.train_batch_norm)
     steps = int(np.ceil(len(x_train) / config.batch_size))
     with strategy.scope():
         schedule = keras.optimizers.schedules.CosineDecay(

@@ -95,6 +95,7 @@ def test_train_flags_reach_the_config() -> None:
             "0.4",
             "--ema",
             "0.9",
+            "--train-bn",
         ]
     )
     config = train_config_from_args(args)
@@ -102,3 +103,5 @@ def test_train_flags_reach_the_config() -> None:
     assert (config.feature_views, config.unfreeze_from) == (2, "block5_expand_conv")
     assert (config.class_balanced, config.label_smoothing) == (False, 0.2)
     assert (config.weight_decay, config.zoom, config.mixup_alpha, config.ema_momentum) == (0.05, 0.3, 0.4, 0.9)
+    assert config.train_batch_norm
+    assert not train_config_from_args(build_parser().parse_args(["train"])).train_batch_norm

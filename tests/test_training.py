@@ -245,3 +245,23 @@ def test_mixup_reaches_training_and_is_recorded(synthetic_manifest, tmp_path: Pa
     assert runs["plain"].manifest["training_config"]["mixup_alpha"] is None
     pairs = zip(runs["plain"].model.get_weights(), runs["mixup"].model.get_weights(), strict=True)
     assert any(not np.allclose(a, b, atol=1e-6) for a, b in pairs)
+
+
+@pytest.mark.parametrize("train_batch_norm", [False, True])
+def test_finetuning_freezes_early_layers_and_chosen_batch_norms(train_batch_norm: bool) -> None:
+    import keras
+
+    from skin_model.training import freeze_for_finetuning
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, name="early_conv")(inputs)
+    x = keras.layers.BatchNormalization(name="early_bn")(x)
+    x = keras.layers.Conv2D(4, 3, name="late_conv")(x)
+    x = keras.layers.BatchNormalization(name="late_bn")(x)
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inputs, outputs)
+    freeze_for_finetuning(model, "late_conv", train_batch_norm)
+    trainable = {layer.name for layer in model.layers if layer.trainable and layer.weights}
+    assert trainable == {"late_conv", "head"} | ({"late_bn"} if train_batch_norm else set())
+    # a trainable batch norm learns its scale and offset; a frozen one keeps everything
+    assert len(model.trainable_weights) == 2 + 2 + (2 if train_batch_norm else 0)
