@@ -87,11 +87,11 @@ def load_model_bundle(model_dir: str | None = None):
     from skin_model.reliability import ReliabilityCheck
 
     art = artifact_io.load_artifact(model_dir)
-    predictor = Predictor.from_artifact(art)
+    # the predictor's traced pass also yields the reliability check's inputs and the
+    # Grad-CAM map; the explainer serves the other methods (traced when first asked for)
+    predictor = Predictor.from_artifact(art, explain=True)
     predictor.warm_up()
     explainer = Explainer(art.model, art.input_size)
-    explainer.warm_up()
-    # the predictor's traced pass also yields the reliability check's inputs
     reliability = ReliabilityCheck.from_artifact(art)
     bundle = art, predictor, explainer, reliability
     # TensorFlow and the model are ~450k long-lived Python objects; Streamlit runs a

@@ -89,12 +89,17 @@ for number, (name, data) in enumerate(files, start=1):
         progress.progress(number / len(files))
         continue
     with st.spinner("Classifying and explaining…"):
-        result = diagnose(predictor, loaded.image, art.malignant_threshold, reliability)
-        target = {"predicted class": CLASS_NAMES.index(result.predicted_class), "malignant risk": MALIGNANT_TARGET}.get(
-            target_choice, target_choice
-        )
-        # SmoothGrad with 5 noisy samples keeps the page interactive (~2-3 s on 2 cores).
-        heat = explainer.explain(result.model_input, method, target=target, smooth_samples=5)
+        # None = the predicted class, known only once the model has answered
+        target = {"predicted class": None, "malignant risk": MALIGNANT_TARGET}.get(target_choice, target_choice)
+        # Grad-CAM comes from the prediction's own model call; other methods run apart
+        fused = method == "gradcam" and predictor.explains
+        result = diagnose(predictor, loaded.image, art.malignant_threshold, reliability, target, explain=fused)
+        heat = result.heat
+        if heat is None:
+            if target is None:
+                target = CLASS_NAMES.index(result.predicted_class)
+            # SmoothGrad with 5 noisy samples keeps the page interactive (~2-3 s on 2 cores).
+            heat = explainer.explain(result.model_input, method, target=target, smooth_samples=5)
         overlay = render_overlay(loaded.image, heat, opacity=opacity)
     for note in loaded.notes:
         st.caption(f"ℹ️ {note}")

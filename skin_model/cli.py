@@ -188,7 +188,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     results = run_benchmark(args.model, repeats=args.repeats, tflite=args.tflite)
     for key, value in results.items():
-        print(f"{key:28s} {value}")
+        print(f"{key:34s} {value}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote {args.json}")

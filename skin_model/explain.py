@@ -125,6 +125,61 @@ def _score_fn(target: int | str, probability: bool = False):
     return lambda logits: logits[:, index]
 
 
+# target codes of the traced Grad-CAM paths: a class index, MALIGNANT_CODE for
+# log P(malignant), PREDICTED_CODE for each image's predicted class
+MALIGNANT_CODE = len(CLASS_NAMES)
+PREDICTED_CODE = -1
+
+
+def target_code(target: int | str | None) -> int:
+    """The traced paths' integer code for a target: None = the predicted class, a class
+    index or name, or ``MALIGNANT_TARGET``."""
+    if target is None:
+        return PREDICTED_CODE
+    if target == MALIGNANT_TARGET:
+        return MALIGNANT_CODE
+    return CLASS_NAMES.index(target) if isinstance(target, str) else int(target)
+
+
+def target_scores(logits):
+    """(batch, classes + 1): the class logits, then log P(malignant); what the traced
+    Grad-CAM paths explain, indexed by :func:`target_code`."""
+    import tensorflow as tf
+
+    return tf.concat([logits, _score_fn(MALIGNANT_TARGET)(logits)[:, None]], axis=1)
+
+
+def gradcam_from_tape(tape, value, features):
+    """Grad-CAM maps (batch, h, w) from a tape that recorded ``features`` (the explained
+    layer's output) on the way to ``value`` (one score per image): channels weighted by
+    their mean gradient, summed, negative evidence cut."""
+    import tensorflow as tf
+
+    grads = tape.gradient(value, features)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    return tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
+
+
+def explained_forward_model(model, feature_layers: list[str] | None = None):
+    """One model giving, in a single pass, the class logits, the Grad-CAM layer's output
+    and the reliability check's pooled features: the app's diagnosis and its heat map
+    from one forward pass (see :meth:`skin_model.inference.Predictor.predict_explained`).
+    Like :func:`explanation_model`, it leaves ``model`` untouched."""
+    import keras
+
+    from .reliability import pooled_outputs
+
+    flat = explanation_model(model)
+    maps = flat.get_layer(last_spatial_layer(flat)).output
+    pooled = pooled_outputs(flat, feature_layers or [])
+    return keras.Model(flat.inputs, [flat.outputs[0], maps, *pooled], name=f"{model.name}_diagnose")
+
+
+def heat_from_cam(cam: np.ndarray, size: int) -> np.ndarray:
+    """A raw Grad-CAM map upsampled to the (size, size) model input and scaled to [0, 1]."""
+    return _normalise(_resize_map(cam, (size, size))).astype(np.float32)
+
+
 def _resize_map(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear upsampling of a (h, w) map to ``size`` (h, w), as tf-keras-vis does."""
     from scipy.ndimage import zoom
@@ -162,14 +217,10 @@ class Explainer:
         them, log P(malignant) (see ``_score_fn``)."""
         import tensorflow as tf
 
-        malignant = _score_fn(MALIGNANT_TARGET)
         with tf.GradientTape() as tape:
             features, logits = self._grad_model(x, training=False)
-            scores = tf.concat([logits, malignant(logits)[:, None]], axis=1)
-            value = tf.gather(scores, target, axis=1)
-        grads = tape.gradient(value, features)
-        weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        return tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
+            value = tf.gather(target_scores(logits), target, axis=1)
+        return gradcam_from_tape(tape, value, features)
 
     def warm_up(self) -> None:
         """Trace the fast Grad-CAM path now rather than on the first user's request."""
@@ -220,11 +271,8 @@ class Explainer:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
         target = self.target_index(target)
         x = np.asarray(image, np.float32)[None]
-        size = (self.input_size, self.input_size)
         if method == "gradcam" and fast:
-            index = len(CLASS_NAMES) if target == MALIGNANT_TARGET else int(target)
-            cam = self._fast(x, np.int32(index)).numpy()[0]
-            return _normalise(_resize_map(cam, size)).astype(np.float32)
+            return heat_from_cam(self._fast(x, np.int32(target_code(target))).numpy()[0], self.input_size)
         score = _score_fn(target, probability=method == "scorecam")
         tool = self._tool(method)
         if method == "smoothgrad":

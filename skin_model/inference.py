@@ -47,9 +47,19 @@ class Predictor:
     With ``feature_layers`` (the reliability check's layers) it also offers one traced
     pass giving the probabilities and, from the same call, what the reliability check
     needs (the single-view probabilities and the pooled features), so a checked image
-    costs one model call rather than two."""
+    costs one model call rather than two. With ``explain`` that pass also gives the
+    Grad-CAM map of the picture itself (view 0): the gradient runs back only from the
+    scores to the explained layer, so the heat map costs almost nothing on top of the
+    prediction instead of a second forward pass."""
 
-    def __init__(self, model, input_size: int, tta: bool = False, feature_layers: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        model,
+        input_size: int,
+        tta: bool = False,
+        feature_layers: list[str] | None = None,
+        explain: bool = False,
+    ) -> None:
         import tensorflow as tf
 
         keep_blas_single_threaded()
@@ -85,23 +95,53 @@ class Predictor:
                 return (average(probs, n), probs[:n], *(f[:n] for f in features))
 
             self._forward_features = tf.function(forward_features, input_signature=[spec])
+        self._forward_explained = None
+        if explain:
+            from .explain import PREDICTED_CODE, explained_forward_model, gradcam_from_tape, target_scores
+
+            diagnose_model = explained_forward_model(model, self.feature_layers)
+
+            def forward_explained(x, target):
+                n = tf.shape(x)[0]
+                with tf.GradientTape() as tape:
+                    logits, maps, *features = diagnose_model(views(x), training=False)
+                    probs = tf.nn.softmax(logits, axis=-1)
+                    mean = average(probs, n)
+                    predicted = tf.argmax(mean, axis=1, output_type=tf.int32)
+                    chosen = tf.where(target == PREDICTED_CODE, predicted, tf.fill([n], target))
+                    value = tf.gather(target_scores(logits[:n]), chosen, axis=1, batch_dims=1)
+                cams = gradcam_from_tape(tape, value, maps)[:n]
+                return (mean, probs[:n], cams, *(f[:n] for f in features))
+
+            self._forward_explained = tf.function(
+                forward_explained, input_signature=[spec, tf.TensorSpec([], tf.int32)]
+            )
+
+    @property
+    def explains(self) -> bool:
+        """Whether :meth:`predict_explained` is available."""
+        return self._forward_explained is not None
 
     def forward_function(self):
         """The plain (untraced) forward pass: pixels in, probabilities out; for exporting."""
         return self._forward_fn
 
     @classmethod
-    def from_artifact(cls, artifact: ModelArtifact, tta: bool | None = None) -> Predictor:
+    def from_artifact(cls, artifact: ModelArtifact, tta: bool | None = None, explain: bool = False) -> Predictor:
         """A predictor as the model was evaluated: with test-time augmentation when its
         manifest says so (its threshold and metrics were measured that way), and with
-        the reliability check's features when the model has one."""
+        the reliability check's features when the model has one; ``explain`` adds the
+        pass with the Grad-CAM map."""
         use_tta = bool(artifact.manifest.get("tta", False)) if tta is None else tta
-        return cls(artifact.model, artifact.input_size, tta=use_tta, feature_layers=artifact.manifest.get("ood_layers"))
+        layers = artifact.manifest.get("ood_layers")
+        return cls(artifact.model, artifact.input_size, tta=use_tta, feature_layers=layers, explain=explain)
 
     def warm_up(self) -> None:
         """Trace now the pass that requests will use, rather than on the first request."""
         blank = np.zeros((1, self.input_size, self.input_size, 3), np.uint8)
-        if self._forward_features is not None:
+        if self._forward_explained is not None:
+            self.predict_explained(blank)
+        elif self._forward_features is not None:
             self.predict_with_features(blank)
         else:
             self.predict_arrays(blank)
@@ -129,6 +169,23 @@ class Predictor:
         probs, single, *features = (np.concatenate(parts) for parts in zip(*outs, strict=True))
         return probs, single, features
 
+    def predict_explained(
+        self, x: np.ndarray, target: int | str | None = None, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+        """(probabilities, single-view probabilities, raw Grad-CAM maps (n, h, w) of each
+        picture for ``target`` (None: its predicted class; a class index or name; or
+        "malignant"), pooled features per feature layer), from one model call per chunk.
+        The maps are those of :meth:`skin_model.explain.Explainer.explain` before
+        upsampling (:func:`skin_model.explain.heat_from_cam`)."""
+        from .explain import target_code
+
+        if self._forward_explained is None:
+            raise ValueError("this predictor was built without explain=True")
+        code = np.int32(target_code(target))
+        outs = [[t.numpy() for t in self._forward_explained(chunk, code)] for chunk in self._chunks(x, batch_size)]
+        probs, single, cams, *features = (np.concatenate(parts) for parts in zip(*outs, strict=True))
+        return probs, single, cams, features
+
 
 # For a model without fitted reliability settings (see skin_model.reliability), the
 # model is called unsure below this raw top-class probability.
@@ -149,6 +206,8 @@ class Diagnosis:
     abstain_below: float | None = None
     # the picture as the model saw it (size x size uint8), reused for explanations
     model_input: np.ndarray | None = None
+    # Grad-CAM heat map (size x size, 0-1) when asked for, from the prediction's own pass
+    heat: np.ndarray | None = None
 
     @property
     def ranked(self) -> list[tuple[str, float]]:
@@ -190,6 +249,14 @@ class Diagnosis:
         }
 
 
+def check_from_outputs(predictor, reliability, x: np.ndarray, single: np.ndarray, features: list[np.ndarray]):
+    """The reliability check of ``x``, reusing the predictor's outputs when they are
+    the check's own features."""
+    if getattr(predictor, "feature_layers", None) == reliability.density.layers:
+        return reliability.check(x, outputs=(single, features))
+    return reliability.check(x)
+
+
 def predict_and_check(predictor, x: np.ndarray, reliability=None, batch_size: int = 64):
     """(probabilities, reliability check result or None) for a batch of model-size
     images; one model call per batch when the predictor carries the check's features."""
@@ -197,18 +264,35 @@ def predict_and_check(predictor, x: np.ndarray, reliability=None, batch_size: in
         return predictor.predict_arrays(x, batch_size), None
     if getattr(predictor, "feature_layers", None) == reliability.density.layers:
         probs, single, features = predictor.predict_with_features(x, batch_size)
-        return probs, reliability.check(x, outputs=(single, features))
+        return probs, check_from_outputs(predictor, reliability, x, single, features)
     return predictor.predict_arrays(x, batch_size), reliability.check(x)
 
 
-def diagnose(predictor: Predictor, image: Image.Image, malignant_threshold: float, reliability=None) -> Diagnosis:
+def diagnose(
+    predictor: Predictor,
+    image: Image.Image,
+    malignant_threshold: float,
+    reliability=None,
+    explain_target: int | str | None = None,
+    explain: bool = False,
+) -> Diagnosis:
     """Class probabilities, malignant risk and the referral flags for one picture;
     ``reliability`` (a :class:`skin_model.reliability.ReliabilityCheck`) adds the
-    out-of-distribution flag and the calibrated confidence."""
+    out-of-distribution flag and the calibrated confidence. With ``explain`` (the
+    predictor must have been built with it) the result also carries the Grad-CAM heat
+    map for ``explain_target`` (None: the predicted class), from the same model call."""
+    from .explain import heat_from_cam
+
     x = to_model_input(image, predictor.input_size)[None]
-    batch_probs, checked = predict_and_check(predictor, x, reliability)
+    heat = None
+    if explain:
+        batch_probs, single, cams, features = predictor.predict_explained(x, explain_target)
+        checked = None if reliability is None else check_from_outputs(predictor, reliability, x, single, features)
+        heat = heat_from_cam(cams[0], predictor.input_size)
+    else:
+        batch_probs, checked = predict_and_check(predictor, x, reliability)
     probs = batch_probs[0]
-    result = Diagnosis(probs, float(malignant_score(probs[None])[0]), malignant_threshold, model_input=x[0])
+    result = Diagnosis(probs, float(malignant_score(probs[None])[0]), malignant_threshold, model_input=x[0], heat=heat)
     if checked is not None:
         result.out_of_distribution = bool(checked["out_of_distribution"][0])
         result.ood_reason = checked["ood_reason"][0]

@@ -165,15 +165,23 @@ def feature_layers(model) -> list[str]:
     return ([block] if block else []) + [FEATURE_LAYER]
 
 
-def feature_model(model, layers: list[str]):
-    """A model returning (probabilities, [average-pooled output of each layer]) in one pass."""
+def pooled_outputs(model, layers: list[str]) -> list:
+    """The average-pooled output of each named layer of ``model`` (symbolic tensors):
+    the features the out-of-distribution detector measures."""
     import keras
 
     pooled = []
     for name in layers:
         out = model.get_layer(name).output
         pooled.append(keras.ops.mean(out, axis=(1, 2)) if len(out.shape) == 4 else out)
-    return keras.Model(model.inputs, [model.outputs[0], *pooled])
+    return pooled
+
+
+def feature_model(model, layers: list[str]):
+    """A model returning (probabilities, [average-pooled output of each layer]) in one pass."""
+    import keras
+
+    return keras.Model(model.inputs, [model.outputs[0], *pooled_outputs(model, layers)])
 
 
 def _forward_fn(model, layers: list[str], input_size: int):

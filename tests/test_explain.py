@@ -155,3 +155,35 @@ def test_every_method_on_every_model_shape_leaves_model_unchanged(trained, varia
 
 def test_last_spatial_layer_is_found(trained: keras.Model) -> None:
     assert last_spatial_layer(explanation_model(trained)) == "features"
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_prediction_pass_gives_the_explainers_gradcam(trained: keras.Model, explainer: Explainer, tta: bool) -> None:
+    """The predictor's explaining pass returns the same probabilities as its plain pass
+    and, for the picture itself, the same Grad-CAM map as the explainer, for the
+    predicted class, a chosen class and the malignant score; the map points at the
+    planted square."""
+    from skin_model.explain import MALIGNANT_TARGET, heat_from_cam
+    from skin_model.inference import Predictor
+
+    predictor = Predictor(trained, SIZE, tta=tta, explain=True)
+    assert predictor.explains and not Predictor(trained, SIZE).explains
+    x, y, masks = planted_images(6, seed=5)
+    probs, single, cams, features = predictor.predict_explained(x)
+    assert features == [] and cams.shape[0] == len(x)
+    np.testing.assert_allclose(probs, predictor.predict_arrays(x), atol=1e-5)
+    np.testing.assert_allclose(single, Predictor(trained, SIZE).predict_arrays(x), atol=1e-5)
+    predicted = probs.argmax(axis=1)
+    assert (predicted == y).all()
+    for i in range(len(x)):
+        heat = heat_from_cam(cams[i], SIZE)
+        np.testing.assert_allclose(heat, explainer.explain(x[i], "gradcam", target=int(predicted[i])), atol=1e-4)
+        assert _peak_inside(heat, masks[i])
+    for target in (1, "nevus", MALIGNANT_TARGET):
+        _, _, cams, _ = predictor.predict_explained(x[:2], target)
+        for i in range(2):
+            np.testing.assert_allclose(
+                heat_from_cam(cams[i], SIZE), explainer.explain(x[i], "gradcam", target=target), atol=1e-4
+            )
+    with pytest.raises(ValueError, match="explain=True"):
+        Predictor(trained, SIZE).predict_explained(x)

@@ -125,6 +125,7 @@ def test_one_pass_prediction_matches_separate_passes(calibrated_dir, tta: bool) 
     from PIL import Image
 
     from skin_model.artifact import load_artifact
+    from skin_model.explain import Explainer
     from skin_model.inference import Predictor, diagnose
     from skin_model.reliability import ReliabilityCheck
 
@@ -153,9 +154,20 @@ def test_one_pass_prediction_matches_separate_passes(calibrated_dir, tta: bool) 
 
     check = ReliabilityCheck.from_artifact(artifact)
     result = diagnose(predictor, Image.fromarray(x[0]), artifact.malignant_threshold, check)
-    assert check._forward is None
+    assert check._forward is None and result.heat is None
     np.testing.assert_allclose(result.probs, probs[0], atol=1e-5)
     assert result.calibrated_confidence == pytest.approx(float(fused["calibrated_confidence"][0]), abs=1e-5)
+
+    # the same through the pass that also explains: same answer, plus the heat map
+    explaining = Predictor.from_artifact(artifact, tta=tta, explain=True)
+    explained = diagnose(explaining, Image.fromarray(x[0]), artifact.malignant_threshold, check, explain=True)
+    assert check._forward is None
+    np.testing.assert_allclose(explained.probs, probs[0], atol=1e-5)
+    assert explained.calibrated_confidence == pytest.approx(result.calibrated_confidence, abs=1e-5)
+    assert explained.out_of_distribution == result.out_of_distribution
+    reference = Explainer(artifact.model, size).explain(x[0], "gradcam", target=int(np.argmax(probs[0])))
+    assert explained.heat.shape == (size, size)
+    np.testing.assert_allclose(explained.heat, reference, atol=1e-4)
 
 
 def test_predictor_keeps_numpy_blas_off_tensorflows_cores(tiny_model_dir) -> None:
