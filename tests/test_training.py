@@ -144,6 +144,49 @@ def test_shared_model_gives_same_results_under_concurrent_use(tiny_model_dir: Pa
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def _flatten_arrays(outputs) -> list[np.ndarray]:
+    """Arrays of a (probabilities, ..., [features]) result, lists opened."""
+    return [a for item in outputs for a in (item if isinstance(item, list) else [item])]
+
+
+def test_loaded_models_passes_are_frozen_once_and_training_passes_follow_the_weights(calibrated_dir: Path) -> None:
+    """A loaded artifact's predictor freezes its weights into each traced pass on first
+    use (once, even when the first calls come from several threads at once) and answers
+    as the live pass does; a predictor built during training (not frozen) follows
+    weight updates, which a frozen pass would not."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import keras
+
+    from skin_model.inference import FrozenOnFirstCall, Predictor
+
+    artifact = load_artifact(calibrated_dir)  # a private copy of the model: its weights change below
+    layers = artifact.manifest["ood_layers"]
+    frozen = Predictor.from_artifact(artifact, tta=True, explain=True)
+    live = Predictor(artifact.model, artifact.input_size, tta=True, feature_layers=layers, explain=True)
+    size = artifact.input_size
+    x = np.random.default_rng(2).integers(0, 256, (8, size, size, 3)).astype(np.uint8)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        firsts = list(pool.map(lambda i: frozen.predict_arrays(x[i : i + 1])[0], range(len(x))))
+    np.testing.assert_allclose(np.stack(firsts), live.predict_arrays(x), atol=1e-5)
+    for ours, theirs in (
+        (frozen.predict_with_features(x), live.predict_with_features(x)),
+        (frozen.predict_explained(x, "melanoma"), live.predict_explained(x, "melanoma")),
+    ):
+        flat_ours, flat_theirs = _flatten_arrays(ours), _flatten_arrays(theirs)
+        assert len(flat_ours) == len(flat_theirs) >= 3
+        for a, b in zip(flat_ours, flat_theirs, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert isinstance(frozen._forward, FrozenOnFirstCall) and not isinstance(live._forward, FrozenOnFirstCall)
+
+    before = frozen.predict_arrays(x)
+    head = [layer for layer in artifact.model.layers if isinstance(layer, keras.layers.Dense)][-1]
+    kernel, bias = head.get_weights()
+    head.set_weights([kernel, bias + np.eye(len(bias), dtype=bias.dtype)[0] * 10])  # as a training step would
+    np.testing.assert_allclose(frozen.predict_arrays(x), before, atol=1e-6)
+    assert (live.predict_arrays(x).argmax(axis=1) == 0).all()
+
+
 @pytest.mark.parametrize("method", ["gradcam", "scorecam"])
 def test_explain_cli_writes_overlay_and_raw_map(tiny_model_dir: Path, tmp_path: Path, method: str) -> None:
     from PIL import Image
