@@ -98,6 +98,12 @@ def run_benchmark(
         ms = np.array(_timed(lambda p=predictor: p.predict_arrays(x), repeats)) * 1000
         results[f"latency_ms_p50{label}"] = round(float(np.percentile(ms, 50)), 2)
         results[f"latency_ms_p95{label}"] = round(float(np.percentile(ms, 95)), 2)
+        if not tta:  # the same pass with its weights frozen into constants (not what the app runs)
+            frozen = Predictor.from_artifact(artifact, tta=False, freeze=True)
+            results["freeze_s"] = round(_timed(lambda p=frozen: p.predict_arrays(x), 1)[0], 3)
+            ms = np.array(_timed(lambda p=frozen: p.predict_arrays(x), repeats)) * 1000
+            results["latency_ms_p50_frozen"] = round(float(np.percentile(ms, 50)), 2)
+            del frozen
         if check is not None:  # what the app and `predict` run: probabilities plus the reliability check
             predictor.warm_up()
             ms = np.array(_timed(lambda p=predictor, c=check: predict_and_check(p, x, c), repeats)) * 1000

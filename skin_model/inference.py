@@ -45,8 +45,10 @@ class FrozenOnFirstCall:
     call, for a model whose weights no longer change (a loaded artifact). TensorFlow
     then skips a variable read per weight and lets oneDNN prepare the weights once:
     measured on the shipped Lite2, one image 9.2 instead of 11.4 ms, the 8-view
-    explaining pass 40 instead of 44 ms, for 0.6-0.8 s of freezing per pass.
-    Thread-safe; returns what the traced function returns."""
+    explaining pass 40 instead of 44 ms. It costs 0.6-0.9 s of freezing and 170-370 MB
+    of memory per pass, so it pays only for a long-running server answering one
+    image at a time (batches gain nothing). Thread-safe; returns what the traced
+    function returns."""
 
     def __init__(self, function) -> None:
         import threading
@@ -165,15 +167,17 @@ class Predictor:
         return self._forward_fn
 
     @classmethod
-    def from_artifact(cls, artifact: ModelArtifact, tta: bool | None = None, explain: bool = False) -> Predictor:
+    def from_artifact(
+        cls, artifact: ModelArtifact, tta: bool | None = None, explain: bool = False, freeze: bool = False
+    ) -> Predictor:
         """A predictor as the model was evaluated: with test-time augmentation when its
         manifest says so (its threshold and metrics were measured that way), and with
         the reliability check's features when the model has one; ``explain`` adds the
-        pass with the Grad-CAM map."""
+        pass with the Grad-CAM map; ``freeze`` (a loaded artifact's weights never
+        change) trades memory and start-up time for single-image latency."""
         use_tta = bool(artifact.manifest.get("tta", False)) if tta is None else tta
         layers = artifact.manifest.get("ood_layers")
-        # a loaded artifact's weights never change: its passes can be frozen
-        return cls(artifact.model, artifact.input_size, use_tta, layers, explain=explain, freeze=True)
+        return cls(artifact.model, artifact.input_size, use_tta, layers, explain=explain, freeze=freeze)
 
     def warm_up(self) -> None:
         """Trace now the pass that requests will use, rather than on the first request."""

@@ -149,11 +149,11 @@ def _flatten_arrays(outputs) -> list[np.ndarray]:
     return [a for item in outputs for a in (item if isinstance(item, list) else [item])]
 
 
-def test_loaded_models_passes_are_frozen_once_and_training_passes_follow_the_weights(calibrated_dir: Path) -> None:
-    """A loaded artifact's predictor freezes its weights into each traced pass on first
+def test_frozen_passes_are_frozen_once_and_live_passes_follow_the_weights(calibrated_dir: Path) -> None:
+    """A frozen predictor turns its weights into constants of each traced pass on first
     use (once, even when the first calls come from several threads at once) and answers
-    as the live pass does; a predictor built during training (not frozen) follows
-    weight updates, which a frozen pass would not."""
+    as the live pass does; a live predictor (the default, and what training builds)
+    follows weight updates, which a frozen pass would not."""
     from concurrent.futures import ThreadPoolExecutor
 
     import keras
@@ -162,8 +162,9 @@ def test_loaded_models_passes_are_frozen_once_and_training_passes_follow_the_wei
 
     artifact = load_artifact(calibrated_dir)  # a private copy of the model: its weights change below
     layers = artifact.manifest["ood_layers"]
-    frozen = Predictor.from_artifact(artifact, tta=True, explain=True)
+    frozen = Predictor.from_artifact(artifact, tta=True, explain=True, freeze=True)
     live = Predictor(artifact.model, artifact.input_size, tta=True, feature_layers=layers, explain=True)
+    assert not isinstance(Predictor.from_artifact(artifact)._forward, FrozenOnFirstCall)
     size = artifact.input_size
     x = np.random.default_rng(2).integers(0, 256, (8, size, size, 3)).astype(np.uint8)
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -224,6 +225,8 @@ def test_bench_reports_the_required_figures(tiny_model_dir: Path) -> None:
         "throughput_images_per_s",
         "gradcam_ms_p50",
         "diagnosis_with_gradcam_ms_p50",
+        "latency_ms_p50_frozen",
+        "freeze_s",
         "peak_rss_mb",
         "tflite_latency_ms_p50",
         "tflite_throughput_images_per_s",
