@@ -74,9 +74,15 @@ def _bn(name: str):
     return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=name)
 
 
-def efficientnet_lite_features(inputs, variant: str = "lite0") -> keras.KerasTensor:
+def efficientnet_lite_features(inputs, variant: str = "lite0", drop_connect: float = 0.0) -> keras.KerasTensor:
     """The feature extractor of ``variant`` applied to 0-255 RGB ``inputs``; returns the
-    1280-channel head activation (7x7 at 224 px)."""
+    1280-channel head activation (7x7 at 224 px).
+
+    ``drop_connect``: stochastic depth as the reference trains it: in training, each
+    residual branch is dropped for a whole image with a probability rising linearly
+    from 0 at the first block to ``drop_connect`` at the last (an identity at
+    inference, so it changes nothing for prediction, export or Grad-CAM)."""
+    n_blocks = sum(stage[0] for stage in stages(variant))
     x = layers.Normalization(
         mean=[m * 255 for m in IMAGENET_MEAN], variance=[(s * 255) ** 2 for s in IMAGENET_STD], name="imagenet_norm"
     )(inputs)
@@ -99,6 +105,9 @@ def efficientnet_lite_features(inputs, variant: str = "lite0") -> keras.KerasTen
             y = layers.Conv2D(filters_out, 1, use_bias=False, name=f"{name}_project_conv")(y)
             y = _bn(f"{name}_project_bn")(y)
             if s == 1 and f_in == filters_out:
+                rate = drop_connect * index / n_blocks
+                if rate > 0:  # a Dropout whose mask spans the whole image drops the branch
+                    y = layers.Dropout(rate, noise_shape=(None, 1, 1, 1), name=f"{name}_drop")(y)
                 y = layers.Add(name=f"{name}_add")([y, x])
             x = y
             index += 1

@@ -79,6 +79,7 @@ def train_config_from_args(args: argparse.Namespace):
         zoom=args.zoom,
         weight_decay=args.weight_decay,
         train_batch_norm=args.train_bn,
+        stochastic_depth=args.stochastic_depth,
     )
 
 
@@ -344,6 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--train-bn",
         action="store_true",
         help="pretrained models: fine-tune the batch norms of the unfrozen blocks too (default: keep ImageNet's)",
+    )
+    train.add_argument(
+        "--stochastic-depth",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="pretrained models: drop residual branches in training, up to RATE at the last block (default 0: off)",
     )
     train.add_argument("--seed", type=int, default=1337)
     train.add_argument("--no-weights", action="store_true", help="keep only manifest/evaluation/history")

@@ -98,13 +98,15 @@ def tiny_cnn(input_size: int = 32, n_classes: int = N_CLASSES) -> keras.Model:
     return keras.Model(inputs, outputs, name="tiny_cnn")
 
 
-def _effnet_lite(variant: str, input_size: int, n_classes: int, dropout: float, pretrained: bool) -> keras.Model:
+def _effnet_lite(
+    variant: str, input_size: int, n_classes: int, dropout: float, pretrained: bool, stochastic_depth: float = 0.0
+) -> keras.Model:
     """EfficientNet-Lite ``variant`` with ImageNet weights (converted offline, shipped in
     assets/) and a new softmax head; built flat so Grad-CAM reaches ``top_activation``."""
     from .backbones import efficientnet_lite_features, load_backbone_weights
 
     inputs = keras.Input((input_size, input_size, 3), name="image")
-    x = efficientnet_lite_features(inputs, variant)
+    x = efficientnet_lite_features(inputs, variant, drop_connect=stochastic_depth)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
@@ -115,18 +117,26 @@ def _effnet_lite(variant: str, input_size: int, n_classes: int, dropout: float, 
 
 
 def effnet_lite0(
-    input_size: int = 224, n_classes: int = N_CLASSES, dropout: float = 0.3, pretrained: bool = True
+    input_size: int = 224,
+    n_classes: int = N_CLASSES,
+    dropout: float = 0.3,
+    pretrained: bool = True,
+    stochastic_depth: float = 0.0,
 ) -> keras.Model:
     """EfficientNet-Lite0 (3.4M params, 16 blocks) with ImageNet weights and a new head."""
-    return _effnet_lite("lite0", input_size, n_classes, dropout, pretrained)
+    return _effnet_lite("lite0", input_size, n_classes, dropout, pretrained, stochastic_depth)
 
 
 def effnet_lite2(
-    input_size: int = 224, n_classes: int = N_CLASSES, dropout: float = 0.3, pretrained: bool = True
+    input_size: int = 224,
+    n_classes: int = N_CLASSES,
+    dropout: float = 0.3,
+    pretrained: bool = True,
+    stochastic_depth: float = 0.0,
 ) -> keras.Model:
     """EfficientNet-Lite2 (4.9M params, 21 blocks, wider) with ImageNet weights and a new
     head; run at 224 px rather than its native 260 to keep training on 2 cores in budget."""
-    return _effnet_lite("lite2", input_size, n_classes, dropout, pretrained)
+    return _effnet_lite("lite2", input_size, n_classes, dropout, pretrained, stochastic_depth)
 
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
@@ -144,8 +154,16 @@ FINETUNE_FROM = {"effnet_lite0": "block8_expand_conv", "effnet_lite2": "block11_
 FEATURE_OUTPUT = {"effnet_lite0": "gap", "effnet_lite2": "gap"}
 
 
-def build_model(arch: str, input_size: int | None = None, n_classes: int = N_CLASSES) -> keras.Model:
-    """Build an architecture by name."""
+def build_model(
+    arch: str, input_size: int | None = None, n_classes: int = N_CLASSES, stochastic_depth: float = 0.0
+) -> keras.Model:
+    """Build an architecture by name; ``stochastic_depth`` (pretrained backbones only) is
+    the drop probability of the last residual branch in training."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
-    return ARCHITECTURES[arch](input_size=input_size or DEFAULT_INPUT_SIZE[arch], n_classes=n_classes)
+    options = {}
+    if stochastic_depth:
+        if arch not in FINETUNE_FROM:
+            raise ValueError(f"stochastic depth is only built into the pretrained backbones, not {arch!r}")
+        options["stochastic_depth"] = stochastic_depth
+    return ARCHITECTURES[arch](input_size=input_size or DEFAULT_INPUT_SIZE[arch], n_classes=n_classes, **options)

@@ -51,6 +51,9 @@ class TrainConfig:
     # pretrained backbones: also fine-tune the batch norms of the unfrozen blocks
     # (scale, offset and batch statistics) instead of keeping ImageNet's
     train_batch_norm: bool = False
+    # pretrained backbones: stochastic depth, the drop probability of the last residual
+    # branch in training (the reference trains EfficientNets with 0.2); 0 = off
+    stochastic_depth: float = 0.0
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
@@ -207,7 +210,7 @@ def train(
     )
 
     with strategy.scope():
-        model = build_model(config.arch, size)
+        model = build_model(config.arch, size, stochastic_depth=config.stochastic_depth)
     started = time.perf_counter()
     initial = None
     if config.arch in FINETUNE_FROM:

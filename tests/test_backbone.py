@@ -57,3 +57,34 @@ def test_port_matches_pytorch(variant: str) -> None:
     model, reference = converted_keras_model(variant)
     diff, top1 = compare(model, reference, probe_images(VARIANTS[variant][2]))
     assert diff <= 1e-3 and top1
+
+
+def test_stochastic_depth_drops_whole_residual_branches_in_training_only() -> None:
+    """Each residual branch is dropped for whole images in training, with a probability
+    rising with depth, and kept (rescaled) for the others; at inference the model is
+    the plain one, before and after batch-norm folding."""
+    import keras
+
+    from skin_model.folding import fold_batch_norms
+    from skin_model.models import build_model
+
+    plain = build_model("effnet_lite0", 64)
+    dropped = build_model("effnet_lite0", 64, stochastic_depth=0.2)
+    dropped.set_weights(plain.get_weights())  # the Dropout layers add no weights
+    drops = [layer for layer in dropped.layers if layer.name.endswith("_drop")]
+    rates = [layer.rate for layer in drops]
+    adds = [layer for layer in dropped.layers if layer.name.endswith("_add")]
+    assert len(drops) == len(adds) >= 9 and rates == sorted(rates) and 0 < rates[0] < rates[-1] < 0.2
+
+    x = np.random.default_rng(0).uniform(0, 255, (32, 64, 64, 3)).astype(np.float32)
+    np.testing.assert_allclose(dropped.predict(x, verbose=0), plain.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(fold_batch_norms(dropped).predict(x, verbose=0), plain.predict(x, verbose=0), atol=1e-4)
+
+    last = drops[-1]
+    branch = dropped.get_layer(last.name.replace("_drop", "_project_bn")).output
+    probe = keras.Model(dropped.inputs, [branch, last.output])
+    keras.utils.set_random_seed(3)
+    before, after = (t.numpy() for t in probe(x, training=True))
+    kept = np.array([np.allclose(a, b / (1 - last.rate), atol=1e-5) for a, b in zip(after, before, strict=True)])
+    zeroed = np.array([not a.any() for a in after])
+    assert (kept | zeroed).all() and kept.any() and zeroed.any()

@@ -96,6 +96,8 @@ def test_train_flags_reach_the_config() -> None:
             "--ema",
             "0.9",
             "--train-bn",
+            "--stochastic-depth",
+            "0.2",
         ]
     )
     config = train_config_from_args(args)
@@ -103,5 +105,5 @@ def test_train_flags_reach_the_config() -> None:
     assert (config.feature_views, config.unfreeze_from) == (2, "block5_expand_conv")
     assert (config.class_balanced, config.label_smoothing) == (False, 0.2)
     assert (config.weight_decay, config.zoom, config.mixup_alpha, config.ema_momentum) == (0.05, 0.3, 0.4, 0.9)
-    assert config.train_batch_norm
+    assert config.train_batch_norm and config.stochastic_depth == 0.2
     assert not train_config_from_args(build_parser().parse_args(["train"])).train_batch_norm
