@@ -80,6 +80,7 @@ def train_config_from_args(args: argparse.Namespace):
         weight_decay=args.weight_decay,
         train_batch_norm=args.train_bn,
         stochastic_depth=args.stochastic_depth,
+        source_balanced=args.source_balanced,
     )
 
 
@@ -352,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="RATE",
         help="pretrained models: drop residual branches in training, up to RATE at the last block (default 0: off)",
+    )
+    train.add_argument(
+        "--source-balanced",
+        action="store_true",
+        help="share each class's weight equally between the image collections holding it, so no collection's "
+        "class mix can stand in for the class (default: plain class weights)",
     )
     train.add_argument("--seed", type=int, default=1337)
     train.add_argument("--no-weights", action="store_true", help="keep only manifest/evaluation/history")

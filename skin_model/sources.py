@@ -24,6 +24,13 @@ _ISIC_ID = re.compile(r"ISIC_\d{7}")
 SOURCE_SEED_TRAIN = "seed_train"
 SOURCE_SEED_TEST = "seed_test"
 SOURCE_ISIC2017 = "isic2017"
+# the seed's Train and Test folders are one collection of pictures (one look)
+_COLLECTIONS = {SOURCE_SEED_TRAIN: "seed", SOURCE_SEED_TEST: "seed"}
+
+
+def source_collection(source: str) -> str:
+    """The collection a source's pictures come from (sources of one data set share it)."""
+    return _COLLECTIONS.get(source, source)
 
 
 class DataNotFoundError(FileNotFoundError):

@@ -20,6 +20,7 @@ from .inference import Predictor
 from .manifest import Manifest
 from .models import DEFAULT_INPUT_SIZE, FEATURE_OUTPUT, FINETUNE_FROM, build_model
 from .pipeline import RESIZE_METHOD, load_arrays, make_dataset
+from .sources import source_collection
 
 
 @dataclass
@@ -54,6 +55,9 @@ class TrainConfig:
     # pretrained backbones: stochastic depth, the drop probability of the last residual
     # branch in training (the reference trains EfficientNets with 0.2); 0 = off
     stochastic_depth: float = 0.0
+    # class weights shared equally between the image collections holding each class
+    # (training.source_balanced_weights); needs class_balanced
+    source_balanced: bool = False
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
@@ -64,6 +68,32 @@ def class_weights(y: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> np.ndarra
     counts = np.bincount(y, minlength=n_classes).astype(float)
     weights = np.where(counts > 0, len(y) / (np.maximum(counts, 1) * (counts > 0).sum()), 0.0)
     return weights
+
+
+def source_balanced_weights(y: np.ndarray, collections: np.ndarray, n_classes: int = len(CLASS_NAMES)) -> np.ndarray:
+    """Per-sample weights that keep each class's total of :func:`class_weights` but share
+    it equally between the collections holding that class. When one collection brings
+    mostly nevi and another mostly melanomas, plain class weights still let the model
+    read the class off the collection's look; here, within every collection, each of
+    its classes weighs the same."""
+    base = class_weights(y, n_classes)
+    weights = np.zeros(len(y))
+    for c in np.unique(y):
+        in_class = y == c
+        holders = np.unique(collections[in_class])
+        for collection in holders:
+            cell = in_class & (collections == collection)
+            weights[cell] = base[c] * in_class.sum() / (len(holders) * cell.sum())
+    return weights
+
+
+def training_sample_weights(config: TrainConfig, y: np.ndarray, collections: np.ndarray) -> np.ndarray:
+    """The loss weight of each training image under ``config``."""
+    if not config.class_balanced:
+        if config.source_balanced:
+            raise ValueError("source-balanced weights share the class weights: they need class balancing on")
+        return np.ones(len(y))
+    return source_balanced_weights(y, collections) if config.source_balanced else class_weights(y)[y]
 
 
 def _balanced_accuracy_callback(
@@ -120,7 +150,9 @@ def _features(model, layer: str, dataset, progress: bool, desc: str) -> tuple[np
     return np.concatenate(feats), (np.concatenate(labels) if labels else None)
 
 
-def warm_up_head(model, config: TrainConfig, x_train, y_train, x_val, y_val, progress: bool) -> tuple[float, list]:
+def warm_up_head(
+    model, config: TrainConfig, x_train, y_train, x_val, y_val, progress: bool, sample_weights: np.ndarray
+) -> tuple[float, list]:
     """Train only the new softmax head on frozen backbone features: a few augmented
     views of each training image, computed once. Fast on CPU, and it gives fine-tuning
     a sensible head to start from. Returns (val balanced accuracy, model weights)."""
@@ -128,16 +160,19 @@ def warm_up_head(model, config: TrainConfig, x_train, y_train, x_val, y_val, pro
     from sklearn.metrics import balanced_accuracy_score
 
     layer = FEATURE_OUTPUT[config.arch]
-    views_x, views_y = [], []
+    views_x, views_i = [], []
     for view in range(config.feature_views):
-        ds = make_dataset(x_train, y_train, batch_size=64, training=True, seed=config.seed + view, zoom=config.zoom)
-        fx, fy = _features(model, layer, ds, progress, f"features, augmented view {view + 1}/{config.feature_views}")
+        # the dataset carries each image's index: shuffled views keep their label and weight
+        ds = make_dataset(
+            x_train, np.arange(len(x_train)), batch_size=64, training=True, seed=config.seed + view, zoom=config.zoom
+        )
+        fx, fi = _features(model, layer, ds, progress, f"features, augmented view {view + 1}/{config.feature_views}")
         views_x.append(fx)
-        views_y.append(fy)
-    f_train, y_feat = np.concatenate(views_x), np.concatenate(views_y).astype(int)
+        views_i.append(fi)
+    f_train, index = np.concatenate(views_x), np.concatenate(views_i).astype(int)
+    y_feat, w_feat = y_train[index], sample_weights[index]
     f_val, _ = _features(model, layer, make_dataset(x_val, batch_size=64), progress, "features, validation")
 
-    weights = class_weights(y_feat) if config.class_balanced else np.ones(len(CLASS_NAMES))
     final = model.get_layer("probabilities")
     inputs = keras.Input(f_train.shape[1:])
     head_dense = keras.layers.Dense(len(CLASS_NAMES), activation="softmax")
@@ -149,7 +184,7 @@ def warm_up_head(model, config: TrainConfig, x_train, y_train, x_val, y_val, pro
     best, best_weights = -1.0, None
     onehot = np.eye(len(CLASS_NAMES), dtype=np.float32)[y_feat]
     for _ in range(config.head_epochs // 5):
-        head.fit(f_train, onehot, sample_weight=weights[y_feat], batch_size=64, epochs=5, verbose=0)
+        head.fit(f_train, onehot, sample_weight=w_feat, batch_size=64, epochs=5, verbose=0)
         score = balanced_accuracy_score(y_val, head.predict(f_val, verbose=0).argmax(1))
         if score > best:
             best, best_weights = score, head_dense.get_weights()
@@ -195,8 +230,8 @@ def train(
     x_train, y_train = arrays["train"]
     x_val, y_val = arrays.get("val", arrays["train"])
 
-    weights = class_weights(y_train) if config.class_balanced else np.ones(len(CLASS_NAMES))
-    sample_weights = weights[y_train].astype(np.float32)
+    collections = np.array([source_collection(source) for source in splits["train"]["source"]])
+    sample_weights = training_sample_weights(config, y_train, collections).astype(np.float32)
     y_onehot = np.eye(len(CLASS_NAMES), dtype=np.float32)[y_train]
     train_ds = make_dataset(
         x_train,
@@ -215,7 +250,7 @@ def train(
     initial = None
     if config.arch in FINETUNE_FROM:
         config.unfreeze_from = config.unfreeze_from or FINETUNE_FROM[config.arch]
-        initial = warm_up_head(model, config, x_train, y_train, x_val, y_val, progress)
+        initial = warm_up_head(model, config, x_train, y_train, x_val, y_val, progress, sample_weights)
         freeze_for_finetuning(model, config.unfreeze_from, config.train_batch_norm)
     steps = int(np.ceil(len(x_train) / config.batch_size))
     with strategy.scope():

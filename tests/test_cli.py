@@ -98,6 +98,7 @@ def test_train_flags_reach_the_config() -> None:
             "--train-bn",
             "--stochastic-depth",
             "0.2",
+            "--source-balanced",
         ]
     )
     config = train_config_from_args(args)
@@ -105,5 +106,5 @@ def test_train_flags_reach_the_config() -> None:
     assert (config.feature_views, config.unfreeze_from) == (2, "block5_expand_conv")
     assert (config.class_balanced, config.label_smoothing) == (False, 0.2)
     assert (config.weight_decay, config.zoom, config.mixup_alpha, config.ema_momentum) == (0.05, 0.3, 0.4, 0.9)
-    assert config.train_batch_norm and config.stochastic_depth == 0.2
+    assert config.train_batch_norm and config.stochastic_depth == 0.2 and config.source_balanced
     assert not train_config_from_args(build_parser().parse_args(["train"])).train_batch_norm

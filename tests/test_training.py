@@ -117,6 +117,29 @@ def test_class_weights_balance_the_classes() -> None:
     assert (w[y]).mean() == pytest.approx(1.0)
 
 
+def test_source_balanced_weights_equalise_classes_within_each_collection() -> None:
+    """Hand-computed: collection a holds 3 melanomas (0), 1 nevus (1) and 2 of class 2,
+    b holds 1 melanoma and 3 nevi. Plain class weights: 10 / (4 * 3) for classes 0 and
+    1, 10 / (2 * 3) for class 2. Each class's total (10 / 3 for 0 and 1) is split in
+    halves between a and b; class 2, held by a alone, keeps its plain weight."""
+    from skin_model.sources import source_collection
+    from skin_model.training import TrainConfig, source_balanced_weights, training_sample_weights
+
+    y = np.array([0, 0, 0, 1, 2, 2, 0, 1, 1, 1])
+    collections = np.array(["a"] * 6 + ["b"] * 4)
+    w = source_balanced_weights(y, collections, n_classes=3)
+    expected = [5 / 9] * 3 + [5 / 3] + [5 / 3] * 2 + [5 / 3] + [5 / 9] * 3
+    np.testing.assert_allclose(w, expected)
+    assert w.mean() == pytest.approx(1.0)
+    for collection in "ab":  # within a collection, melanomas and nevi weigh the same
+        inside = collections == collection
+        assert w[inside & (y == 0)].sum() == pytest.approx(w[inside & (y == 1)].sum())
+    np.testing.assert_allclose(class_weights(y, 3)[y], training_sample_weights(TrainConfig(), y, collections))
+    with pytest.raises(ValueError, match="class balancing"):
+        training_sample_weights(TrainConfig(class_balanced=False, source_balanced=True), y, collections)
+    assert source_collection("seed_train") == source_collection("seed_test") != source_collection("isic2017")
+
+
 def test_calibration_is_recorded_and_used(calibrated_dir: Path) -> None:
     from skin_model.inference import Predictor, diagnose
     from skin_model.reliability import ReliabilityCheck
@@ -312,3 +335,22 @@ def test_finetuning_freezes_early_layers_and_chosen_batch_norms(train_batch_norm
     assert trainable == {"late_conv", "head"} | ({"late_bn"} if train_batch_norm else set())
     # a trainable batch norm learns its scale and offset; a frozen one keeps everything
     assert len(model.trainable_weights) == 2 + 2 + (2 if train_batch_norm else 0)
+
+
+def test_head_warm_up_keeps_each_shuffled_view_with_its_label() -> None:
+    """The warm-up reads backbone features of shuffled, augmented views; each must keep
+    its own label and weight. Dark pictures are class 0, bright ones class 3: a head fed
+    the right labels separates them perfectly, one fed shuffled labels could not."""
+    from skin_model.models import build_model
+    from skin_model.training import TrainConfig, warm_up_head
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 3] * 12)
+    x = (np.where(y == 0, 40, 210)[:, None, None, None] + rng.integers(-20, 20, (24, 32, 32, 3))).astype(np.uint8)
+    model = build_model("effnet_lite0", 32)
+    before = model.get_layer("probabilities").get_weights()[0].copy()
+    config = TrainConfig(arch="effnet_lite0", feature_views=2, head_epochs=20)
+    score, weights = warm_up_head(model, config, x[:16], y[:16], x[16:], y[16:], False, np.ones(16))
+    assert score == 1.0
+    assert not np.allclose(model.get_layer("probabilities").get_weights()[0], before)
+    assert len(weights) == len(model.get_weights())
