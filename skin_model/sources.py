@@ -28,6 +28,9 @@ SOURCE_ISIC2017 = "isic2017"
 _COLLECTIONS = {SOURCE_SEED_TRAIN: "seed", SOURCE_SEED_TEST: "seed"}
 
 
+COLLECTION_TITLES = {"seed": "seed set (Kaggle 'Skin cancer ISIC')", SOURCE_ISIC2017: "ISIC 2017 challenge"}
+
+
 def source_collection(source: str) -> str:
     """The collection a source's pictures come from (sources of one data set share it)."""
     return _COLLECTIONS.get(source, source)

@@ -15,12 +15,11 @@ from . import artifact as artifact_io
 from .classes import CLASS_NAMES, MALIGNANT_CLASSES, MALIGNANT_MASK, malignant_score
 from .distribute import describe as describe_strategy
 from .distribute import fit_multi_worker, is_multi_worker, strategy_from_environment
-from .evaluation import evaluate_predictions, threshold_for_sensitivity, threshold_rule
+from .evaluation import by_collection, collections_of, evaluate_predictions, threshold_for_sensitivity, threshold_rule
 from .inference import Predictor
 from .manifest import Manifest
 from .models import DEFAULT_INPUT_SIZE, FEATURE_OUTPUT, FINETUNE_FROM, build_model
 from .pipeline import RESIZE_METHOD, load_arrays, make_dataset
-from .sources import source_collection
 
 
 @dataclass
@@ -230,8 +229,7 @@ def train(
     x_train, y_train = arrays["train"]
     x_val, y_val = arrays.get("val", arrays["train"])
 
-    collections = np.array([source_collection(source) for source in splits["train"]["source"]])
-    sample_weights = training_sample_weights(config, y_train, collections).astype(np.float32)
+    sample_weights = training_sample_weights(config, y_train, collections_of(splits["train"])).astype(np.float32)
     y_onehot = np.eye(len(CLASS_NAMES), dtype=np.float32)[y_train]
     train_ds = make_dataset(
         x_train,
@@ -299,6 +297,7 @@ def train(
             continue
         probs = val_probs if name == "val" else eval_predictor.predict_arrays(x)
         evaluation[name] = evaluate_predictions(y, probs, name, threshold, bootstrap=config.bootstrap)
+        evaluation[name]["by_collection"] = by_collection(y, probs, collections_of(splits[name]), threshold)
     manifest_out = {
         "name": out_dir.name,
         "architecture": config.arch,

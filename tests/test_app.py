@@ -106,6 +106,18 @@ def test_evaluation_threshold_explorer_updates(app: AppTest) -> None:
     assert sensitivity.value == "100.0%"
 
 
+def test_evaluation_breaks_the_split_down_by_image_collection(app: AppTest) -> None:
+    """The default model's validation figures per source collection, which together
+    cover the split (the test split holds the seed collection only)."""
+    app.switch_page("pages/evaluation.py").run()
+    next(r for r in app.radio if r.label == "Split").set_value("val").run()
+    assert not app.exception, app.exception
+    table = next(d.value for d in app.dataframe if "collection" in d.value.columns)
+    assert any("ISIC 2017" in name for name in table["collection"]) and len(table) == 2
+    images_in_split = int(next(c.value for c in app.caption if "images in the val split" in c.value).split()[0])
+    assert table["images"].sum() == images_in_split
+
+
 def test_a_blank_frame_is_flagged_as_not_a_lesion(app: AppTest) -> None:
     from PIL import Image
 

@@ -62,6 +62,29 @@ def test_headline_metrics_by_hand() -> None:
     assert ev["scores"]["y_true"] == Y.tolist()
 
 
+def test_metrics_by_collection_by_hand() -> None:
+    """Collection a: two melanomas (one called nevus) and two nevi; b: a basal cell
+    carcinoma and a nevus called melanoma. Each prediction puts 0.9 on its class, but
+    the last only 0.6."""
+    from skin_model.evaluation import by_collection
+
+    mel, nev, bcc = (CLASS_NAMES.index(n) for n in ("melanoma", "nevus", "basal cell carcinoma"))
+    y = np.array([mel, mel, nev, nev, bcc, nev])
+    pred = np.array([mel, nev, nev, nev, bcc, mel])
+    probs = np.full((6, len(CLASS_NAMES)), 0.1 / (len(CLASS_NAMES) - 1))
+    probs[np.arange(6), pred] = 0.9
+    probs[5, mel] = 0.6
+    groups = by_collection(y, probs, np.array(["a"] * 4 + ["b"] * 2), malignant_threshold=0.5)
+    a, b = groups["a"], groups["b"]
+    assert (a["n_images"], a["classes_present"]) == (4, ["melanoma", "nevus"])
+    assert (a["accuracy"], a["balanced_accuracy"], a["melanoma_sensitivity"]) == (0.75, 0.75, 0.5)
+    # malignant scores 0.94, 0.05, 0.05, 0.05: one pair won, two tied, of four
+    assert (a["malignant_auc"], a["malignant_sensitivity"], a["malignant_specificity"]) == (0.75, 0.5, 1.0)
+    assert (b["accuracy"], b["balanced_accuracy"], b["melanoma_sensitivity"]) == (0.5, 0.5, None)
+    # scores 0.94 (carcinoma) and 0.64 (nevus): ranked right, both referred at 0.5
+    assert (b["malignant_auc"], b["malignant_sensitivity"], b["malignant_specificity"]) == (1.0, 1.0, 0.0)
+
+
 def test_malignant_score_sums_the_malignant_classes() -> None:
     probs = _probs([{MEL: 0.2, BCC: 0.3, NV: 0.5}])
     assert malignant_score(probs)[0] == pytest.approx(0.5)

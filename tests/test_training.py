@@ -31,6 +31,9 @@ def test_artifact_files_and_manifest(tiny_model_dir: Path) -> None:
     evaluation = json.loads((tiny_model_dir / "evaluation.json").read_text())
     assert evaluation["test"]["split"] == "test" and evaluation["val"]["split"] == "val"
     assert evaluation["test"]["n_images"] == 18
+    for split in ("val", "test"):  # the per-collection figures cover every image of the split
+        groups = evaluation[split]["by_collection"]
+        assert sum(g["n_images"] for g in groups.values()) == evaluation[split]["n_images"]
     history = pd.read_csv(tiny_model_dir / "history.csv")
     assert {"loss", "accuracy", "val_balanced_accuracy"} <= set(history.columns)
     import io
