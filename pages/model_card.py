@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import DISCLAIMER, model_summaries, show_reliability
+from skin_model.sources import COLLECTION_TITLES
 
 st.title("Model card")
 models = model_summaries()
@@ -95,6 +96,21 @@ st.header("Knowing what it does not know")
 show_reliability(default)
 
 st.header("Known limitations and failure modes")
+groups = (ev.get("val") or {}).get("by_collection") or {}
+if len(groups) > 1:
+    st.markdown(
+        "- **Image collections:** the training collections hold different classes (ISIC 2017 brings only melanoma, "
+        "nevus and seborrheic keratosis), so part of what the model learned is each collection's look. Within "
+        "each collection of the validation split, at the referral threshold:\n"
+        + "\n".join(
+            f"  - {COLLECTION_TITLES.get(name, name)} ({g['n_images']} images): malignant sensitivity "
+            f"{g['malignant_sensitivity'] or 0:.0%}, specificity {g['malignant_specificity'] or 0:.0%}, malignant AUC "
+            f"{g['malignant_auc'] or float('nan'):.3f}, melanoma called melanoma {g['melanoma_sensitivity'] or 0:.0%}"
+            for name, g in groups.items()
+        )
+        + "\n\n  The pooled figures above average these; a melanoma in a picture like the weaker collection's is "
+        "missed far more often than the pooled sensitivity says."
+    )
 st.markdown(
     "- **Skin types:** ISIC images come mostly from fair-skinned patients in Europe, the USA and Australia; "
     "performance on darker skin is unknown and probably worse.\n"

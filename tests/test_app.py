@@ -116,6 +116,9 @@ def test_evaluation_breaks_the_split_down_by_image_collection(app: AppTest) -> N
     assert any("ISIC 2017" in name for name in table["collection"]) and len(table) == 2
     images_in_split = int(next(c.value for c in app.caption if "images in the val split" in c.value).split()[0])
     assert table["images"].sum() == images_in_split
+    app.switch_page("pages/model_card.py").run()  # the card states the weaker collection's sensitivity
+    assert not app.exception, app.exception
+    assert "ISIC 2017 challenge (314 images): malignant sensitivity" in _texts(app)
 
 
 def test_a_blank_frame_is_flagged_as_not_a_lesion(app: AppTest) -> None:
