@@ -28,7 +28,7 @@ SOURCE_ISIC2017 = "isic2017"
 _COLLECTIONS = {SOURCE_SEED_TRAIN: "seed", SOURCE_SEED_TEST: "seed"}
 
 
-COLLECTION_TITLES = {"seed": "seed set (Kaggle 'Skin cancer ISIC')", SOURCE_ISIC2017: "ISIC 2017 challenge"}
+COLLECTION_TITLES = {"seed": "Kaggle 'Skin cancer ISIC' seed set", SOURCE_ISIC2017: "ISIC 2017 challenge"}
 
 
 def source_collection(source: str) -> str:
