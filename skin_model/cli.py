@@ -81,6 +81,7 @@ def train_config_from_args(args: argparse.Namespace):
         train_batch_norm=args.train_bn,
         stochastic_depth=args.stochastic_depth,
         source_balanced=args.source_balanced,
+        low_res=args.low_res,
     )
 
 
@@ -341,6 +342,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.15,
         help="augmentation: random square crops keep between 1 - ZOOM and all of each side (default 0.15)",
+    )
+    train.add_argument(
+        "--low-res",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="augmentation: with probability P pass a picture through 60-100%% of its resolution and back (default 0)",
     )
     train.add_argument(
         "--train-bn",

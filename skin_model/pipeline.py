@@ -67,9 +67,12 @@ def load_arrays(
     return x, y
 
 
-def augment(image, seed_pair, zoom: float = 0.15, jitter: float = 0.1):
+def augment(image, seed_pair, zoom: float = 0.15, jitter: float = 0.1, low_res: float = 0.0):
     """Random flips, 90-degree rotations, zoom-crop and colour jitter (float 0-255 in
-    and out). Dermoscopy has no canonical orientation, so all eight symmetries are valid."""
+    and out). Dermoscopy has no canonical orientation, so all eight symmetries are valid.
+    ``low_res``: the probability of passing the picture through a lower resolution
+    (60-100 % of its side and back), so sharpness, which differs between the image
+    collections, says less about where a picture came from."""
     import tensorflow as tf
 
     size = tf.shape(image)[0]
@@ -82,6 +85,17 @@ def augment(image, seed_pair, zoom: float = 0.15, jitter: float = 0.1):
     crop = tf.cast(tf.cast(size, tf.float32) * scale, tf.int32)
     image = tf.image.stateless_random_crop(image, tf.stack([crop, crop, 3]), seeds[4])
     image = tf.image.resize(image, tf.stack([size, size]))
+    if low_res > 0:
+        # seeds derived from the last one: the eight above stay as they were without this option
+        pick, side_seed = tf.unstack(tf.random.split(seeds[7], 2))
+        side = tf.cast(tf.cast(size, tf.float32) * tf.random.stateless_uniform([], side_seed, 0.6, 1.0), tf.int32)
+        image = tf.cond(
+            tf.random.stateless_uniform([], pick) < low_res,
+            lambda: tf.image.resize(
+                tf.image.resize(image, tf.stack([side, side]), antialias=True), tf.stack([size, size])
+            ),
+            lambda: image,
+        )
     image = image / 255.0
     image = tf.image.stateless_random_brightness(image, jitter, seeds[5])
     image = tf.image.stateless_random_contrast(image, 1 - 2 * jitter, 1 + 2 * jitter, seeds[6])
@@ -118,12 +132,14 @@ def make_dataset(
     sample_weights: np.ndarray | None = None,
     mixup_alpha: float | None = None,
     zoom: float = 0.15,
+    low_res: float = 0.0,
 ):
     """A batched, prefetched tf.data pipeline over in-memory uint8 images.
 
     Training shuffles each epoch and augments with stateless ops seeded per
     element, so a run is reproducible for a given seed; ``zoom`` is the largest
-    fraction of the side the random crop may cut off.
+    fraction of the side the random crop may cut off, ``low_res`` the probability of
+    a lower-resolution pass (see :func:`augment`).
     """
     import tensorflow as tf
 
@@ -136,7 +152,7 @@ def make_dataset(
 
         def _aug(elem, idx):
             image = tf.cast(elem[0], tf.float32)
-            image = augment(image, tf.stack([tf.constant(seed, tf.int64), idx]), zoom=zoom)
+            image = augment(image, tf.stack([tf.constant(seed, tf.int64), idx]), zoom=zoom, low_res=low_res)
             return (image, *elem[1:])
 
         ds = ds.map(_aug, num_parallel_calls=tf.data.AUTOTUNE)

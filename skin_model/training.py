@@ -57,6 +57,8 @@ class TrainConfig:
     # class weights shared equally between the image collections holding each class
     # (training.source_balanced_weights); needs class_balanced
     source_balanced: bool = False
+    # augmentation: probability of a lower-resolution pass (pipeline.augment); 0 = off
+    low_res: float = 0.0
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
@@ -163,7 +165,13 @@ def warm_up_head(
     for view in range(config.feature_views):
         # the dataset carries each image's index: shuffled views keep their label and weight
         ds = make_dataset(
-            x_train, np.arange(len(x_train)), batch_size=64, training=True, seed=config.seed + view, zoom=config.zoom
+            x_train,
+            np.arange(len(x_train)),
+            batch_size=64,
+            training=True,
+            seed=config.seed + view,
+            zoom=config.zoom,
+            low_res=config.low_res,
         )
         fx, fi = _features(model, layer, ds, progress, f"features, augmented view {view + 1}/{config.feature_views}")
         views_x.append(fx)
@@ -240,6 +248,7 @@ def train(
         sample_weights=sample_weights,
         mixup_alpha=config.mixup_alpha,
         zoom=config.zoom,
+        low_res=config.low_res,
     )
 
     with strategy.scope():
