@@ -307,7 +307,7 @@ def predict_and_check(predictor, x: np.ndarray, reliability=None, batch_size: in
         return predictor.predict_arrays(x, batch_size), None
     if getattr(predictor, "feature_layers", None) == reliability.density.layers:
         probs, single, features = predictor.predict_with_features(x, batch_size)
-        return probs, check_from_outputs(predictor, reliability, x, single, features)
+        return probs, reliability.check(x, outputs=(single, features))
     return predictor.predict_arrays(x, batch_size), reliability.check(x)
 
 
