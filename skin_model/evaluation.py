@@ -202,8 +202,9 @@ def by_collection(
         out[name] = {
             "n_images": int(inside.sum()),
             "classes_present": [class_names[k] for k in present],
-            "accuracy": round(float(np.mean(pred == y)), 4),
-            "balanced_accuracy": round(float(np.mean([np.mean(pred[y == k] == k) for k in present])), 4),
+            "accuracy": round(float(metrics.accuracy_score(y, pred)), 4),
+            # mean recall over the classes the collection holds (balanced accuracy there)
+            "balanced_accuracy": round(float(metrics.recall_score(y, pred, labels=present, average="macro")), 4),
             "malignant_auc": round(_malignant_auc(y, p), 4) if 0 < y_mal.sum() < len(y) else None,
             "malignant_sensitivity": round(float(flagged[y_mal].mean()), 4) if y_mal.any() else None,
             "malignant_specificity": round(float((~flagged)[~y_mal].mean()), 4) if (~y_mal).any() else None,

@@ -222,10 +222,6 @@ class Explainer:
             value = tf.gather(target_scores(logits), target, axis=1)
         return gradcam_from_tape(tape, value, features)
 
-    def warm_up(self) -> None:
-        """Trace the fast Grad-CAM path now rather than on the first user's request."""
-        self.explain(np.zeros((self.input_size, self.input_size, 3), np.uint8))
-
     def _tool(self, method: str):
         """The tf-keras-vis object for a method, created once."""
         if method not in self._tools:
