@@ -307,3 +307,45 @@ def heat_inside(heat: np.ndarray, mask: np.ndarray) -> float:
     """Fraction of the total heat that falls inside a (same-shape, boolean) lesion mask."""
     total = float(heat.sum())
     return float(heat[mask.astype(bool)].sum() / total) if total > 0 else 0.0
+
+
+def occlude_most_salient(
+    image: np.ndarray, heat: np.ndarray, fractions: tuple[float, ...], fill: np.ndarray
+) -> np.ndarray:
+    """Copies of ``image`` with the ``fraction`` of its pixels that ``heat`` rates highest
+    replaced by ``fill`` (same shape as the image), one per fraction: the inputs of a
+    deletion test (Petsiuk et al., 2018). A faithful map names the pixels whose loss
+    lowers the explained score most; ties in the heat are broken by a fixed pixel order."""
+    order = np.argsort(-heat.ravel(), kind="stable")
+    out = np.repeat(np.asarray(image, np.float32)[None], len(fractions), axis=0)
+    flat_fill = np.asarray(fill, np.float32).reshape(-1, out.shape[-1])
+    for i, fraction in enumerate(fractions):
+        chosen = order[: round(fraction * order.size)]
+        view = out[i].reshape(-1, out.shape[-1])
+        view[chosen] = flat_fill[chosen]
+    return out
+
+
+def blurred(image: np.ndarray, radius: float) -> np.ndarray:
+    """The picture under a Gaussian blur: the deletion test's stand-in for removed pixels,
+    which keeps the local colour (a flat grey patch would itself be evidence of something)."""
+    from PIL import ImageFilter
+
+    pil = Image.fromarray(np.clip(np.asarray(image), 0, 255).astype(np.uint8), "RGB")
+    return np.asarray(pil.filter(ImageFilter.GaussianBlur(radius)), np.float32)
+
+
+def random_smooth_map(size: int, rng: np.random.Generator, cells: int = 7) -> np.ndarray:
+    """A random heat map as smooth as a Grad-CAM map of a ``cells`` x ``cells`` layer:
+    the chance level of a deletion test."""
+    return heat_from_cam(rng.random((cells, cells)).astype(np.float32), size)
+
+
+def deletion_curve(
+    predict, image: np.ndarray, heat: np.ndarray, target: int, fractions: tuple[float, ...], fill: np.ndarray
+) -> np.ndarray:
+    """The probability of class ``target`` as ever more of the pixels ``heat`` ranks
+    highest are deleted (``predict`` maps a batch of pictures to probabilities). The
+    faster it falls against a random map's curve, the more the map names evidence the
+    model really uses."""
+    return np.asarray(predict(occlude_most_salient(image, heat, fractions, fill)))[:, target]
