@@ -11,7 +11,8 @@ a random map of the same smoothness (chance) and the map turned upside down (del
 the pixels it calls least important first). Printed per map: the mean probability,
 relative to the untouched picture, at each fraction; the area under that curve (lower is
 more faithful); and how often the map's deletion of 20 % beats chance on the same image.
-Needs the data set (``--data`` or ``$SKIN_DATA_DIR``).
+The figures are written to the model folder as ``explanation_check.json``, which the
+app's model card shows. Needs the data set (``--data`` or ``$SKIN_DATA_DIR``).
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=["gradcam"], help="explanation methods (see explain)")
     parser.add_argument("--blur", type=float, default=None, help="blur radius in pixels (default: input size / 16)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="also write the figures as JSON")
     args = parser.parse_args()
 
     artifact = load_artifact(args.model)
@@ -96,20 +96,18 @@ def main() -> int:
         results[name] = {"relative_probability": mean.round(4).tolist(), "area": round(area, 4), "beats_chance": beats}
         shown = " ".join(f"{v:6.3f}" for v in mean)
         print(f"{name:16} {shown}  {area:.3f}  {'' if beats is None else f'{beats:.0%}'}")
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "model": artifact.name,
-                    "split": args.split,
-                    "images": len(picked),
-                    "fractions": FRACTIONS,
-                    "blur_radius": radius,
-                    "maps": results,
-                },
-                indent=1,
-            )
-        )
+    report = {
+        "model": artifact.name,
+        "split": args.split,
+        "images": len(picked),
+        "fractions": list(FRACTIONS),
+        "blur_radius_px": radius,
+        "compared_at": COMPARED_AT,
+        "maps": results,
+    }
+    out = artifact.path / "explanation_check.json"
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out}")
     return 0
 
 

@@ -148,6 +148,51 @@ def show_reliability(summary: dict[str, Any]) -> None:
         st.caption("Non-lesion images (`benchmarks/ood.py`): " + "; ".join(parts) + ".")
 
 
+MAP_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "Layer-CAM", "scorecam": "Score-CAM"}
+
+
+def show_explanation_check(summary: dict[str, Any]) -> None:
+    """The heat maps' deletion test (``benchmarks/explain_faithfulness.py``): how fast the
+    predicted class's probability falls as the pixels a map rates highest are blurred
+    away, against a random map of the same smoothness."""
+    check = summary.get("explanation_check")
+    if not check:
+        st.info(f"No deletion test of {summary['name']}'s heat maps ships (`benchmarks/explain_faithfulness.py`).")
+        return
+    fractions, maps = check["fractions"], check["maps"]
+    split = {"val": "validation", "test": "test"}.get(check["split"], check["split"])
+    fig = go.Figure()
+    for name, figures in maps.items():
+        fig.add_trace(
+            go.Scatter(
+                x=[100 * f for f in fractions],
+                y=figures["relative_probability"],
+                mode="lines+markers",
+                name=MAP_LABELS.get(name, name),
+                line={"dash": "dot"} if name in ("random map", "inverted map") else None,
+            )
+        )
+    fig.update_layout(
+        title=f"Deletion test on {check['images']} {split} lesions",
+        xaxis_title="% of the picture blurred away, highest-rated pixels first",
+        yaxis_title="predicted class's probability (1 = untouched)",
+        yaxis_range=[0, 1.05],
+        height=380,
+        margin={"t": 50, "b": 40},
+    )
+    st.plotly_chart(fig, width="stretch")
+    first = next(iter(maps))
+    label, ours, chance = MAP_LABELS.get(first, first), maps[first], maps["random map"]
+    st.caption(
+        f"Blurring away the {fractions[1]:.0%} of the picture that {label} rates highest leaves "
+        f"{ours['relative_probability'][1]:.0%} of the predicted class's probability on average; the same share "
+        f"picked by a random map leaves {chance['relative_probability'][1]:.0%}. With {check['compared_at']:.0%} "
+        f"removed, {label} beats the random map on {ours['beats_chance']:.0%} of the images. A faithful map shows "
+        "what the model uses, which is not necessarily what a dermatologist would look at: a ruler mark or a hair "
+        "the model relies on is faithfully lit up too."
+    )
+
+
 @st.cache_data
 def model_summaries() -> list[dict[str, Any]]:
     """Manifest and evaluation of every shipped model (weights not needed)."""
@@ -166,6 +211,7 @@ def model_summaries() -> list[dict[str, Any]]:
                 "evaluation": artifact_io.read_evaluation(path),
                 "reliability": _read_json(path / "reliability.json"),
                 "ood_benchmark": _read_json(path / "ood_benchmark.json"),
+                "explanation_check": _read_json(path / "explanation_check.json"),
                 "history": pd.read_csv(path / artifact_io.HISTORY_FILE)
                 if (path / artifact_io.HISTORY_FILE).is_file()
                 else None,

@@ -187,6 +187,23 @@ def test_model_card_and_evaluation_report_the_reliability_figures(app: AppTest) 
     assert f"{manifest['batch_norms_folded']} batch norms folded" in _texts(app)
 
 
+def test_model_card_draws_the_heat_maps_deletion_test(app: AppTest) -> None:
+    """The shipped deletion test is drawn (one curve per map) and its figures quoted."""
+    import json
+
+    from skin_model.artifact import default_model_dir
+
+    check = json.loads((default_model_dir() / "explanation_check.json").read_text())
+    app.switch_page("pages/model_card.py").run()
+    assert not app.exception, app.exception
+    figures = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+    deletion = [f for f in figures if "Deletion test" in str(f["layout"].get("title"))]
+    assert len(deletion) == 1 and len(deletion[0]["data"]) == len(check["maps"])
+    gradcam = check["maps"]["gradcam"]
+    assert f"beats the random map on {gradcam['beats_chance']:.0%} of the images" in _texts(app)
+    assert f"leaves {gradcam['relative_probability'][1]:.0%} of the predicted class" in _texts(app)
+
+
 def test_a_real_lesion_shows_its_calibrated_confidence(app: AppTest, real_data_dir: Path) -> None:
     """On real dermoscopic images (the shared data's test folder), each result either is
     flagged as not a lesion or shows the calibrated confidence, and most are not flagged."""
