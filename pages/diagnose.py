@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -9,10 +10,18 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages.common import load_model_bundle, npy_bytes, plain_name, png_bytes, probability_chart, show_disclaimer
+from pages.common import (
+    evidence_check_text,
+    load_model_bundle,
+    npy_bytes,
+    plain_name,
+    png_bytes,
+    probability_chart,
+    show_disclaimer,
+)
 from skin_model.artifact import ArtifactError
 from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
-from skin_model.explain import MALIGNANT_TARGET, METHODS, render_overlay
+from skin_model.explain import MALIGNANT_TARGET, METHODS, evidence_check, render_overlay
 from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import UNSURE_BELOW, diagnose
 
@@ -101,6 +110,8 @@ for number, (name, data) in enumerate(files, start=1):
             # SmoothGrad with 5 noisy samples keeps the page interactive (~2-3 s on 2 cores).
             heat = explainer.explain(result.model_input, method, target=target, smooth_samples=5)
         overlay = render_overlay(loaded.image, heat, opacity=opacity)
+        explained = target if target is not None else result.predicted_class
+        check = evidence_check(predictor.predict_arrays, result.model_input, heat, explained, probs=result.probs)
     for note in loaded.notes:
         st.caption(f"ℹ️ {note}")
 
@@ -119,6 +130,7 @@ for number, (name, data) in enumerate(files, start=1):
         "green/blue = weaker, uncoloured = none",
         alt=f"Heat map over {name} showing where the model found evidence",
     )
+    right.caption(evidence_check_text(check, target_label))
 
     risk = result.malignant_probability
     if result.out_of_distribution:
@@ -169,7 +181,7 @@ for number, (name, data) in enumerate(files, start=1):
     report = {
         "file": name,
         **result.as_dict(),
-        "explanation": {"method": method, "target": str(target)},
+        "explanation": {"method": method, "target": str(target), "evidence_check": dataclasses.asdict(check)},
         "model": art.name,
         "image_notes": loaded.notes,
     }

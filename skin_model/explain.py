@@ -15,12 +15,13 @@ see them:
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from .classes import CLASS_NAMES, MALIGNANT_CLASSES
+from .classes import CLASS_NAMES, MALIGNANT_CLASSES, malignant_score
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "layercam", "smoothgrad")
 MALIGNANT_TARGET = "malignant"
@@ -349,3 +350,49 @@ def deletion_curve(
     faster it falls against a random map's curve, the more the map names evidence the
     model really uses."""
     return np.asarray(predict(occlude_most_salient(image, heat, fractions, fill)))[:, target]
+
+
+@dataclass(frozen=True)
+class EvidenceCheck:
+    """One picture's deletion test: the explained score before and after blurring away
+    the ``fraction`` of the picture the map rates highest, and the same share picked by
+    a random map (chance)."""
+
+    fraction: float
+    before: float
+    after_map: float
+    after_random: float
+
+    @property
+    def map_beats_chance(self) -> bool:
+        return self.after_map < self.after_random
+
+
+def evidence_check(
+    predict,
+    model_input: np.ndarray,
+    heat: np.ndarray,
+    target: int | str,
+    fraction: float = 0.1,
+    seed: int = 0,
+    probs: np.ndarray | None = None,
+) -> EvidenceCheck:
+    """Check one explanation on its own picture: does removing what the map points at
+    lower the explained score (a class index, a class name or ``MALIGNANT_TARGET``) more
+    than removing as much picked at random? ``predict`` maps a batch of model inputs to
+    probabilities; the pictures go through it in one call. ``probs``, the picture's own
+    probabilities from the same ``predict``, saves predicting it again."""
+    image = np.asarray(model_input, np.float32)
+    fill = blurred(image, heat.shape[0] / 16)
+    chance = random_smooth_map(heat.shape[0], np.random.default_rng(seed))
+    pictures = [occlude_most_salient(image, ranking, (fraction,), fill) for ranking in (heat, chance)]
+    if probs is None:
+        pictures.insert(0, image[None])
+    predicted = np.asarray(predict(np.concatenate(pictures)))
+    if probs is not None:
+        predicted = np.concatenate([np.asarray(probs, np.float64).reshape(1, -1), predicted])
+    if target == MALIGNANT_TARGET:
+        score = malignant_score(predicted)
+    else:
+        score = predicted[:, CLASS_NAMES.index(target) if isinstance(target, str) else int(target)]
+    return EvidenceCheck(fraction, float(score[0]), float(score[1]), float(score[2]))

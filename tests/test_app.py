@@ -48,6 +48,8 @@ def test_upload_gives_probabilities_risk_and_heatmap(app: AppTest) -> None:
     # a synthetic picture may well be flagged as not a real lesion; every case says what to do
     assert any(m in texts for m in ("Malignant risk", "unsure", "does not look like a dermoscopic lesion"))
     assert "Top 3" in texts
+    # the map's own deletion check, in one of its two wordings, with the 10 % it blurs
+    assert "Check: blurring the 10% of the picture this map rates highest" in texts
     # the shipped default has a reliability check: its confidence is shown unless the picture was flagged
     flagged = "does not look like a dermoscopic lesion" in texts
     assert ("Calibrated confidence in the top class" in texts) != flagged
