@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skin_model.artifact import load_artifact
 from skin_model.classes import CLASS_NAMES
-from skin_model.explain import Explainer, blurred, deletion_curve, random_smooth_map
+from skin_model.explain import Explainer, blurred, deletion_blur_radius, deletion_curve, random_smooth_map
 from skin_model.inference import Predictor
 from skin_model.manifest import build_manifest
 from skin_model.pipeline import load_arrays
@@ -69,7 +69,7 @@ def main() -> int:
     predictor = Predictor.from_artifact(artifact, tta=False)
     explainer = Explainer(artifact.model, size)
     rng = np.random.default_rng(args.seed)
-    radius = args.blur or size / 16
+    radius = args.blur or deletion_blur_radius(size)
     maps = [*args.methods, "random map", "inverted map"]
     curves: dict[str, list[np.ndarray]] = {name: [] for name in maps}
     for i in tqdm(picked, desc=f"deletion test on {args.split}"):

@@ -327,6 +327,12 @@ def occlude_most_salient(
     return out
 
 
+def deletion_blur_radius(size: int) -> float:
+    """The blur that stands in for deleted pixels in a ``size``-pixel model input: heavy
+    enough to wipe out dermoscopic structure (14 px at 224), not the lesion's colour."""
+    return size / 16
+
+
 def blurred(image: np.ndarray, radius: float) -> np.ndarray:
     """The picture under a Gaussian blur: the deletion test's stand-in for removed pixels,
     which keeps the local colour (a flat grey patch would itself be evidence of something)."""
@@ -383,7 +389,7 @@ def evidence_check(
     probabilities; the pictures go through it in one call. ``probs``, the picture's own
     probabilities from the same ``predict``, saves predicting it again."""
     image = np.asarray(model_input, np.float32)
-    fill = blurred(image, heat.shape[0] / 16)
+    fill = blurred(image, deletion_blur_radius(heat.shape[0]))
     chance = random_smooth_map(heat.shape[0], np.random.default_rng(seed))
     pictures = [occlude_most_salient(image, ranking, (fraction,), fill) for ranking in (heat, chance)]
     if probs is None:
