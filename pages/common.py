@@ -148,21 +148,6 @@ def show_reliability(summary: dict[str, Any]) -> None:
         st.caption("Non-lesion images (`benchmarks/ood.py`): " + "; ".join(parts) + ".")
 
 
-def evidence_check_text(check, target_label: str) -> str:
-    """One picture's deletion test (``skin_model.explain.evidence_check``) in words."""
-    share = f"{check.fraction:.0%}"
-    if check.map_beats_chance:
-        return (
-            f"Check: blurring the {share} of the picture this map rates highest takes “{target_label}” from "
-            f"{check.before:.0%} to {check.after_map:.0%}; blurring a random {share} leaves {check.after_random:.0%}."
-        )
-    return (
-        f"⚠️ Check: blurring the {share} of the picture this map rates highest leaves “{target_label}” at "
-        f"{check.after_map:.0%} (from {check.before:.0%}; a random {share}: {check.after_random:.0%}). For this "
-        "picture the map does not single out what the model relies on: read it with care."
-    )
-
-
 MAP_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "Layer-CAM", "scorecam": "Score-CAM"}
 
 

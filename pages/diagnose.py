@@ -11,7 +11,6 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import (
-    evidence_check_text,
     load_model_bundle,
     npy_bytes,
     plain_name,
@@ -130,7 +129,7 @@ for number, (name, data) in enumerate(files, start=1):
         "green/blue = weaker, uncoloured = none",
         alt=f"Heat map over {name} showing where the model found evidence",
     )
-    right.caption(evidence_check_text(check, target_label))
+    right.caption(check.describe(target_label))
 
     risk = result.malignant_probability
     if result.out_of_distribution:

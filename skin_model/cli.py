@@ -246,7 +246,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .artifact import load_artifact
-    from .explain import MALIGNANT_TARGET, Explainer, render_overlay
+    from .explain import MALIGNANT_TARGET, Explainer, evidence_check, render_overlay
     from .images import ImageLoadError, load_image
     from .inference import Predictor
     from .pipeline import to_model_input
@@ -258,7 +258,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"error: {args.image}: {exc}", file=sys.stderr)
         return 1
     x = to_model_input(image, artifact.input_size)
-    probs = Predictor.from_artifact(artifact).predict_arrays(x[None])[0]
+    predictor = Predictor.from_artifact(artifact)
+    probs = predictor.predict_arrays(x[None])[0]
     explainer = Explainer(artifact.model, artifact.input_size)
     target = args.target if args.target == MALIGNANT_TARGET else explainer.target_index(args.target, probs)
     heat = explainer.explain(x, args.method, target=target, max_n=args.max_n or None)
@@ -270,6 +271,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"{args.method} for '{label}' (predicted: {CLASS_NAMES[int(np.argmax(probs))]} "
         f"{float(np.max(probs)):.1%}); wrote {args.output}"
     )
+    print(evidence_check(predictor.predict_arrays, x, heat, target, probs=probs).describe(label))
     return 0
 
 

@@ -373,6 +373,20 @@ class EvidenceCheck:
     def map_beats_chance(self) -> bool:
         return self.after_map < self.after_random
 
+    def describe(self, target_label: str) -> str:
+        """The check in words, for the app and the command line."""
+        share = f"{self.fraction:.0%}"
+        if self.map_beats_chance:
+            return (
+                f"Check: blurring the {share} of the picture this map rates highest takes “{target_label}” from "
+                f"{self.before:.0%} to {self.after_map:.0%}; blurring a random {share} leaves {self.after_random:.0%}."
+            )
+        return (
+            f"⚠️ Check: blurring the {share} of the picture this map rates highest leaves “{target_label}” at "
+            f"{self.after_map:.0%} (from {self.before:.0%}; a random {share}: {self.after_random:.0%}). For this "
+            "picture the map does not single out what the model relies on: read it with care."
+        )
+
 
 def evidence_check(
     predict,
