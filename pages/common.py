@@ -28,6 +28,13 @@ DISCLAIMER = (
     "anyone worried about a skin lesion should see one."
 )
 COLORSCALE = "Viridis"  # perceptually uniform and readable with colour-blindness
+METHOD_LABELS = {
+    "gradcam": "Grad-CAM (fast)",
+    "gradcam++": "Grad-CAM++",
+    "scorecam": "Faster Score-CAM",
+    "layercam": "Layer-CAM",
+    "smoothgrad": "SmoothGrad saliency",
+}
 SHORT = {name: "".join(w[0] for w in name.split()).upper() for name in CLASS_NAMES}
 
 
@@ -148,9 +155,6 @@ def show_reliability(summary: dict[str, Any]) -> None:
         st.caption("Non-lesion images (`benchmarks/ood.py`): " + "; ".join(parts) + ".")
 
 
-MAP_LABELS = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "layercam": "Layer-CAM", "scorecam": "Score-CAM"}
-
-
 def show_explanation_check(summary: dict[str, Any]) -> None:
     """The heat maps' deletion test (``benchmarks/explain_faithfulness.py``): how fast the
     predicted class's probability falls as the pixels a map rates highest are blurred
@@ -168,7 +172,7 @@ def show_explanation_check(summary: dict[str, Any]) -> None:
                 x=[100 * f for f in fractions],
                 y=figures["relative_probability"],
                 mode="lines+markers",
-                name=MAP_LABELS.get(name, name),
+                name=METHOD_LABELS.get(name, name),
                 line={"dash": "dot"} if name in ("random map", "inverted map") else None,
             )
         )
@@ -182,7 +186,7 @@ def show_explanation_check(summary: dict[str, Any]) -> None:
     )
     st.plotly_chart(fig, width="stretch")
     first = next(iter(maps))
-    label, ours, chance = MAP_LABELS.get(first, first), maps[first], maps["random map"]
+    label, ours, chance = METHOD_LABELS.get(first, first), maps[first], maps["random map"]
     st.caption(
         f"Blurring away the {fractions[1]:.0%} of the picture that {label} rates highest leaves "
         f"{ours['relative_probability'][1]:.0%} of the predicted class's probability on average; the same share "

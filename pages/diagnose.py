@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.common import (
+    METHOD_LABELS,
     load_model_bundle,
     npy_bytes,
     plain_name,
@@ -23,14 +24,6 @@ from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.explain import MALIGNANT_TARGET, METHODS, evidence_check, render_overlay
 from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import UNSURE_BELOW, diagnose
-
-METHOD_LABELS = {
-    "gradcam": "Grad-CAM (fast)",
-    "gradcam++": "Grad-CAM++",
-    "scorecam": "Faster Score-CAM",
-    "layercam": "Layer-CAM",
-    "smoothgrad": "SmoothGrad saliency",
-}
 
 st.title("Diagnose a skin lesion")
 show_disclaimer()
