@@ -135,7 +135,7 @@ def effnet_lite2(
     stochastic_depth: float = 0.0,
 ) -> keras.Model:
     """EfficientNet-Lite2 (4.9M params, 21 blocks, wider) with ImageNet weights and a new
-    head; run at 224 px: its native 260 trained 1.6x as long and scored lower on validation."""
+    head; run at 224 px: at its native 260 an epoch took ~1.3x as long and validation scored lower."""
     return _effnet_lite("lite2", input_size, n_classes, dropout, pretrained, stochastic_depth)
 
 
