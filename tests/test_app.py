@@ -81,6 +81,24 @@ def test_changing_explanation_controls_reruns(app: AppTest) -> None:
     assert "Grad-CAM++" in _texts(app)
 
 
+def test_the_maps_check_runs_once_per_picture_map_and_target(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moving the opacity slider reruns the page but not the map's check (two more model
+    passes); a different target gives a different map, which is checked anew."""
+    import skin_model.explain
+
+    calls = []
+    real = skin_model.explain.evidence_check
+    monkeypatch.setattr(skin_model.explain, "evidence_check", lambda *a, **k: calls.append(1) or real(*a, **k))
+    app.file_uploader[0].set_value(("lesion.jpg", jpeg_bytes(lesion_like(seed=6)), "image/jpeg")).run()
+    assert calls == [1]
+    shown = next(c.value for c in app.caption if c.value.startswith(("Check:", "⚠️ Check:")))
+    next(s for s in app.sidebar.slider if s.label == "Heat-map opacity").set_value(0.3).run()
+    assert not app.exception, app.exception
+    assert calls == [1] and shown in _texts(app)
+    next(s for s in app.sidebar.selectbox if s.label == "Explain").set_value("malignant risk").run()
+    assert calls == [1, 1] and "“malignant risk”" in _texts(app)
+
+
 @pytest.mark.parametrize(
     ("page", "expected"),
     [
