@@ -19,8 +19,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from skin_model import artifact as artifact_io
-from skin_model.classes import CLASS_INFO, CLASS_NAMES
+from skin_model.cases import CASES_REPORT_FILE, SimilarCase, case_votes, majority
+from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
+from skin_model.sources import COLLECTION_TITLES, DataNotFoundError, resolve_data_dir, source_collection
 
 DISCLAIMER = (
     "**Research demo, not a medical device.** This tool has not been clinically validated. It can be wrong, "
@@ -86,9 +88,10 @@ def show_disclaimer() -> None:
 
 @st.cache_resource(show_spinner="Loading the model…")
 def load_model_bundle(model_dir: str | None = None):
-    """The verified model, its compiled predictor, its explainer and its reliability
-    check, loaded once per server process and shared by all sessions (none of them
-    holds per-user state)."""
+    """The verified model, its compiled predictor, its explainer, its reliability
+    check and its similar-case index, loaded once per server process and shared by all
+    sessions (none of them holds per-user state)."""
+    from skin_model.cases import CaseIndex
     from skin_model.explain import Explainer
     from skin_model.inference import Predictor
     from skin_model.reliability import ReliabilityCheck
@@ -102,7 +105,7 @@ def load_model_bundle(model_dir: str | None = None):
     predictor.warm_up()
     explainer = Explainer(art.model, art.input_size)
     reliability = ReliabilityCheck.from_artifact(art)
-    bundle = art, predictor, explainer, reliability
+    bundle = art, predictor, explainer, reliability, CaseIndex.from_artifact(art)
     # TensorFlow and the model are ~450k long-lived Python objects; Streamlit runs a
     # full gc.collect after every script run, which scanned them all (~0.3 s of CPU per
     # rerun). Freezing moves everything alive now out of the collector's sight.
@@ -110,7 +113,7 @@ def load_model_bundle(model_dir: str | None = None):
     return bundle
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
@@ -197,6 +200,107 @@ def show_explanation_check(summary: dict[str, Any]) -> None:
     )
 
 
+def _disagreement_figures(report: dict[str, Any] | None) -> str:
+    """How often the model was right on validation when the cases agreed and did not."""
+    val = (report or {}).get("report", {}).get("val")
+    if not val or val.get("model_accuracy_when_disagree") is None:
+        return ""
+    return (
+        f" On validation images the model was right {val['model_accuracy_when_disagree']:.0%} of the time when "
+        f"the similar lesions' majority named another class ({val['disagreeing_images']} of {val['images']} "
+        f"images), against {val['model_accuracy_when_agree']:.0%} when it agreed."
+    )
+
+
+def _case_picture(case: SimilarCase):
+    """The training picture of a case, when the data set is on this machine, else None."""
+    from skin_model.images import ImageLoadError, load_image
+
+    try:
+        path = resolve_data_dir(None) / case.path
+        return load_image(path).image if path.is_file() else None
+    except (DataNotFoundError, ImageLoadError):
+        return None
+
+
+def show_similar_cases(cases: list[SimilarCase], predicted: str, report: dict[str, Any] | None) -> None:
+    """The training lesions the model finds most similar to a picture, what they were
+    diagnosed as, and a warning when their majority names another class than the model."""
+    st.markdown(f"**The {len(cases)} most similar training lesions** (as the model sees them)")
+    votes = ", ".join(f"{plain_name(name)} {n}" for name, n in case_votes(cases).items())
+    common = majority(cases)
+    if common is not None and common != predicted:
+        st.warning(
+            f"**The most similar training lesions are mostly {plain_name(common)}**, not "
+            f"{plain_name(predicted)} as the model says ({votes}).{_disagreement_figures(report)} "
+            "Weigh the answer with care.",
+            icon="🔍",
+        )
+    else:
+        st.caption(f"Their diagnoses: {votes}. They agree with the model.{_disagreement_figures(report)}")
+    pictures = [_case_picture(case) for case in cases]
+    if all(picture is not None for picture in pictures):
+        for start in range(0, len(cases), 5):
+            for column, case, picture in zip(
+                st.columns(5), cases[start : start + 5], pictures[start : start + 5], strict=False
+            ):
+                tag = " 🔴" if case.label in MALIGNANT_CLASSES else ""
+                column.image(
+                    picture,
+                    caption=f"{plain_name(case.label)}{tag} · similarity {case.similarity:.2f} · {case.isic_id}",
+                    width="stretch",
+                )
+        return
+    table = pd.DataFrame(
+        {
+            "similarity": [case.similarity for case in cases],
+            "diagnosis": [plain_name(case.label) for case in cases],
+            "malignant": [case.label in MALIGNANT_CLASSES for case in cases],
+            "ISIC id": [case.isic_id for case in cases],
+            "collection": [COLLECTION_TITLES.get(source_collection(c.source), c.source) for c in cases],
+        }
+    )
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.caption(
+        "The pictures are not shipped with the app (the ISIC images may not be redistributed); they are shown "
+        "when the data set is on this machine (`SKIN_DATA_DIR`). The ISIC ids find them in the ISIC archive."
+    )
+
+
+def show_cases_report(summary: dict[str, Any]) -> None:
+    """How the similar-case view measured (``python -m skin_model cases``)."""
+    report = summary.get("cases")
+    if not report:
+        st.info(f"{summary['name']} ships no similar-case index (`python -m skin_model cases`).")
+        return
+    r = report["report"]
+    rows = []
+    for split in ("val", "test"):
+        scopes = {"all images": r.get(split), "answered by the model": (r.get(split) or {}).get("among_answered")}
+        for scope, f in scopes.items():
+            if not f or not f["images"]:
+                continue
+            when_not = f["model_accuracy_when_disagree"]
+            rows.append(
+                {
+                    "split": split,
+                    "images": f"{scope} ({f['images']})",
+                    "cases' majority agrees": f"{f['agreement']:.0%}",
+                    "model right when it agrees": f"{f['model_accuracy_when_agree']:.0%}",
+                    "model right when it does not": "-"
+                    if when_not is None
+                    else f"{when_not:.0%} ({f['disagreeing_images']} images)",
+                    "majority alone, balanced accuracy": f"{f['cases_majority_balanced_accuracy']:.3f}",
+                }
+            )
+    st.markdown(
+        f"For every picture the app shows the {r['k']} training lesions (one photo per lesion) whose pooled "
+        f"features lie closest to the picture's, from an index of {r['fitted_on']}, and warns when most of them "
+        "carry another diagnosis than the model's answer."
+    )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
 @st.cache_data
 def model_summaries() -> list[dict[str, Any]]:
     """Manifest and evaluation of every shipped model (weights not needed)."""
@@ -213,9 +317,10 @@ def model_summaries() -> list[dict[str, Any]]:
                 "default": path.name == default,
                 "manifest": manifest,
                 "evaluation": artifact_io.read_evaluation(path),
-                "reliability": _read_json(path / "reliability.json"),
-                "ood_benchmark": _read_json(path / "ood_benchmark.json"),
-                "explanation_check": _read_json(path / "explanation_check.json"),
+                "reliability": read_json(path / "reliability.json"),
+                "ood_benchmark": read_json(path / "ood_benchmark.json"),
+                "explanation_check": read_json(path / "explanation_check.json"),
+                "cases": read_json(path / CASES_REPORT_FILE),
                 "history": pd.read_csv(path / artifact_io.HISTORY_FILE)
                 if (path / artifact_io.HISTORY_FILE).is_file()
                 else None,

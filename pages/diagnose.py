@@ -17,9 +17,12 @@ from pages.common import (
     plain_name,
     png_bytes,
     probability_chart,
+    read_json,
     show_disclaimer,
+    show_similar_cases,
 )
 from skin_model.artifact import ArtifactError
+from skin_model.cases import CASES_REPORT_FILE, majority
 from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.explain import MALIGNANT_TARGET, METHODS, evidence_check, render_overlay
 from skin_model.images import ImageLoadError, load_image, zip_members
@@ -51,10 +54,11 @@ for upload in [*(uploads or []), *([photo] if photo is not None else [])]:
     else:
         files.append((upload.name, upload.getvalue()))
 try:
-    art, predictor, explainer, reliability = load_model_bundle()
+    art, predictor, explainer, reliability, cases = load_model_bundle()
 except ArtifactError as exc:
     st.error(f"The model could not be loaded: {exc}")
     st.stop()
+cases_report = read_json(art.path / CASES_REPORT_FILE)
 st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
     f"Malignant-risk threshold {art.malignant_threshold:.2f}, chosen on validation for ≥ 90 % sensitivity."
@@ -94,7 +98,9 @@ for number, (name, data) in enumerate(files, start=1):
         target = {"predicted class": None, "malignant risk": MALIGNANT_TARGET}.get(target_choice, target_choice)
         # Grad-CAM comes from the prediction's own model call; other methods run apart
         fused = method == "gradcam" and predictor.explains
-        result = diagnose(predictor, loaded.image, art.malignant_threshold, reliability, target, explain=fused)
+        result = diagnose(
+            predictor, loaded.image, art.malignant_threshold, reliability, target, explain=fused, cases=cases
+        )
         heat = result.heat
         if heat is None:
             if target is None:
@@ -178,6 +184,9 @@ for number, (name, data) in enumerate(files, start=1):
                 "refers below it. The Model card shows how often its answers were right."
             )
 
+    if result.similar is not None and not result.out_of_distribution:
+        show_similar_cases(result.similar, result.predicted_class, cases_report)
+
     report = {
         "file": name,
         **result.as_dict(),
@@ -213,6 +222,7 @@ for number, (name, data) in enumerate(files, start=1):
         "malignant_probability": round(risk, 4),
         "refer": result.refer,
         "out_of_distribution": result.out_of_distribution,
+        **({} if result.similar is None else {"similar_cases_majority": majority(result.similar)}),
         **{c: round(p, 4) for c, p in zip(CLASS_NAMES, result.probs, strict=True)},
     }
     d3.download_button(

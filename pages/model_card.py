@@ -5,7 +5,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import DISCLAIMER, model_summaries, show_explanation_check, show_reliability
+from pages.common import (
+    DISCLAIMER,
+    model_summaries,
+    show_cases_report,
+    show_explanation_check,
+    show_reliability,
+)
 from skin_model.sources import COLLECTION_TITLES
 
 st.title("Model card")
@@ -97,6 +103,9 @@ show_reliability(default)
 
 st.header("Do the heat maps show what the model uses?")
 show_explanation_check(default)
+
+st.header("Similar training lesions: a second opinion by example")
+show_cases_report(default)
 
 st.header("Known limitations and failure modes")
 groups = (ev.get("val") or {}).get("by_collection") or {}

@@ -24,6 +24,8 @@ EVALUATION_FILE = "evaluation.json"
 HISTORY_FILE = "history.csv"
 DEFAULT_POINTER = "default.json"
 FORMAT_VERSION = 1
+# manifest keys <kind>_file / <kind>_sha256: the reliability settings and the similar-case index
+CHECKSUMMED_EXTRAS = ("reliability", "cases")
 
 
 class ArtifactError(RuntimeError):
@@ -170,9 +172,12 @@ def load_artifact(model_dir: str | Path | None = None) -> ModelArtifact:
             f"{weights} does not match its manifest checksum (expected {manifest['weights_sha256'][:12]}..., "
             f"got {actual[:12]}...): the file was altered or corrupted; refusing to load it"
         )
-    extra = manifest.get("reliability_file")
-    if extra and sha256_of(model_dir / extra) != manifest.get("reliability_sha256"):
-        raise ArtifactError(f"{model_dir / extra} does not match its manifest checksum; refusing to load it")
+    for kind in CHECKSUMMED_EXTRAS:  # files fitted after training, each under its own checksum
+        extra = manifest.get(f"{kind}_file")
+        if extra and not (model_dir / extra).is_file():
+            raise ArtifactError(f"{model_dir} lacks {extra}, which its manifest lists; refusing to load it")
+        if extra and sha256_of(model_dir / extra) != manifest.get(f"{kind}_sha256"):
+            raise ArtifactError(f"{model_dir / extra} does not match its manifest checksum; refusing to load it")
     try:
         model = keras.models.load_model(weights, compile=False, safe_mode=True)
     except Exception as exc:

@@ -183,6 +183,33 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cases(args: argparse.Namespace) -> int:
+    """Index the training lesions for a model's similar-case view and measure it."""
+    from .artifact import load_artifact
+    from .cases import CASES_REPORT_FILE, fit_cases
+
+    artifact = load_artifact(args.model)
+    result = fit_cases(artifact, _load_manifest(args), progress=not args.quiet)
+    print(f"indexed {result['report']['fitted_on']}; each picture is shown its {result['report']['k']} nearest lesions")
+    for split in ("val", "test"):
+        print(f"{split}: {result['report'][split]}")
+    print(f"updated {artifact.path / 'manifest.json'} and wrote {artifact.path / CASES_REPORT_FILE}")
+    return 0
+
+
+def describe_cases(cases) -> str:
+    """The similar-case lines the ``explain`` command prints."""
+    from .cases import case_votes
+
+    votes = ", ".join(f"{name} {n}" for name, n in case_votes(cases).items())
+    lines = [f"{len(cases)} most similar training lesions: {votes}"]
+    lines += [
+        f"  {case.similarity:.3f}  {case.label:<28} {case.isic_id or '-':<13} {case.source}  {case.path}"
+        for case in cases
+    ]
+    return "\n".join(lines)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Print and optionally save the speed figures of a model."""
     import json
@@ -246,6 +273,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .artifact import load_artifact
+    from .cases import CaseIndex
     from .explain import MALIGNANT_TARGET, Explainer, evidence_check, render_overlay
     from .images import ImageLoadError, load_image
     from .inference import Predictor
@@ -259,7 +287,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 1
     x = to_model_input(image, artifact.input_size)
     predictor = Predictor.from_artifact(artifact)
-    probs = predictor.predict_arrays(x[None])[0]
+    cases = CaseIndex.from_artifact(artifact)
+    if cases is None:
+        probs, similar = predictor.predict_arrays(x[None])[0], None
+    else:
+        batch, _, features = predictor.predict_with_features(x[None])
+        probs = batch[0]
+        similar = cases.nearest(features[predictor.feature_layers.index(cases.layer)])[0]
     explainer = Explainer(artifact.model, artifact.input_size)
     target = args.target if args.target == MALIGNANT_TARGET else explainer.target_index(args.target, probs)
     heat = explainer.explain(x, args.method, target=target, max_n=args.max_n or None)
@@ -272,6 +306,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"{float(np.max(probs)):.1%}); wrote {args.output}"
     )
     print(evidence_check(predictor.predict_arrays, x, heat, target, probs=probs).describe(label))
+    if similar is not None:
+        print(describe_cases(similar))
     return 0
 
 
@@ -415,6 +451,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flag(calibrate)
     _add_split_and_quiet_flags(calibrate)
     calibrate.set_defaults(func=cmd_calibrate)
+
+    cases = sub.add_parser(
+        "cases",
+        help="index the training lesions so each prediction can show the most similar ones",
+        description="Compute the pooled features of every training image of the cleaned split, store them "
+        "beside the model with a checksum, and measure on validation and test how often the most similar "
+        "training lesions agree with the model, and how often the model is right when they do not.",
+    )
+    _add_data_flag(cases)
+    _add_model_flag(cases)
+    _add_split_and_quiet_flags(cases)
+    cases.set_defaults(func=cmd_cases)
 
     bench = sub.add_parser(
         "bench",

@@ -3,6 +3,7 @@ test-time augmentation, and file/folder prediction with a status per file."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .artifact import ModelArtifact
+from .cases import CaseIndex, SimilarCase, majority
 from .classes import CLASS_NAMES, malignant_score
 from .images import ImageLoadError, load_image
 from .pipeline import to_model_input
@@ -176,7 +178,10 @@ class Predictor:
         pass with the Grad-CAM map; ``freeze`` (a loaded artifact's weights never
         change) trades memory and start-up time for single-image latency."""
         use_tta = bool(artifact.manifest.get("tta", False)) if tta is None else tta
-        layers = artifact.manifest.get("ood_layers")
+        layers = artifact.manifest.get("ood_layers") or []
+        cases_layer = artifact.manifest.get("cases_layer")
+        if cases_layer and cases_layer not in layers:
+            layers = [*layers, cases_layer]
         return cls(artifact.model, artifact.input_size, use_tta, layers, explain=explain, freeze=freeze)
 
     def warm_up(self) -> None:
@@ -251,6 +256,8 @@ class Diagnosis:
     model_input: np.ndarray | None = None
     # Grad-CAM heat map (size x size, 0-1) when asked for, from the prediction's own pass
     heat: np.ndarray | None = None
+    # the most similar training lesions, when the model ships a case index
+    similar: list[SimilarCase] | None = None
 
     @property
     def ranked(self) -> list[tuple[str, float]]:
@@ -289,6 +296,14 @@ class Diagnosis:
             "out_of_distribution": self.out_of_distribution,
             "out_of_distribution_reason": self.ood_reason,
             "refer_to_dermatologist": self.refer,
+            **(
+                {}
+                if self.similar is None
+                else {
+                    "similar_training_cases": [dataclasses.asdict(case) for case in self.similar],
+                    "similar_cases_majority": majority(self.similar),
+                }
+            ),
         }
 
 
@@ -318,24 +333,33 @@ def diagnose(
     reliability=None,
     explain_target: int | str | None = None,
     explain: bool = False,
+    cases: CaseIndex | None = None,
 ) -> Diagnosis:
     """Class probabilities, malignant risk and the referral flags for one picture;
     ``reliability`` (a :class:`skin_model.reliability.ReliabilityCheck`) adds the
     out-of-distribution flag and the calibrated confidence. With ``explain`` (the
     predictor must have been built with it) the result also carries the Grad-CAM heat
-    map for ``explain_target`` (None: the predicted class), from the same model call."""
+    map for ``explain_target`` (None: the predicted class), from the same model call;
+    ``cases`` (the model's :class:`skin_model.cases.CaseIndex`) adds the most similar
+    training lesions, found from the features of that same call."""
     from .explain import heat_from_cam
 
     x = to_model_input(image, predictor.input_size)[None]
-    heat = None
+    heat = features = None
     if explain:
         batch_probs, single, cams, features = predictor.predict_explained(x, explain_target)
         checked = None if reliability is None else check_from_outputs(predictor, reliability, x, single, features)
         heat = heat_from_cam(cams[0], predictor.input_size)
+    elif cases is not None:
+        batch_probs, single, features = predictor.predict_with_features(x)
+        checked = None if reliability is None else check_from_outputs(predictor, reliability, x, single, features)
     else:
         batch_probs, checked = predict_and_check(predictor, x, reliability)
     probs = batch_probs[0]
     result = Diagnosis(probs, float(malignant_score(probs[None])[0]), malignant_threshold, model_input=x[0], heat=heat)
+    if cases is not None:
+        pooled = features[predictor.feature_layers.index(cases.layer)]
+        result.similar = cases.nearest(pooled)[0]
     if checked is not None:
         result.out_of_distribution = bool(checked["out_of_distribution"][0])
         result.ood_reason = checked["ood_reason"][0]

@@ -236,3 +236,91 @@ def test_a_real_lesion_shows_its_calibrated_confidence(app: AppTest, real_data_d
     flagged = [e.value for e in app.error if "does not look like a dermoscopic lesion" in e.value]
     assert len(captions) + len(flagged) == len(pictures)
     assert len(captions) >= 2
+
+
+def test_model_card_reports_how_the_similar_lesions_measured(app: AppTest) -> None:
+    import json
+
+    from skin_model.artifact import default_model_dir
+
+    val = json.loads((default_model_dir() / "cases.json").read_text())["report"]["val"]
+    app.switch_page("pages/model_card.py").run()
+    assert not app.exception, app.exception
+    tables = [df.value for df in app.dataframe if "model right when it does not" in df.value.columns]
+    assert len(tables) == 1
+    first = tables[0].iloc[0]
+    assert first["split"] == "val" and first["images"] == f"all images ({val['images']})"
+    assert first["model right when it does not"] == (
+        f"{val['model_accuracy_when_disagree']:.0%} ({val['disagreeing_images']} images)"
+    )
+
+
+def _similar_cases_script() -> None:
+    """An app page that shows four cases, three of them nevi, for a melanoma answer."""
+    from pages.common import show_similar_cases
+    from skin_model.cases import SimilarCase
+
+    cases = [
+        SimilarCase(label, sim, f"ISIC_{k:07d}", "isic2017", f"pics/{k}.jpg")
+        for k, (label, sim) in enumerate([("nevus", 0.9), ("melanoma", 0.8), ("nevus", 0.7), ("nevus", 0.6)])
+    ]
+    report = {
+        "report": {
+            "val": {
+                "images": 100,
+                "model_accuracy_when_disagree": 0.4,
+                "disagreeing_images": 10,
+                "model_accuracy_when_agree": 0.8,
+            }
+        }
+    }
+    show_similar_cases(cases, "melanoma", report)
+
+
+def test_similar_cases_warn_when_they_disagree_and_show_pictures_when_present(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    monkeypatch.delenv("SKIN_DATA_DIR", raising=False)
+    at = AppTest.from_function(_similar_cases_script, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    warning = at.warning[0].value
+    assert "mostly Mole (melanocytic nevus)" in warning and "not Melanoma" in warning
+    assert "right 40% of the time" in warning and "against 80% when it agreed" in warning
+    table = at.dataframe[0].value  # no data set here: a table, and why there are no pictures
+    assert table["ISIC id"].tolist() == [f"ISIC_{k:07d}" for k in range(4)]
+    assert table["malignant"].tolist() == [False, True, False, False]
+    assert "SKIN_DATA_DIR" in _texts(at) and not at.get("image")
+
+    (tmp_path / "pics").mkdir()
+    for k in range(4):
+        Image.new("RGB", (48, 40), (120, 60 + 20 * k, 40)).save(tmp_path / "pics" / f"{k}.jpg")
+    monkeypatch.setenv("SKIN_DATA_DIR", str(tmp_path))
+    at.run()
+    assert not at.exception, at.exception
+    captions = [img.proto.imgs[0].caption for img in at.get("image")]
+    assert len(captions) == 4 and captions[1].startswith("Melanoma 🔴 · similarity 0.80 · ISIC_0000001")
+    assert not at.dataframe
+
+
+def test_a_real_lesion_shows_the_most_similar_training_lesions(
+    app: AppTest, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the shipped index: ten distinct training lesions per picture, listed without
+    the data set and shown as pictures with it."""
+    pictures = sorted(real_data_dir.glob("skin-cancer-isic/*/Test/nevus/*.jpg"))[:2]
+    if not pictures:
+        pytest.skip(f"no nevus test images under {real_data_dir}")
+    app.file_uploader[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in pictures]).run()
+    assert not app.exception, app.exception
+    answered = len(pictures) - sum("does not look like a dermoscopic lesion" in e.value for e in app.error)
+    tables = [df.value for df in app.dataframe if "ISIC id" in df.value.columns]
+    assert answered >= 1 and len(tables) == answered
+    assert all(len(t) == 10 and t["similarity"].is_monotonic_decreasing for t in tables)
+    assert "most similar training lesions" in _texts(app)
+    monkeypatch.setenv("SKIN_DATA_DIR", str(real_data_dir))
+    app.run()
+    assert not app.exception, app.exception
+    case_images = [img for img in app.get("image") if "· similarity" in img.proto.imgs[0].caption]
+    assert len(case_images) == 10 * answered
