@@ -77,6 +77,7 @@ def run_benchmark(
     """All figures for one model, as a JSON-ready dict; the ``tflite_*`` figures are for
     ``tflite`` (an export), or for a float32 single-view TFLite export made on the fly."""
     from .artifact import load_artifact
+    from .cases import CaseIndex
     from .explain import Explainer, evidence_check
     from .inference import Predictor, iter_input_files, predict_and_check, predict_files
     from .reliability import ReliabilityCheck
@@ -126,6 +127,13 @@ def run_benchmark(
         )
         ms = np.array(_timed(check_map, repeats)) * 1000
         results[f"evidence_check_ms_p50{label}"] = round(float(np.percentile(ms, 50)), 2)
+    cases = CaseIndex.from_artifact(artifact)
+    if cases is not None:  # the similar training lesions of one picture, from its pooled features
+        pooled = np.random.default_rng(2).random((1, cases.features.shape[1])).astype(np.float32)
+        cases.nearest(pooled)
+        results["similar_cases_ms_p50"] = round(
+            statistics.median(_timed(lambda: cases.nearest(pooled), repeats)) * 1000, 2
+        )
     explainer = Explainer(artifact.model, size)
     explainer.explain(x[0], "gradcam", target=0)
     results["gradcam_ms_p50"] = round(

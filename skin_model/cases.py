@@ -20,6 +20,7 @@ shown only where the data set is present.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,13 +82,18 @@ class CaseIndex:
             layer=layer,
         )
 
+    @functools.cached_property
+    def _matrix(self) -> np.ndarray:
+        """The features as float32, converted once (about 14 MB for the shipped index)."""
+        return self.features.astype(np.float32)
+
     def __len__(self) -> int:
         return len(self.labels)
 
     def nearest(self, features: np.ndarray, k: int = SIMILAR_K) -> list[list[SimilarCase]]:
         """For each row of ``features`` (pooled features of query pictures), the ``k``
         most similar training lesions, most similar first, one per lesion group."""
-        sims = _unit_rows(np.asarray(features, np.float32) - self.centre) @ self.features.astype(np.float32).T
+        sims = _unit_rows(np.asarray(features, np.float32) - self.centre) @ self._matrix.T
         found = []
         for row in sims:
             cases, seen = [], set()

@@ -131,8 +131,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         print("error: no files found in the given paths", file=sys.stderr)
         return 1
-    predictor, reliability = _load_predictor(args.model, args.tta)
-    results = predict_files(predictor, files, progress=not args.quiet, reliability=reliability)
+    predictor, reliability, cases = _load_predictor(args.model, args.tta)
+    results = predict_files(predictor, files, progress=not args.quiet, reliability=reliability, cases=cases)
     table = predictions_table(results)
     if args.output == "-":
         table.to_csv(sys.stdout, index=False)
@@ -149,7 +149,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _load_predictor(model: str | None, tta: bool):
-    """(predictor, reliability check or None) for a model folder or an export."""
+    """(predictor, reliability check or None, case index or None) for a model folder or
+    an export (which has neither)."""
     from .export import is_exported_model, load_exported
 
     if model and is_exported_model(model):
@@ -157,13 +158,18 @@ def _load_predictor(model: str | None, tta: bool):
             print(
                 "note: --tta is ignored for an export (its test-time augmentation is fixed at export)", file=sys.stderr
             )
-        return load_exported(model), None
+        return load_exported(model), None, None
     from .artifact import load_artifact
+    from .cases import CaseIndex
     from .inference import Predictor
     from .reliability import ReliabilityCheck
 
     artifact = load_artifact(model)
-    return Predictor.from_artifact(artifact, tta=True if tta else None), ReliabilityCheck.from_artifact(artifact)
+    return (
+        Predictor.from_artifact(artifact, tta=True if tta else None),
+        ReliabilityCheck.from_artifact(artifact),
+        CaseIndex.from_artifact(artifact),
+    )
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:

@@ -326,6 +326,17 @@ def predict_and_check(predictor, x: np.ndarray, reliability=None, batch_size: in
     return predictor.predict_arrays(x, batch_size), reliability.check(x)
 
 
+def predict_check_and_compare(predictor, x: np.ndarray, reliability=None, cases=None, batch_size: int = 64):
+    """(probabilities, reliability check result or None, similar training lesions per
+    image or None) for a batch of model-size images, from one model call per chunk when
+    the predictor carries the features the check and the case index need."""
+    if cases is None:
+        return (*predict_and_check(predictor, x, reliability, batch_size), None)
+    probs, single, features = predictor.predict_with_features(x, batch_size)
+    checked = None if reliability is None else check_from_outputs(predictor, reliability, x, single, features)
+    return probs, checked, cases.nearest(features[predictor.feature_layers.index(cases.layer)])
+
+
 def diagnose(
     predictor: Predictor,
     image: Image.Image,
@@ -345,21 +356,19 @@ def diagnose(
     from .explain import heat_from_cam
 
     x = to_model_input(image, predictor.input_size)[None]
-    heat = features = None
+    heat = similar = None
     if explain:
         batch_probs, single, cams, features = predictor.predict_explained(x, explain_target)
         checked = None if reliability is None else check_from_outputs(predictor, reliability, x, single, features)
         heat = heat_from_cam(cams[0], predictor.input_size)
-    elif cases is not None:
-        batch_probs, single, features = predictor.predict_with_features(x)
-        checked = None if reliability is None else check_from_outputs(predictor, reliability, x, single, features)
+        if cases is not None:
+            similar = cases.nearest(features[predictor.feature_layers.index(cases.layer)])
     else:
-        batch_probs, checked = predict_and_check(predictor, x, reliability)
+        batch_probs, checked, similar = predict_check_and_compare(predictor, x, reliability, cases)
     probs = batch_probs[0]
     result = Diagnosis(probs, float(malignant_score(probs[None])[0]), malignant_threshold, model_input=x[0], heat=heat)
-    if cases is not None:
-        pooled = features[predictor.feature_layers.index(cases.layer)]
-        result.similar = cases.nearest(pooled)[0]
+    if similar is not None:
+        result.similar = similar[0]
     if checked is not None:
         result.out_of_distribution = bool(checked["out_of_distribution"][0])
         result.ood_reason = checked["ood_reason"][0]
@@ -394,6 +403,8 @@ class FilePrediction:
     probs: np.ndarray | None
     # empty when the model answers; else why a dermatologist should decide instead
     advice: str = ""
+    # the most frequent diagnosis among the most similar training lesions (model with a case index)
+    similar_majority: str = ""
 
 
 def reliability_advice(checked: dict[str, np.ndarray], abstain_below: float) -> list[str]:
@@ -428,10 +439,12 @@ def predict_files(
     batch_size: int = 64,
     progress: bool = True,
     reliability=None,
+    cases=None,
 ) -> list[FilePrediction]:
     """Predict every file; unreadable ones get a status saying why, never an exception.
     ``predictor`` is a :class:`Predictor` or an exported model; ``reliability`` (a
-    :class:`skin_model.reliability.ReliabilityCheck`) fills in the referral advice.
+    :class:`skin_model.reliability.ReliabilityCheck`) fills in the referral advice, and
+    ``cases`` (a :class:`skin_model.cases.CaseIndex`) the similar lesions' majority.
     Two threads decode the next batch while the model runs on the current one (PIL
     releases the GIL while decoding and resizing)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -453,12 +466,13 @@ def predict_files(
             readable = [(row, arr) for row, arr in decoded if arr is not None]
             if readable:
                 batch = np.stack([arr for _, arr in readable])
-                probs, checked = predict_and_check(predictor, batch, reliability, batch_size)
+                probs, checked, similar = predict_check_and_compare(predictor, batch, reliability, cases, batch_size)
                 advice = [""] * len(readable)
                 if checked is not None:
                     advice = reliability_advice(checked, reliability.abstain_below)
-                for (row, _), p, a in zip(readable, probs, advice, strict=True):
-                    row.probs, row.advice = p, a
+                majorities = [""] * len(readable) if similar is None else [majority(c) or "" for c in similar]
+                for (row, _), p, a, m in zip(readable, probs, advice, majorities, strict=True):
+                    row.probs, row.advice, row.similar_majority = p, a, m
             results += [row for row, _ in decoded]
             bar.update(len(decoded))
     return results
@@ -466,15 +480,30 @@ def predict_files(
 
 def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
     """The predict CSV: file, status, predicted_class, one column per class,
-    malignant_probability (empty where the file was not classified) and advice
-    (empty, or why the model defers to a dermatologist on this image)."""
+    malignant_probability (empty where the file was not classified), advice (empty,
+    or why the model defers to a dermatologist on this image) and
+    similar_cases_majority (empty without a case index)."""
     rows = []
     for r in results:
-        row: dict[str, object] = {"file": r.file, "status": r.status, "predicted_class": "", "advice": r.advice}
+        row: dict[str, object] = {
+            "file": r.file,
+            "status": r.status,
+            "predicted_class": "",
+            "advice": r.advice,
+            "similar_cases_majority": r.similar_majority,
+        }
         if r.probs is not None:
             row["predicted_class"] = CLASS_NAMES[int(np.argmax(r.probs))]
             row.update({name: round(float(p), 6) for name, p in zip(CLASS_NAMES, r.probs, strict=True)})
             row["malignant_probability"] = round(float(malignant_score(r.probs[None])[0]), 6)
         rows.append(row)
-    columns = ["file", "status", "predicted_class", *CLASS_NAMES, "malignant_probability", "advice"]
+    columns = [
+        "file",
+        "status",
+        "predicted_class",
+        *CLASS_NAMES,
+        "malignant_probability",
+        "advice",
+        "similar_cases_majority",
+    ]
     return pd.DataFrame(rows).reindex(columns=columns)

@@ -168,3 +168,19 @@ def test_explain_cli_lists_the_similar_lesions(cased_dir: Path, synthetic_manife
     start = next(i for i, line in enumerate(lines) if "10 most similar training lesions:" in line)
     assert picture["final_label"] in lines[start + 1] and Path(picture["path"]).name in lines[start + 1]
     assert len(lines[start + 1 : start + 11]) == 10
+
+
+def test_predict_csv_names_the_similar_lesions_majority(cased_dir: Path, synthetic_manifest, tmp_path: Path) -> None:
+    from skin_model.inference import Predictor, diagnose
+
+    rows = synthetic_manifest.kept("train").head(3)
+    out = tmp_path / "preds.csv"
+    run_cli("predict", "--model", str(cased_dir), *map(str, rows["path"]), "--output", str(out), "--quiet")
+    table = pd.read_csv(out)
+    artifact = load_artifact(cased_dir)
+    predictor, cases = Predictor.from_artifact(artifact), CaseIndex.from_artifact(artifact)
+    expected = [
+        majority(diagnose(predictor, Image.open(p), artifact.malignant_threshold, cases=cases).similar)
+        for p in rows["path"]
+    ]
+    assert table["similar_cases_majority"].tolist() == expected

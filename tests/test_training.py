@@ -86,7 +86,16 @@ def test_predict_cli_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "preds.csv"
     run_cli("predict", "--model", str(tiny_model_dir), str(folder), "--output", str(out), "--quiet")
     table = pd.read_csv(out)
-    assert list(table.columns) == ["file", "status", "predicted_class", *CLASS_NAMES, "malignant_probability", "advice"]
+    assert list(table.columns) == [
+        "file",
+        "status",
+        "predicted_class",
+        *CLASS_NAMES,
+        "malignant_probability",
+        "advice",
+        "similar_cases_majority",
+    ]
+    assert table["similar_cases_majority"].isna().all()  # the tiny model has no case index
     assert table["file"].tolist() == ["a.jpg", "notes.txt", "sub dir/ünï b.jpg"]
     assert table["status"].tolist()[0] == "ok" and table["status"].tolist()[2] == "ok"
     assert table["status"][1].startswith("unreadable: not an image")
