@@ -82,6 +82,7 @@ def train_config_from_args(args: argparse.Namespace):
         stochastic_depth=args.stochastic_depth,
         source_balanced=args.source_balanced,
         low_res=args.low_res,
+        logit_adjustment=args.logit_adjust,
     )
 
 
@@ -411,6 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="share each class's weight equally between the image collections holding it, so no collection's "
         "class mix can stand in for the class (default: plain class weights)",
+    )
+    train.add_argument(
+        "--logit-adjust",
+        type=float,
+        default=0.0,
+        metavar="TAU",
+        help="balance the classes by shifting the training loss's logits by TAU x log class prior (logit "
+        "adjustment; 1 is the usual value) instead of weighting the images (default 0: class weights)",
     )
     train.add_argument("--seed", type=int, default=1337)
     train.add_argument("--no-weights", action="store_true", help="keep only manifest/evaluation/history")

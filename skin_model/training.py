@@ -59,6 +59,10 @@ class TrainConfig:
     source_balanced: bool = False
     # augmentation: probability of a lower-resolution pass (pipeline.augment); 0 = off
     low_res: float = 0.0
+    # logit adjustment (Menon et al. 2021): the loss sees softmax(logits + tau * log prior)
+    # with the training class prior, the model answers with softmax(logits); it balances
+    # the classes in place of the class weights, which it turns off. 0 = off
+    logit_adjustment: float = 0.0
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
@@ -89,12 +93,40 @@ def source_balanced_weights(y: np.ndarray, collections: np.ndarray, n_classes: i
 
 
 def training_sample_weights(config: TrainConfig, y: np.ndarray, collections: np.ndarray) -> np.ndarray:
-    """The loss weight of each training image under ``config``."""
+    """The loss weight of each training image under ``config`` (all 1 with logit
+    adjustment, which balances the classes in the loss instead)."""
+    if config.logit_adjustment:
+        if config.source_balanced:
+            raise ValueError("logit adjustment replaces the class weights; it cannot share them between collections")
+        return np.ones(len(y))
     if not config.class_balanced:
         if config.source_balanced:
             raise ValueError("source-balanced weights share the class weights: they need class balancing on")
         return np.ones(len(y))
     return source_balanced_weights(y, collections) if config.source_balanced else class_weights(y)[y]
+
+
+def training_loss(config: TrainConfig, y: np.ndarray):
+    """The loss on the model's probabilities: cross-entropy with label smoothing, on
+    probabilities shifted by ``logit_adjustment`` times the log class prior of ``y``
+    when that is set (rare classes then need a larger margin to be right in training,
+    so the unshifted answer favours no class for being common)."""
+    import keras
+    from keras import ops
+
+    if not config.logit_adjustment:
+        return keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    counts = np.bincount(y, minlength=len(CLASS_NAMES)).astype(np.float32)
+    shift = config.logit_adjustment * np.log(np.maximum(counts, 1.0) / counts.sum())
+    smoothing = config.label_smoothing
+
+    def logit_adjusted_crossentropy(y_true, y_pred):
+        n = ops.cast(ops.shape(y_true)[-1], y_pred.dtype)
+        target = y_true * (1.0 - smoothing) + smoothing / n
+        shifted = ops.log(ops.clip(y_pred, 1e-12, 1.0)) + ops.convert_to_tensor(shift, y_pred.dtype)
+        return -ops.sum(target * (shifted - ops.logsumexp(shifted, axis=-1, keepdims=True)), axis=-1)
+
+    return logit_adjusted_crossentropy
 
 
 def _balanced_accuracy_callback(
@@ -186,7 +218,7 @@ def warm_up_head(
     head = keras.Model(inputs, head_dense(keras.layers.Dropout(0.3)(inputs)))
     head.compile(
         keras.optimizers.AdamW(1e-3, weight_decay=1e-3),
-        keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+        training_loss(config, y_train),
     )
     best, best_weights = -1.0, None
     onehot = np.eye(len(CLASS_NAMES), dtype=np.float32)[y_feat]
@@ -230,6 +262,8 @@ def train(
     strategy = strategy_from_environment()  # first: a multi-worker strategy must precede any TF op
     if config.ema_momentum is not None and is_multi_worker(strategy):
         raise ValueError("weight averaging (ema_momentum) is not supported with multi-worker training")
+    if config.logit_adjustment and is_multi_worker(strategy):
+        raise ValueError("logit adjustment is not supported with multi-worker training")
     keras.utils.set_random_seed(config.seed)
     size = config.resolved_input_size()
     splits = {name: manifest.kept(name) for name in ("train", "val", "test")}
@@ -274,7 +308,7 @@ def train(
                 use_ema=config.ema_momentum is not None,
                 ema_momentum=0.99 if config.ema_momentum is None else config.ema_momentum,
             ),
-            loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+            loss=training_loss(config, y_train),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
         )
     predictor = Predictor(model, size)

@@ -101,6 +101,8 @@ def test_train_flags_reach_the_config() -> None:
             "--source-balanced",
             "--low-res",
             "0.5",
+            "--logit-adjust",
+            "1.5",
         ]
     )
     config = train_config_from_args(args)
@@ -109,5 +111,5 @@ def test_train_flags_reach_the_config() -> None:
     assert (config.class_balanced, config.label_smoothing) == (False, 0.2)
     assert (config.weight_decay, config.zoom, config.mixup_alpha, config.ema_momentum) == (0.05, 0.3, 0.4, 0.9)
     assert config.train_batch_norm and config.stochastic_depth == 0.2 and config.source_balanced
-    assert config.low_res == 0.5
+    assert config.low_res == 0.5 and config.logit_adjustment == 1.5
     assert not train_config_from_args(build_parser().parse_args(["train"])).train_batch_norm

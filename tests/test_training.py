@@ -152,6 +152,54 @@ def test_source_balanced_weights_equalise_classes_within_each_collection() -> No
     assert source_collection("seed_train") == source_collection("seed_test") != source_collection("isic2017")
 
 
+def test_logit_adjusted_loss_by_hand() -> None:
+    """Class prior 3/4, 1/4 (classes 0 and 1; the other classes absent, counted as 1 of
+    4): the loss is the smoothed cross-entropy of softmax(log p + tau log prior)."""
+    from skin_model.training import TrainConfig, training_loss, training_sample_weights
+
+    y = np.array([0, 0, 0, 1])
+    tau, smoothing = 1.0, 0.1
+    probs = np.full((1, len(CLASS_NAMES)), 0.02, np.float32)
+    probs[0, :2] = [0.26, 0.6]
+    loss = training_loss(TrainConfig(logit_adjustment=tau, label_smoothing=smoothing), y)
+    target = np.zeros((1, len(CLASS_NAMES)), np.float32)
+    target[0, 1] = 1.0
+    prior = np.array([3, 1] + [1] * (len(CLASS_NAMES) - 2)) / 4
+    shifted = np.log(probs[0]) + tau * np.log(prior)
+    log_softmax = shifted - np.log(np.exp(shifted).sum())
+    smoothed = target[0] * (1 - smoothing) + smoothing / len(CLASS_NAMES)
+    assert float(np.asarray(loss(target, probs)).mean()) == pytest.approx(-(smoothed * log_softmax).sum(), rel=1e-5)
+    # the loss balances the classes itself: no class weights on top
+    np.testing.assert_array_equal(training_sample_weights(TrainConfig(logit_adjustment=tau), y, np.array(["a"] * 4)), 1)
+
+
+def test_logit_adjustment_moves_the_boundary_to_the_balanced_one() -> None:
+    """One feature, 900 pictures of class 0 ~ N(0, 1) and 100 of class 1 ~ N(2, 1): plain
+    cross-entropy learns the boundary of the overall error (x = 1 + ln 9 / 2 = 2.1), which
+    misses half of the rare class; the logit-adjusted loss learns the balanced one (x = 1)."""
+    import keras
+
+    from skin_model.training import TrainConfig, training_loss
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, 900), rng.normal(2, 1, 100)]).astype(np.float32)[:, None]
+    y = np.array([0] * 900 + [1] * 100)
+    onehot = np.eye(len(CLASS_NAMES), dtype=np.float32)[y]
+    grid = np.linspace(-1, 4, 501, dtype=np.float32)[:, None]
+    boundaries = {}
+    for tau in (0.0, 1.0):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(len(CLASS_NAMES), activation="softmax")])
+        model.compile(
+            keras.optimizers.Adam(0.05), training_loss(TrainConfig(logit_adjustment=tau, label_smoothing=0), y)
+        )
+        model.fit(x, onehot, batch_size=100, epochs=150, verbose=0)
+        p = model.predict(grid, verbose=0)
+        boundaries[tau] = float(grid[np.argmax(p[:, 1] > p[:, 0]), 0])
+    assert boundaries[0.0] == pytest.approx(2.1, abs=0.25)
+    assert boundaries[1.0] == pytest.approx(1.0, abs=0.25)
+
+
 def test_calibration_is_recorded_and_used(calibrated_dir: Path) -> None:
     from skin_model.inference import Predictor, diagnose
     from skin_model.reliability import ReliabilityCheck
