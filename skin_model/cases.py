@@ -6,11 +6,10 @@ own: the training lesions whose pooled features (the layer its classifier reads)
 closest in cosine similarity to the picture's, both taken relative to the mean training
 feature (content-based image retrieval, as in Tschandl et al., Nature Medicine 2019;
 without centring, the positive post-ReLU features all point one way and every cosine is
-near 1). Each lesion counts once (several photos of one
-lesion, grouped by the audit, give its best match). What the retrieved cases were
-diagnosed as is a second opinion: when their majority names another class than the
-model, the model was wrong far more often on validation (the figures are stored with
-the index and shown by the app).
+near 1). Each lesion counts once (several photos of one lesion, grouped by the audit,
+give its best match). What the retrieved cases were diagnosed as is a second opinion:
+when their majority names another class than the model, the model was wrong far more
+often on validation (the figures are stored with the index and shown by the app).
 
 The index holds features of training images only, computed on the picture itself
 (view 0, no test-time augmentation), with each case's label, ISIC id, collection and
@@ -30,7 +29,7 @@ import pandas as pd
 from .classes import CLASS_NAMES
 
 CASES_FILE = "cases.npz"
-CASES_LAYER = "gap"  # the pooled features the classifier head reads
+CASES_LAYER = "gap"  # the global-average-pooling layer of every model (models.py), which the head reads
 SIMILAR_K = 10  # fixed before measuring; 5 and 15 measured the same on validation
 
 
