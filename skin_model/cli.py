@@ -83,6 +83,7 @@ def train_config_from_args(args: argparse.Namespace):
         source_balanced=args.source_balanced,
         low_res=args.low_res,
         logit_adjustment=args.logit_adjust,
+        camera=args.camera,
     )
 
 
@@ -394,6 +395,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="P",
         help="augmentation: with probability P pass a picture through 60-100%% of its resolution and back (default 0)",
+    )
+    train.add_argument(
+        "--camera",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="augmentation: with probability P change a picture as another camera or save would (exposure, white "
+        "balance, 50-100%% resolution, JPEG quality 30-95) (default 0)",
     )
     train.add_argument(
         "--train-bn",

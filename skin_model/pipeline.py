@@ -67,12 +67,39 @@ def load_arrays(
     return x, y
 
 
-def augment(image, seed_pair, zoom: float = 0.15, jitter: float = 0.1, low_res: float = 0.0):
+CAMERA_JPEG_QUALITY = (30, 95)
+CAMERA_EXPOSURE = (0.75, 1.25)
+CAMERA_WHITE_BALANCE = 0.1  # each channel's gain within 1 +- this
+CAMERA_RESOLUTION = (0.5, 1.0)  # share of the side the picture passes through
+
+
+def camera_degrade(image, seeds):
+    """What another camera or another save does to a photo (float 0-255 in and out):
+    an exposure and white-balance change, a pass through 50-100 % of the resolution, and
+    JPEG re-compression at quality 30-95. ``seeds``: 4 stateless seed pairs."""
+    import tensorflow as tf
+
+    size = tf.shape(image)[0]
+    exposure = tf.random.stateless_uniform([], seeds[0], *CAMERA_EXPOSURE)
+    gains = tf.random.stateless_uniform([3], seeds[1], 1 - CAMERA_WHITE_BALANCE, 1 + CAMERA_WHITE_BALANCE)
+    image = tf.clip_by_value(image * exposure * gains, 0.0, 255.0)
+    side = tf.cast(tf.cast(size, tf.float32) * tf.random.stateless_uniform([], seeds[2], *CAMERA_RESOLUTION), tf.int32)
+    image = tf.image.resize(tf.image.resize(image, tf.stack([side, side]), antialias=True), tf.stack([size, size]))
+    image = tf.image.stateless_random_jpeg_quality(
+        tf.clip_by_value(image, 0.0, 255.0) / 255.0, *CAMERA_JPEG_QUALITY, seed=seeds[3]
+    )
+    return tf.reshape(image * 255.0, tf.shape(image))
+
+
+def augment(image, seed_pair, zoom: float = 0.15, jitter: float = 0.1, low_res: float = 0.0, camera: float = 0.0):
     """Random flips, 90-degree rotations, zoom-crop and colour jitter (float 0-255 in
     and out). Dermoscopy has no canonical orientation, so all eight symmetries are valid.
     ``low_res``: the probability of passing the picture through a lower resolution
     (60-100 % of its side and back), so sharpness, which differs between the image
-    collections, says less about where a picture came from."""
+    collections, says less about where a picture came from. ``camera``: the probability
+    of :func:`camera_degrade` (exposure, white balance, resolution, JPEG), the changes a
+    second photo of the lesion may bring, which the untrained model's answer did not
+    survive (see ``skin_model.robustness``)."""
     import tensorflow as tf
 
     size = tf.shape(image)[0]
@@ -94,6 +121,14 @@ def augment(image, seed_pair, zoom: float = 0.15, jitter: float = 0.1, low_res: 
             lambda: tf.image.resize(
                 tf.image.resize(image, tf.stack([side, side]), antialias=True), tf.stack([size, size])
             ),
+            lambda: image,
+        )
+    if camera > 0:
+        # seeds derived from the last one, apart from those of low_res
+        pick, *degrade_seeds = tf.unstack(tf.random.split(seeds[7], 8)[3:8])
+        image = tf.cond(
+            tf.random.stateless_uniform([], pick) < camera,
+            lambda: camera_degrade(image, degrade_seeds),
             lambda: image,
         )
     image = image / 255.0
@@ -133,13 +168,14 @@ def make_dataset(
     mixup_alpha: float | None = None,
     zoom: float = 0.15,
     low_res: float = 0.0,
+    camera: float = 0.0,
 ):
     """A batched, prefetched tf.data pipeline over in-memory uint8 images.
 
     Training shuffles each epoch and augments with stateless ops seeded per
     element, so a run is reproducible for a given seed; ``zoom`` is the largest
     fraction of the side the random crop may cut off, ``low_res`` the probability of
-    a lower-resolution pass (see :func:`augment`).
+    a lower-resolution pass and ``camera`` that of a camera change (see :func:`augment`).
     """
     import tensorflow as tf
 
@@ -152,7 +188,9 @@ def make_dataset(
 
         def _aug(elem, idx):
             image = tf.cast(elem[0], tf.float32)
-            image = augment(image, tf.stack([tf.constant(seed, tf.int64), idx]), zoom=zoom, low_res=low_res)
+            image = augment(
+                image, tf.stack([tf.constant(seed, tf.int64), idx]), zoom=zoom, low_res=low_res, camera=camera
+            )
             return (image, *elem[1:])
 
         ds = ds.map(_aug, num_parallel_calls=tf.data.AUTOTUNE)

@@ -63,6 +63,8 @@ class TrainConfig:
     # with the training class prior, the model answers with softmax(logits); it balances
     # the classes in place of the class weights, which it turns off. 0 = off
     logit_adjustment: float = 0.0
+    # augmentation: probability of a camera change (pipeline.camera_degrade); 0 = off
+    camera: float = 0.0
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
@@ -204,6 +206,7 @@ def warm_up_head(
             seed=config.seed + view,
             zoom=config.zoom,
             low_res=config.low_res,
+            camera=config.camera,
         )
         fx, fi = _features(model, layer, ds, progress, f"features, augmented view {view + 1}/{config.feature_views}")
         views_x.append(fx)
@@ -283,6 +286,7 @@ def train(
         mixup_alpha=config.mixup_alpha,
         zoom=config.zoom,
         low_res=config.low_res,
+        camera=config.camera,
     )
 
     with strategy.scope():

@@ -1,0 +1,160 @@
+"""Would a slightly different photo of the same lesion get the same answer?
+
+Small, realistic changes a second photo or another camera brings (JPEG re-compression,
+a little blur, a darker or brighter exposure, a warmer white balance, half the
+resolution, a slightly tighter framing) are applied to the picture as the model sees it,
+and the model's answer is read again. Measured over held-out lesions per change (how
+often the top class flips, how much the malignant risk moves, how often the referral
+decision flips), and per picture in the app: an answer that flips under such changes
+deserves less trust than one that holds.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
+
+from .classes import CLASS_NAMES, malignant_score
+
+
+def _pil(x: np.ndarray) -> Image.Image:
+    return Image.fromarray(np.clip(np.asarray(x), 0, 255).astype(np.uint8), "RGB")
+
+
+def _jpeg(image: Image.Image, quality: int = 50) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def _half_resolution(image: Image.Image) -> Image.Image:
+    w, h = image.size
+    return image.resize((w // 2, h // 2), Image.Resampling.BILINEAR).resize((w, h), Image.Resampling.BILINEAR)
+
+
+def _warmer(image: Image.Image) -> Image.Image:
+    x = np.asarray(image, np.float32) * np.array([1.08, 1.0, 0.92], np.float32)
+    return _pil(x)
+
+
+def _noisy(image: Image.Image, sigma: float = 5.0) -> Image.Image:
+    noise = np.random.default_rng(0).normal(0.0, sigma, (image.size[1], image.size[0], 3))
+    return _pil(np.asarray(image, np.float32) + noise)
+
+
+def _tighter(image: Image.Image, keep: float = 0.9) -> Image.Image:
+    w, h = image.size
+    dx, dy = round(w * (1 - keep) / 2), round(h * (1 - keep) / 2)
+    return image.crop((dx, dy, w - dx, h - dy)).resize((w, h), Image.Resampling.BILINEAR)
+
+
+# name -> change of a model-size picture; each is mild enough that a dermatologist would
+# call the result the same photo of the same lesion. ``train --camera`` trains on the
+# kinds of the first six, the random crop of every training run on the framing; noise and
+# sharpening are kinds no training augmentation makes.
+PERTURBATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "JPEG quality 50": _jpeg,
+    "slight blur (Gaussian, 1 px)": lambda im: im.filter(ImageFilter.GaussianBlur(1.0)),
+    "20 % darker": lambda im: ImageEnhance.Brightness(im).enhance(0.8),
+    "20 % brighter": lambda im: ImageEnhance.Brightness(im).enhance(1.2),
+    "warmer white balance": _warmer,
+    "half resolution": _half_resolution,
+    "tighter framing (90 % of each side)": _tighter,
+    "sensor noise (sigma 5)": _noisy,
+    "sharpened (unsharp mask)": lambda im: im.filter(ImageFilter.UnsharpMask(radius=2, percent=80, threshold=2)),
+}
+NOT_TRAINED_ON = ("sensor noise (sigma 5)", "sharpened (unsharp mask)")
+
+
+def perturbed(x: np.ndarray) -> np.ndarray:
+    """(len(PERTURBATIONS), h, w, 3) uint8: each change applied to one model-size picture."""
+    image = _pil(x)
+    return np.stack([np.asarray(change(image), np.uint8) for change in PERTURBATIONS.values()])
+
+
+@dataclass
+class StabilityCheck:
+    """How one picture's answer fares under the changes of :data:`PERTURBATIONS`."""
+
+    predicted: str  # the answer on the picture itself
+    kept: int  # changes under which the top class stays the same
+    changes: int
+    flipped_to: dict[str, str]  # change -> the class it gives instead
+    risk_range: tuple[float, float]  # lowest and highest malignant risk over the changes
+
+    @property
+    def stable(self) -> bool:
+        return self.kept == self.changes
+
+    def describe(self, plain_name: Callable[[str], str] = str) -> str:
+        low, high = self.risk_range
+        risk = f"malignant risk {low:.0%}-{high:.0%} across them"
+        if self.stable:
+            return f"Stability: the answer held under all {self.changes} small changes of the photo ({risk})."
+        flips = "; ".join(f"{change}: {plain_name(name)}" for change, name in self.flipped_to.items())
+        return (
+            f"Stability: the answer changed under {self.changes - self.kept} of {self.changes} small changes of "
+            f"the photo ({flips}; {risk})."
+        )
+
+
+def stability_check(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, probs: np.ndarray) -> StabilityCheck:
+    """Read ``predict`` (model-size uint8 batch -> probabilities) again on each change of
+    picture ``x``, whose own probabilities are ``probs``."""
+    changed = predict(perturbed(x))
+    top = int(np.argmax(probs))
+    answers = changed.argmax(axis=1)
+    risks = malignant_score(changed)
+    return StabilityCheck(
+        predicted=CLASS_NAMES[top],
+        kept=int((answers == top).sum()),
+        changes=len(PERTURBATIONS),
+        flipped_to={name: CLASS_NAMES[int(a)] for name, a in zip(PERTURBATIONS, answers, strict=True) if int(a) != top},
+        risk_range=(round(float(risks.min()), 4), round(float(risks.max()), 4)),
+    )
+
+
+def robustness_report(
+    predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, threshold: float, chunk: int = 16
+) -> dict[str, object]:
+    """Per change of :data:`PERTURBATIONS`, over model-size pictures ``x`` with labels
+    ``y``: balanced accuracy, how often the top class flips, the mean absolute change of
+    the malignant risk and how often the referral decision (risk >= ``threshold``)
+    flips; and how often the model is right on the pictures whose answer holds under
+    every change and on the others."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    base, changed = [], []
+    for start in range(0, len(x), chunk):
+        batch = x[start : start + chunk]
+        base.append(predict(batch))
+        stacked = np.concatenate([perturbed(image) for image in batch])
+        changed.append(predict(stacked).reshape(len(batch), len(PERTURBATIONS), -1))
+    probs, variants = np.concatenate(base), np.concatenate(changed)
+    top, risk = probs.argmax(axis=1), malignant_score(probs)
+    report: dict[str, object] = {
+        "images": len(y),
+        "balanced_accuracy": round(float(balanced_accuracy_score(y, top)), 4),
+        "threshold": threshold,
+        "not_trained_on": list(NOT_TRAINED_ON),
+        "changes": {},
+    }
+    for k, name in enumerate(PERTURBATIONS):
+        p = variants[:, k]
+        r = malignant_score(p)
+        report["changes"][name] = {
+            "balanced_accuracy": round(float(balanced_accuracy_score(y, p.argmax(axis=1))), 4),
+            "top_class_flips": round(float((p.argmax(axis=1) != top).mean()), 4),
+            "mean_risk_change": round(float(np.abs(r - risk).mean()), 4),
+            "referral_flips": round(float(((r >= threshold) != (risk >= threshold)).mean()), 4),
+        }
+    stable = (variants.argmax(axis=2) == top[:, None]).all(axis=1)
+    correct = top == y
+    report["stable_share"] = round(float(stable.mean()), 4)
+    report["accuracy_when_stable"] = round(float(correct[stable].mean()), 4) if stable.any() else None
+    report["accuracy_when_unstable"] = round(float(correct[~stable].mean()), 4) if (~stable).any() else None
+    return report

@@ -1,0 +1,71 @@
+"""Robustness to small changes of the photo: the changes are mild and do what they say,
+and the per-change figures and the per-picture check are counted right (by hand, with a
+model that answers by brightness)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from skin_model.classes import CLASS_NAMES
+from skin_model.robustness import PERTURBATIONS, perturbed, robustness_report, stability_check
+
+from .synthetic import lesion_like
+
+NEVUS, MELANOMA = CLASS_NAMES.index("nevus"), CLASS_NAMES.index("melanoma")
+
+
+def by_brightness(x: np.ndarray) -> np.ndarray:
+    """Melanoma when the picture's mean is above 128, else nevus (one-hot)."""
+    bright = np.asarray(x, np.float32).reshape(len(x), -1).mean(axis=1) > 128
+    probs = np.zeros((len(x), len(CLASS_NAMES)), np.float32)
+    probs[np.arange(len(x)), np.where(bright, MELANOMA, NEVUS)] = 1.0
+    return probs
+
+
+def test_each_change_is_mild_and_does_what_it_says() -> None:
+    x = np.asarray(lesion_like(224), np.uint8)
+    changed = perturbed(x)
+    assert changed.shape == (len(PERTURBATIONS), *x.shape) and changed.dtype == np.uint8
+    by_name = dict(zip(PERTURBATIONS, changed, strict=True))
+    for name, picture in by_name.items():
+        difference = np.abs(picture.astype(float) - x).mean()
+        assert 0.3 < difference < 40, name  # changed, but still the same photo
+    assert by_name["20 % darker"].mean() == pytest.approx(0.8 * x.mean(), rel=0.02)
+    assert by_name["20 % brighter"].mean() > x.mean()
+    warm = by_name["warmer white balance"].astype(float)
+    assert warm[..., 0].mean() / warm[..., 2].mean() > 1.1 * x[..., 0].mean() / x[..., 2].mean()
+    assert np.abs(np.diff(by_name["slight blur (Gaussian, 1 px)"].astype(float), axis=1)).mean() < np.abs(
+        np.diff(x.astype(float), axis=1)
+    ).mean()
+    np.testing.assert_array_equal(perturbed(x), changed)  # deterministic (the noise too)
+
+
+def test_report_counts_flips_by_hand() -> None:
+    # uniform pictures of 100 (nevus), 140 and 200 (melanoma): only "20 % darker" moves
+    # the middle one below 128, so it flips 1 of 3 answers and referral decisions
+    x = np.stack([np.full((64, 64, 3), v, np.uint8) for v in (100, 140, 200)])
+    y = np.array([NEVUS, MELANOMA, MELANOMA])
+    report = robustness_report(by_brightness, x, y, threshold=0.5, chunk=2)
+    assert report["balanced_accuracy"] == 1.0
+    darker = report["changes"]["20 % darker"]
+    assert darker["top_class_flips"] == pytest.approx(1 / 3, abs=1e-4)
+    assert darker["referral_flips"] == pytest.approx(1 / 3, abs=1e-4)
+    assert darker["mean_risk_change"] == pytest.approx(1 / 3, abs=1e-4)
+    assert darker["balanced_accuracy"] == pytest.approx(0.75)  # nevus 1/1, melanoma 1/2
+    others = [r for name, r in report["changes"].items() if name != "20 % darker"]
+    assert all(r["top_class_flips"] == 0 and r["balanced_accuracy"] == 1.0 for r in others)
+    assert report["stable_share"] == pytest.approx(2 / 3, abs=1e-4)
+    assert report["accuracy_when_stable"] == 1.0 and report["accuracy_when_unstable"] == 1.0
+
+
+def test_stability_check_of_one_picture() -> None:
+    x = np.full((64, 64, 3), 140, np.uint8)
+    check = stability_check(by_brightness, x, by_brightness(x[None])[0])
+    assert check.predicted == "melanoma" and not check.stable
+    assert (check.kept, check.changes) == (len(PERTURBATIONS) - 1, len(PERTURBATIONS))
+    assert check.flipped_to == {"20 % darker": "nevus"} and check.risk_range == (0.0, 1.0)
+    assert f"changed under 1 of {len(PERTURBATIONS)} small changes" in check.describe()
+    assert "20 % darker: nevus" in check.describe()
+    steady = stability_check(by_brightness, np.full((64, 64, 3), 220, np.uint8), by_brightness(x[None])[0])
+    assert steady.stable and f"held under all {len(PERTURBATIONS)}" in steady.describe()
