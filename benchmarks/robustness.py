@@ -25,10 +25,8 @@ from skin_model.artifact import load_artifact, write_json
 from skin_model.inference import Predictor
 from skin_model.manifest import build_manifest
 from skin_model.pipeline import load_arrays
-from skin_model.robustness import robustness_report
+from skin_model.robustness import REPORT_FILE, robustness_report
 from skin_model.sources import resolve_data_dir
-
-REPORT_FILE = "robustness.json"
 
 
 def main() -> int:

@@ -22,6 +22,8 @@ from skin_model import artifact as artifact_io
 from skin_model.cases import CASES_REPORT_FILE, SimilarCase, case_votes, majority
 from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
+from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
+from skin_model.robustness import StabilityCheck
 from skin_model.sources import COLLECTION_TITLES, DataNotFoundError, resolve_data_dir, source_collection
 
 DISCLAIMER = (
@@ -267,6 +269,52 @@ def show_similar_cases(cases: list[SimilarCase], predicted: str, report: dict[st
     )
 
 
+def show_stability(check: StabilityCheck, report: dict[str, Any] | None) -> None:
+    """Whether the picture's answer survives small changes of the photo, with what such
+    stability was worth on validation (``benchmarks/robustness.py``), when measured."""
+    context = ""
+    if report and report.get("accuracy_when_unstable") is not None:
+        context = (
+            f" On {report['split']} images the answer held under every change for {report['stable_share']:.0%} of "
+            f"them, right {report['accuracy_when_stable']:.0%} of the time, against "
+            f"{report['accuracy_when_unstable']:.0%} for the others."
+        )
+    text = check.describe(plain_name) + context
+    if 2 * check.kept < check.changes:  # most small changes give another answer
+        st.warning(f"**Unstable answer.** {text} Weigh it with care.", icon="🔁")
+    else:
+        st.caption(text)
+
+
+def show_robustness(summary: dict[str, Any]) -> None:
+    """How the model's answers fare under small changes of the photo, per change."""
+    report = summary.get("robustness")
+    if not report:
+        st.info(f"No robustness test of {summary['name']} ships (`benchmarks/robustness.py`).")
+        return
+    rows = [
+        {
+            "change": name + (" (not trained on)" if name in report["not_trained_on"] else ""),
+            "balanced accuracy": r["balanced_accuracy"],
+            "answers that change": f"{r['top_class_flips']:.0%}",
+            "mean change of malignant risk": f"{r['mean_risk_change']:.3f}",
+            "referral decisions that change": f"{r['referral_flips']:.0%}",
+        }
+        for name, r in report["changes"].items()
+    ]
+    split = {"val": "validation", "test": "test"}.get(report["split"], report["split"])
+    st.markdown(
+        f"Every {split} picture ({report['images']}) was changed a little, as a second photo or another camera "
+        f"might (balanced accuracy unchanged: {report['balanced_accuracy']:.3f}), and the model asked again:"
+    )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption(
+        f"The answer held under every change for {report['stable_share']:.0%} of the pictures; it was right on "
+        f"{report['accuracy_when_stable']:.0%} of those and on {report['accuracy_when_unstable']:.0%} of the others. "
+        "The Diagnose page runs the same check on every picture."
+    )
+
+
 def show_cases_report(summary: dict[str, Any]) -> None:
     """How the similar-case view measured (``python -m skin_model cases``)."""
     report = summary.get("cases")
@@ -321,6 +369,7 @@ def model_summaries() -> list[dict[str, Any]]:
                 "ood_benchmark": read_json(path / "ood_benchmark.json"),
                 "explanation_check": read_json(path / "explanation_check.json"),
                 "cases": read_json(path / CASES_REPORT_FILE),
+                "robustness": read_json(path / ROBUSTNESS_FILE),
                 "history": pd.read_csv(path / artifact_io.HISTORY_FILE)
                 if (path / artifact_io.HISTORY_FILE).is_file()
                 else None,

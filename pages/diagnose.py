@@ -20,6 +20,7 @@ from pages.common import (
     read_json,
     show_disclaimer,
     show_similar_cases,
+    show_stability,
 )
 from skin_model.artifact import ArtifactError
 from skin_model.cases import CASES_REPORT_FILE, majority
@@ -27,6 +28,8 @@ from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.explain import MALIGNANT_TARGET, METHODS, evidence_check, render_overlay
 from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import UNSURE_BELOW, diagnose
+from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
+from skin_model.robustness import stability_check
 
 st.title("Diagnose a skin lesion")
 show_disclaimer()
@@ -59,6 +62,7 @@ except ArtifactError as exc:
     st.error(f"The model could not be loaded: {exc}")
     st.stop()
 cases_report = read_json(art.path / CASES_REPORT_FILE)
+robustness = read_json(art.path / ROBUSTNESS_FILE)
 st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
     f"Malignant-risk threshold {art.malignant_threshold:.2f}, chosen on validation for ≥ 90 % sensitivity."
@@ -118,6 +122,16 @@ for number, (name, data) in enumerate(files, start=1):
                 predictor.predict_arrays, result.model_input, heat, explained, probs=result.probs
             )
         check = checks[key]
+        # the answer re-read on small changes of the photo (9 more pictures through the
+        # 8-view pass), once per picture and model; pointless for a picture that is not a lesion
+        stability = None
+        if not result.out_of_distribution:
+            stabilities = st.session_state.setdefault("stability_checks", {})
+            if (digest, art.name) not in stabilities:
+                stabilities[(digest, art.name)] = stability_check(
+                    predictor.predict_arrays, result.model_input, result.probs
+                )
+            stability = stabilities[(digest, art.name)]
     for note in loaded.notes:
         st.caption(f"ℹ️ {note}")
 
@@ -184,6 +198,8 @@ for number, (name, data) in enumerate(files, start=1):
                 "refers below it. The Model card shows how often its answers were right."
             )
 
+    if stability is not None:
+        show_stability(stability, robustness)
     if result.similar is not None and not result.out_of_distribution:
         show_similar_cases(result.similar, result.predicted_class, cases_report)
 
@@ -191,6 +207,7 @@ for number, (name, data) in enumerate(files, start=1):
         "file": name,
         **result.as_dict(),
         "explanation": {"method": method, "target": str(target), "evidence_check": dataclasses.asdict(check)},
+        "stability": None if stability is None else dataclasses.asdict(stability),
         "model": art.name,
         "image_notes": loaded.notes,
     }

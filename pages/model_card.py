@@ -11,6 +11,7 @@ from pages.common import (
     show_cases_report,
     show_explanation_check,
     show_reliability,
+    show_robustness,
 )
 from skin_model.sources import COLLECTION_TITLES
 
@@ -103,6 +104,9 @@ show_reliability(default)
 
 st.header("Do the heat maps show what the model uses?")
 show_explanation_check(default)
+
+st.header("Would a slightly different photo get the same answer?")
+show_robustness(default)
 
 st.header("Similar training lesions: a second opinion by example")
 show_cases_report(default)

@@ -286,6 +286,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .images import ImageLoadError, load_image
     from .inference import Predictor
     from .pipeline import to_model_input
+    from .robustness import stability_check
 
     artifact = load_artifact(args.model)
     try:
@@ -314,6 +315,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"{float(np.max(probs)):.1%}); wrote {args.output}"
     )
     print(evidence_check(predictor.predict_arrays, x, heat, target, probs=probs).describe(label))
+    print(stability_check(predictor.predict_arrays, x, probs).describe())
     if similar is not None:
         print(describe_cases(similar))
     return 0

@@ -20,6 +20,8 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 from .classes import CLASS_NAMES, malignant_score
 
+REPORT_FILE = "robustness.json"  # beside the model: benchmarks/robustness.py
+
 
 def _pil(x: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.asarray(x), 0, 255).astype(np.uint8), "RGB")

@@ -308,13 +308,20 @@ def test_a_real_lesion_shows_the_most_similar_training_lesions(
     app: AppTest, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With the shipped index: ten distinct training lesions per picture, listed without
-    the data set and shown as pictures with it."""
+    the data set and shown as pictures with it; and each answer's stability under small
+    changes of the photo, checked once per picture however often the page reruns."""
+    import skin_model.robustness
+
     pictures = sorted(real_data_dir.glob("skin-cancer-isic/*/Test/nevus/*.jpg"))[:2]
     if not pictures:
         pytest.skip(f"no nevus test images under {real_data_dir}")
+    calls: list[int] = []
+    real = skin_model.robustness.stability_check
+    monkeypatch.setattr(skin_model.robustness, "stability_check", lambda *a, **k: calls.append(1) or real(*a, **k))
     app.file_uploader[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in pictures]).run()
     assert not app.exception, app.exception
     answered = len(pictures) - sum("does not look like a dermoscopic lesion" in e.value for e in app.error)
+    assert _texts(app).count("Stability: the answer") == answered == len(calls)
     tables = [df.value for df in app.dataframe if "ISIC id" in df.value.columns]
     assert answered >= 1 and len(tables) == answered
     assert all(len(t) == 10 and t["similarity"].is_monotonic_decreasing for t in tables)
@@ -324,3 +331,26 @@ def test_a_real_lesion_shows_the_most_similar_training_lesions(
     assert not app.exception, app.exception
     case_images = [img for img in app.get("image") if "· similarity" in img.proto.imgs[0].caption]
     assert len(case_images) == 10 * answered
+    assert len(calls) == answered  # the rerun reused each picture's stability check
+
+
+def _stability_script() -> None:
+    """An app page showing one stable and one unstable answer with validation context."""
+    from pages.common import show_stability
+    from skin_model.robustness import StabilityCheck
+
+    report = {"split": "val", "stable_share": 0.4, "accuracy_when_stable": 0.86, "accuracy_when_unstable": 0.69}
+    show_stability(StabilityCheck("melanoma", 9, 9, {}, (0.6, 0.8)), report)
+    flips = {"JPEG quality 50": "nevus", "20 % darker": "nevus", "half resolution": "nevus", "sharpened": "nevus"}
+    show_stability(StabilityCheck("melanoma", 4, 9, flips, (0.1, 0.7)), None)
+
+
+def test_stability_is_a_caption_when_it_holds_and_a_warning_when_most_changes_flip_it() -> None:
+    at = AppTest.from_function(_stability_script, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    caption = next(c.value for c in at.caption if c.value.startswith("Stability"))
+    assert "held under all 9 small changes" in caption and "malignant risk 60%-80%" in caption
+    assert "right 86% of the time, against 69% for the others" in caption
+    warning = at.warning[0].value
+    assert warning.startswith("**Unstable answer.**") and "changed under 5 of 9" in warning
+    assert "JPEG quality 50: Mole (melanocytic nevus)" in warning

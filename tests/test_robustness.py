@@ -35,9 +35,10 @@ def test_each_change_is_mild_and_does_what_it_says() -> None:
     assert by_name["20 % brighter"].mean() > x.mean()
     warm = by_name["warmer white balance"].astype(float)
     assert warm[..., 0].mean() / warm[..., 2].mean() > 1.1 * x[..., 0].mean() / x[..., 2].mean()
-    assert np.abs(np.diff(by_name["slight blur (Gaussian, 1 px)"].astype(float), axis=1)).mean() < np.abs(
-        np.diff(x.astype(float), axis=1)
-    ).mean()
+    assert (
+        np.abs(np.diff(by_name["slight blur (Gaussian, 1 px)"].astype(float), axis=1)).mean()
+        < np.abs(np.diff(x.astype(float), axis=1)).mean()
+    )
     np.testing.assert_array_equal(perturbed(x), changed)  # deterministic (the noise too)
 
 

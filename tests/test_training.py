@@ -293,6 +293,7 @@ def test_explain_cli_writes_overlay_and_raw_map(tiny_model_dir: Path, tmp_path: 
     )
     assert "for 'melanoma'" in result.stdout
     assert "blurring the 10% of the picture this map rates highest" in result.stdout  # the map's own check
+    assert "Stability: the answer " in result.stdout and "small changes of the photo" in result.stdout
     assert Image.open(tmp_path / "o.png").size == (120, 120)
     heat = np.load(tmp_path / "m.npy")
     assert heat.shape == (32, 32) and heat.min() >= 0 and heat.max() <= 1
