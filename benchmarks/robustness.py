@@ -25,7 +25,7 @@ from skin_model.artifact import load_artifact, write_json
 from skin_model.inference import Predictor
 from skin_model.manifest import build_manifest
 from skin_model.pipeline import load_arrays
-from skin_model.robustness import REPORT_FILE, robustness_report
+from skin_model.robustness import REPORT_FILE, robustness_report, trained_on
 from skin_model.sources import resolve_data_dir
 
 
@@ -43,7 +43,8 @@ def main() -> int:
     predictor = Predictor.from_artifact(artifact)
     started = time.perf_counter()
     report = {"model": artifact.name, "split": args.split, "tta": predictor.tta}
-    report |= robustness_report(predictor.predict_arrays, x, y, artifact.malignant_threshold)
+    trained = trained_on(artifact.manifest.get("training_config", {}))
+    report |= robustness_report(predictor.predict_arrays, x, y, artifact.malignant_threshold, trained)
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(f"{artifact.name}, {args.split} ({report['images']} images): balanced accuracy {report['balanced_accuracy']}")
     print(f"{'change':40s} {'bal. acc':>8s} {'flips':>6s} {'risk Δ':>7s} {'referral flips':>14s}")

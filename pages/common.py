@@ -294,7 +294,7 @@ def show_robustness(summary: dict[str, Any]) -> None:
         return
     rows = [
         {
-            "change": name + (" (not trained on)" if name in report["not_trained_on"] else ""),
+            "change": name + (" (in training augmentation)" if name in report.get("trained_on", []) else ""),
             "balanced accuracy": r["balanced_accuracy"],
             "answers that change": f"{r['top_class_flips']:.0%}",
             "mean change of malignant risk": f"{r['mean_risk_change']:.3f}",

@@ -55,9 +55,8 @@ def _tighter(image: Image.Image, keep: float = 0.9) -> Image.Image:
 
 
 # name -> change of a model-size picture; each is mild enough that a dermatologist would
-# call the result the same photo of the same lesion. ``train --camera`` trains on the
-# kinds of the first six, the random crop of every training run on the framing; noise and
-# sharpening are kinds no training augmentation makes.
+# call the result the same photo of the same lesion. Noise and sharpening are kinds no
+# training augmentation makes (see :func:`trained_on` for the others).
 PERTURBATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "JPEG quality 50": _jpeg,
     "slight blur (Gaussian, 1 px)": lambda im: im.filter(ImageFilter.GaussianBlur(1.0)),
@@ -69,7 +68,16 @@ PERTURBATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "sensor noise (sigma 5)": _noisy,
     "sharpened (unsharp mask)": lambda im: im.filter(ImageFilter.UnsharpMask(radius=2, percent=80, threshold=2)),
 }
-NOT_TRAINED_ON = ("sensor noise (sigma 5)", "sharpened (unsharp mask)")
+# what ``train --camera`` changes (exposure, white balance, resolution, JPEG) and what the
+# random crop of every training run does
+CAMERA_KINDS = tuple(list(PERTURBATIONS)[:6])
+CROP_KINDS = ("tighter framing (90 % of each side)",)
+
+
+def trained_on(training_config: dict) -> list[str]:
+    """The changes of kinds the model's training augmentation made (from its manifest's
+    training config): a model trained on them is expected to resist them better."""
+    return [*(CAMERA_KINDS if training_config.get("camera") else ()), *CROP_KINDS]
 
 
 def perturbed(x: np.ndarray) -> np.ndarray:
@@ -121,13 +129,19 @@ def stability_check(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, 
 
 
 def robustness_report(
-    predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray, threshold: float, chunk: int = 16
+    predict: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    threshold: float,
+    trained: list[str] = (),
+    chunk: int = 16,
 ) -> dict[str, object]:
     """Per change of :data:`PERTURBATIONS`, over model-size pictures ``x`` with labels
     ``y``: balanced accuracy, how often the top class flips, the mean absolute change of
     the malignant risk and how often the referral decision (risk >= ``threshold``)
     flips; and how often the model is right on the pictures whose answer holds under
-    every change and on the others."""
+    every change and on the others. ``trained``: the changes of kinds the model was
+    trained on (:func:`trained_on`), recorded with the figures."""
     from sklearn.metrics import balanced_accuracy_score
 
     base, changed = [], []
@@ -142,7 +156,7 @@ def robustness_report(
         "images": len(y),
         "balanced_accuracy": round(float(balanced_accuracy_score(y, top)), 4),
         "threshold": threshold,
-        "not_trained_on": list(NOT_TRAINED_ON),
+        "trained_on": list(trained),
         "changes": {},
     }
     for k, name in enumerate(PERTURBATIONS):

@@ -354,3 +354,21 @@ def test_stability_is_a_caption_when_it_holds_and_a_warning_when_most_changes_fl
     warning = at.warning[0].value
     assert warning.startswith("**Unstable answer.**") and "changed under 5 of 9" in warning
     assert "JPEG quality 50: Mole (melanocytic nevus)" in warning
+
+
+def test_model_card_shows_the_robustness_test(app: AppTest) -> None:
+    import json
+
+    from skin_model.artifact import default_model_dir
+    from skin_model.robustness import PERTURBATIONS, REPORT_FILE
+
+    report = json.loads((default_model_dir() / REPORT_FILE).read_text())
+    app.switch_page("pages/model_card.py").run()
+    assert not app.exception, app.exception
+    tables = [df.value for df in app.dataframe if "answers that change" in df.value.columns]
+    assert len(tables) == 1 and len(tables[0]) == len(PERTURBATIONS)
+    # the shipped model was trained with random crops, not with camera changes
+    assert tables[0]["change"].tolist()[:2] == ["JPEG quality 50", "slight blur (Gaussian, 1 px)"]
+    assert "tighter framing (90 % of each side) (in training augmentation)" in tables[0]["change"].tolist()
+    assert tables[0]["answers that change"][0] == f"{report['changes']['JPEG quality 50']['top_class_flips']:.0%}"
+    assert f"The answer held under every change for {report['stable_share']:.0%}" in _texts(app)

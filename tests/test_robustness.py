@@ -47,8 +47,8 @@ def test_report_counts_flips_by_hand() -> None:
     # the middle one below 128, so it flips 1 of 3 answers and referral decisions
     x = np.stack([np.full((64, 64, 3), v, np.uint8) for v in (100, 140, 200)])
     y = np.array([NEVUS, MELANOMA, MELANOMA])
-    report = robustness_report(by_brightness, x, y, threshold=0.5, chunk=2)
-    assert report["balanced_accuracy"] == 1.0
+    report = robustness_report(by_brightness, x, y, threshold=0.5, trained=["20 % darker"], chunk=2)
+    assert report["balanced_accuracy"] == 1.0 and report["trained_on"] == ["20 % darker"]
     darker = report["changes"]["20 % darker"]
     assert darker["top_class_flips"] == pytest.approx(1 / 3, abs=1e-4)
     assert darker["referral_flips"] == pytest.approx(1 / 3, abs=1e-4)
@@ -58,6 +58,15 @@ def test_report_counts_flips_by_hand() -> None:
     assert all(r["top_class_flips"] == 0 and r["balanced_accuracy"] == 1.0 for r in others)
     assert report["stable_share"] == pytest.approx(2 / 3, abs=1e-4)
     assert report["accuracy_when_stable"] == 1.0 and report["accuracy_when_unstable"] == 1.0
+
+
+def test_trained_on_follows_the_training_config() -> None:
+    from skin_model.robustness import trained_on
+
+    assert trained_on({"camera": 0.0}) == ["tighter framing (90 % of each side)"]
+    with_camera = trained_on({"camera": 0.5})
+    assert "JPEG quality 50" in with_camera and "half resolution" in with_camera
+    assert "sensor noise (sigma 5)" not in with_camera and "sharpened (unsharp mask)" not in with_camera
 
 
 def test_stability_check_of_one_picture() -> None:
