@@ -81,6 +81,7 @@ def run_benchmark(
     from .explain import Explainer, evidence_check
     from .inference import Predictor, iter_input_files, predict_and_check, predict_files
     from .reliability import ReliabilityCheck
+    from .robustness import stability_check
 
     load_times = _timed(lambda: load_artifact(model_dir), 3)
     artifact = load_artifact(model_dir)
@@ -127,6 +128,11 @@ def run_benchmark(
         )
         ms = np.array(_timed(check_map, repeats)) * 1000
         results[f"evidence_check_ms_p50{label}"] = round(float(np.percentile(ms, 50)), 2)
+        # the app's stability check: the picture under 9 small changes, one call
+        probs = explaining.predict_arrays(x)[0]
+        steady = functools.partial(stability_check, explaining.predict_arrays, x[0], probs)
+        ms = np.array(_timed(steady, repeats)) * 1000
+        results[f"stability_check_ms_p50{label}"] = round(float(np.percentile(ms, 50)), 2)
     cases = CaseIndex.from_artifact(artifact)
     if cases is not None:  # the similar training lesions of one picture, from its pooled features
         pooled = np.random.default_rng(2).random((1, cases.features.shape[1])).astype(np.float32)

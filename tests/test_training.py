@@ -311,6 +311,7 @@ def test_bench_reports_the_required_figures(tiny_model_dir: Path) -> None:
         "gradcam_ms_p50",
         "diagnosis_with_gradcam_ms_p50",
         "evidence_check_ms_p50",
+        "stability_check_ms_p50",
         "latency_ms_p50_frozen",
         "freeze_s",
         "peak_rss_mb",
