@@ -122,16 +122,6 @@ for number, (name, data) in enumerate(files, start=1):
                 predictor.predict_arrays, result.model_input, heat, explained, probs=result.probs
             )
         check = checks[key]
-        # the answer re-read on small changes of the photo (9 more pictures through the
-        # 8-view pass), once per picture and model; pointless for a picture that is not a lesion
-        stability = None
-        if not result.out_of_distribution:
-            stabilities = st.session_state.setdefault("stability_checks", {})
-            if (digest, art.name) not in stabilities:
-                stabilities[(digest, art.name)] = stability_check(
-                    predictor.predict_arrays, result.model_input, result.probs
-                )
-            stability = stabilities[(digest, art.name)]
     for note in loaded.notes:
         st.caption(f"ℹ️ {note}")
 
@@ -198,7 +188,18 @@ for number, (name, data) in enumerate(files, start=1):
                 "refers below it. The Model card shows how often its answers were right."
             )
 
-    if stability is not None:
+    # the answer re-read on small changes of the photo (9 more pictures through the 8-view
+    # pass, ~0.4 s), once per picture and model, computed here so that everything above is
+    # already on screen; pointless for a picture that is not a lesion
+    stability = None
+    if not result.out_of_distribution:
+        stabilities = st.session_state.setdefault("stability_checks", {})
+        if (digest, art.name) not in stabilities:
+            with st.spinner("Checking the answer on slightly changed copies of the photo…"):
+                stabilities[(digest, art.name)] = stability_check(
+                    predictor.predict_arrays, result.model_input, result.probs
+                )
+        stability = stabilities[(digest, art.name)]
         show_stability(stability, robustness)
     if result.similar is not None and not result.out_of_distribution:
         show_similar_cases(result.similar, result.predicted_class, cases_report)
