@@ -284,7 +284,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .cases import CaseIndex
     from .explain import MALIGNANT_TARGET, Explainer, evidence_check, render_overlay
     from .images import ImageLoadError, load_image
-    from .inference import Predictor
+    from .inference import Predictor, predict_check_and_compare
     from .pipeline import to_model_input
     from .robustness import stability_check
 
@@ -296,13 +296,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 1
     x = to_model_input(image, artifact.input_size)
     predictor = Predictor.from_artifact(artifact)
-    cases = CaseIndex.from_artifact(artifact)
-    if cases is None:
-        probs, similar = predictor.predict_arrays(x[None])[0], None
-    else:
-        batch, _, features = predictor.predict_with_features(x[None])
-        probs = batch[0]
-        similar = cases.nearest(features[predictor.feature_layers.index(cases.layer)])[0]
+    batch, _, similar = predict_check_and_compare(predictor, x[None], cases=CaseIndex.from_artifact(artifact))
+    probs = batch[0]
     explainer = Explainer(artifact.model, artifact.input_size)
     target = args.target if args.target == MALIGNANT_TARGET else explainer.target_index(args.target, probs)
     heat = explainer.explain(x, args.method, target=target, max_n=args.max_n or None)
@@ -317,7 +312,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     print(evidence_check(predictor.predict_arrays, x, heat, target, probs=probs).describe(label))
     print(stability_check(predictor.predict_arrays, x, probs).describe())
     if similar is not None:
-        print(describe_cases(similar))
+        print(describe_cases(similar[0]))
     return 0
 
 

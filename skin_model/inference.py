@@ -326,6 +326,11 @@ def predict_and_check(predictor, x: np.ndarray, reliability=None, batch_size: in
     return predictor.predict_arrays(x, batch_size), reliability.check(x)
 
 
+def _similar_cases(predictor, cases, features: list[np.ndarray]) -> list[list[SimilarCase]]:
+    """The nearest training lesions of each picture from the predictor's pooled features."""
+    return cases.nearest(features[predictor.feature_layers.index(cases.layer)])
+
+
 def predict_check_and_compare(predictor, x: np.ndarray, reliability=None, cases=None, batch_size: int = 64):
     """(probabilities, reliability check result or None, similar training lesions per
     image or None) for a batch of model-size images, from one model call per chunk when
@@ -334,7 +339,7 @@ def predict_check_and_compare(predictor, x: np.ndarray, reliability=None, cases=
         return (*predict_and_check(predictor, x, reliability, batch_size), None)
     probs, single, features = predictor.predict_with_features(x, batch_size)
     checked = None if reliability is None else check_from_outputs(predictor, reliability, x, single, features)
-    return probs, checked, cases.nearest(features[predictor.feature_layers.index(cases.layer)])
+    return probs, checked, _similar_cases(predictor, cases, features)
 
 
 def diagnose(
@@ -362,7 +367,7 @@ def diagnose(
         checked = None if reliability is None else check_from_outputs(predictor, reliability, x, single, features)
         heat = heat_from_cam(cams[0], predictor.input_size)
         if cases is not None:
-            similar = cases.nearest(features[predictor.feature_layers.index(cases.layer)])
+            similar = _similar_cases(predictor, cases, features)
     else:
         batch_probs, checked, similar = predict_check_and_compare(predictor, x, reliability, cases)
     probs = batch_probs[0]
