@@ -251,6 +251,7 @@ def show_similar_cases(cases: list[SimilarCase], predicted: str, report: dict[st
                     picture,
                     caption=f"{plain_name(case.label)}{tag} · similarity {case.similarity:.2f} · {case.isic_id}",
                     width="stretch",
+                    alt=f"Training lesion {case.isic_id or case.path}, diagnosed {plain_name(case.label)}",
                 )
         return
     table = pd.DataFrame(

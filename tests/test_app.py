@@ -301,6 +301,7 @@ def test_similar_cases_warn_when_they_disagree_and_show_pictures_when_present(
     assert not at.exception, at.exception
     captions = [img.proto.imgs[0].caption for img in at.get("image")]
     assert len(captions) == 4 and captions[1].startswith("Melanoma 🔴 · similarity 0.80 · ISIC_0000001")
+    assert all(img.proto.imgs[0].alt.startswith("Training lesion ISIC_") for img in at.get("image"))
     assert not at.dataframe
 
 
