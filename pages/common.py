@@ -119,6 +119,13 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+@st.cache_data
+def read_model_report(path: str) -> Any:
+    """A JSON report beside a model (or None), read once per server process like the
+    model itself, not on every rerun."""
+    return read_json(Path(path))
+
+
 def show_reliability(summary: dict[str, Any]) -> None:
     """What the model's reliability check does and how it measured: OOD rejection,
     false rejection, calibration before/after temperature scaling, abstention coverage."""

@@ -17,7 +17,7 @@ from pages.common import (
     plain_name,
     png_bytes,
     probability_chart,
-    read_json,
+    read_model_report,
     show_disclaimer,
     show_similar_cases,
     show_stability,
@@ -61,8 +61,8 @@ try:
 except ArtifactError as exc:
     st.error(f"The model could not be loaded: {exc}")
     st.stop()
-cases_report = read_json(art.path / CASES_REPORT_FILE)
-robustness = read_json(art.path / ROBUSTNESS_FILE)
+cases_report = read_model_report(str(art.path / CASES_REPORT_FILE))
+robustness = read_model_report(str(art.path / ROBUSTNESS_FILE))
 st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
     f"Malignant-risk threshold {art.malignant_threshold:.2f}, chosen on validation for ≥ 90 % sensitivity."
