@@ -133,8 +133,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         print("error: no files found in the given paths", file=sys.stderr)
         return 1
-    predictor, reliability, cases = _load_predictor(args.model, args.tta)
-    results = predict_files(predictor, files, progress=not args.quiet, reliability=reliability, cases=cases)
+    predictor, reliability, cases, threshold = _load_predictor(args.model, args.tta)
+    results = predict_files(
+        predictor, files, progress=not args.quiet, reliability=reliability, cases=cases, malignant_threshold=threshold
+    )
     table = predictions_table(results)
     if args.output == "-":
         table.to_csv(sys.stdout, index=False)
@@ -142,17 +144,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.output, index=False)
         ok = int((table["status"] == "ok").sum())
-        referred = int((table["advice"].fillna("") != "").sum())
+        advice = table["advice"].fillna("")
+        referred = int((advice != "").sum())
+        high_risk = int(advice.str.startswith("high malignant risk").sum())
         print(
-            f"{ok} of {len(table)} files classified ({referred} with advice to refer); wrote {args.output}",
+            f"{ok} of {len(table)} files classified; {referred} to refer to a dermatologist "
+            f"({high_risk} for a malignant risk at or above the threshold of {threshold:.0%}, "
+            f"the others as uncertain or not a lesion); wrote {args.output}",
             file=sys.stderr,
         )
     return 0 if (table["status"] == "ok").any() else 1
 
 
 def _load_predictor(model: str | None, tta: bool):
-    """(predictor, reliability check or None, case index or None) for a model folder or
-    an export (which has neither)."""
+    """(predictor, reliability check or None, case index or None, malignant referral
+    threshold) for a model folder or an export (which has neither check nor index)."""
     from .export import is_exported_model, load_exported
 
     if model and is_exported_model(model):
@@ -160,7 +166,8 @@ def _load_predictor(model: str | None, tta: bool):
             print(
                 "note: --tta is ignored for an export (its test-time augmentation is fixed at export)", file=sys.stderr
             )
-        return load_exported(model), None, None
+        exported = load_exported(model)
+        return exported, None, None, float(exported.manifest["malignant_threshold"])
     from .artifact import load_artifact
     from .cases import CaseIndex
     from .inference import Predictor
@@ -171,6 +178,7 @@ def _load_predictor(model: str | None, tta: bool):
         Predictor.from_artifact(artifact, tta=True if tta else None),
         ReliabilityCheck.from_artifact(artifact),
         CaseIndex.from_artifact(artifact),
+        artifact.malignant_threshold,
     )
 
 
@@ -448,8 +456,10 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="classify images or folders into a CSV",
         description="Classify image files and folders (recursively). One CSV row per file: "
-        "file, status, predicted_class, one probability per class, malignant_probability, and advice "
-        "(empty, or 'uncertain: refer' / 'not a dermoscopic lesion image (...): refer'). --model takes a "
+        "file, status, predicted_class, one probability per class, malignant_probability, "
+        "high_malignant_risk (at or above the model's referral threshold), and advice (empty, or "
+        "'high malignant risk: refer', 'uncertain: refer', both, or "
+        "'not a dermoscopic lesion image (...): refer'). --model takes a "
         "model folder, a .tflite file or a SavedModel folder from `export`.",
     )
     predict.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")

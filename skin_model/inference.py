@@ -408,24 +408,52 @@ class FilePrediction:
     probs: np.ndarray | None
     # empty when the model answers; else why a dermatologist should decide instead
     advice: str = ""
+    # malignant risk at or above the model's referral threshold (None: not classified)
+    high_risk: bool | None = None
     # the most frequent diagnosis among the most similar training lesions (model with a case index)
     similar_majority: str = ""
+
+
+def advice_text(not_a_lesion: str | None, unsure: bool, high_risk: bool) -> str:
+    """Why a dermatologist should decide on this picture, or "" when nothing says so.
+    A picture that is not a lesion gets only that reason: its risk means nothing."""
+    if not_a_lesion:
+        return f"not a dermoscopic lesion image ({not_a_lesion}): refer"
+    reasons = (["high malignant risk"] if high_risk else []) + (["uncertain"] if unsure else [])
+    return f"{', '.join(reasons)}: refer" if reasons else ""
 
 
 def reliability_advice(checked: dict[str, np.ndarray], abstain_below: float) -> list[str]:
     """Per image of a :meth:`ReliabilityCheck.check` result: "" when the model can
     answer, else the reason to refer ("not a dermoscopic lesion ...", "uncertain: refer")."""
-    advice = []
-    for ood, reason, confidence in zip(
-        checked["out_of_distribution"], checked["ood_reason"], checked["calibrated_confidence"], strict=True
-    ):
-        if ood:
-            advice.append(f"not a dermoscopic lesion image ({reason}): refer")
-        elif confidence < abstain_below:
-            advice.append("uncertain: refer")
-        else:
-            advice.append("")
-    return advice
+    return [
+        advice_text(reason if ood else None, confidence < abstain_below, high_risk=False)
+        for ood, reason, confidence in zip(
+            checked["out_of_distribution"], checked["ood_reason"], checked["calibrated_confidence"], strict=True
+        )
+    ]
+
+
+def referral_advice(
+    probs: np.ndarray, checked: dict[str, np.ndarray] | None, abstain_below: float | None, threshold: float | None
+) -> tuple[list[str], list[bool | None]]:
+    """Per image: the advice the app would give (high malignant risk, uncertain, not a
+    lesion; see :attr:`Diagnosis.refer`) and whether the risk reaches ``threshold``.
+    Without a reliability check "uncertain" means a top probability below 50 %, as in
+    :attr:`Diagnosis.unsure`; without a threshold the risk flag is None."""
+    risk = malignant_score(probs)
+    high = [None if threshold is None else bool(r >= threshold) for r in risk]
+    if checked is None:
+        not_lesion = [None] * len(probs)
+        unsure = probs.max(axis=1) < UNSURE_BELOW
+    else:
+        not_lesion = [
+            reason if ood else None
+            for ood, reason in zip(checked["out_of_distribution"], checked["ood_reason"], strict=True)
+        ]
+        unsure = checked["calibrated_confidence"] < abstain_below
+    advice = [advice_text(n, bool(u), bool(h)) for n, u, h in zip(not_lesion, unsure, high, strict=True)]
+    return advice, high
 
 
 def _decode_for_model(item: tuple[Path, str], size: int) -> tuple[FilePrediction, np.ndarray | None]:
@@ -445,11 +473,13 @@ def predict_files(
     progress: bool = True,
     reliability=None,
     cases=None,
+    malignant_threshold: float | None = None,
 ) -> list[FilePrediction]:
     """Predict every file; unreadable ones get a status saying why, never an exception.
-    ``predictor`` is a :class:`Predictor` or an exported model; ``reliability`` (a
-    :class:`skin_model.reliability.ReliabilityCheck`) fills in the referral advice, and
-    ``cases`` (a :class:`skin_model.cases.CaseIndex`) the similar lesions' majority.
+    ``predictor`` is a :class:`Predictor` or an exported model; the referral advice
+    comes from ``malignant_threshold`` (the model's) and ``reliability`` (a
+    :class:`skin_model.reliability.ReliabilityCheck`), and ``cases`` (a
+    :class:`skin_model.cases.CaseIndex`) gives the similar lesions' majority.
     Two threads decode the next batch while the model runs on the current one (PIL
     releases the GIL while decoding and resizing)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -472,12 +502,11 @@ def predict_files(
             if readable:
                 batch = np.stack([arr for _, arr in readable])
                 probs, checked, similar = predict_check_and_compare(predictor, batch, reliability, cases, batch_size)
-                advice = [""] * len(readable)
-                if checked is not None:
-                    advice = reliability_advice(checked, reliability.abstain_below)
+                abstain_below = reliability.abstain_below if reliability is not None else None
+                advice, high = referral_advice(probs, checked, abstain_below, malignant_threshold)
                 majorities = [""] * len(readable) if similar is None else [majority(c) or "" for c in similar]
-                for (row, _), p, a, m in zip(readable, probs, advice, majorities, strict=True):
-                    row.probs, row.advice, row.similar_majority = p, a, m
+                for (row, _), p, a, h, m in zip(readable, probs, advice, high, majorities, strict=True):
+                    row.probs, row.advice, row.high_risk, row.similar_majority = p, a, h, m
             results += [row for row, _ in decoded]
             bar.update(len(decoded))
     return results
@@ -485,8 +514,9 @@ def predict_files(
 
 def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
     """The predict CSV: file, status, predicted_class, one column per class,
-    malignant_probability (empty where the file was not classified), advice (empty,
-    or why the model defers to a dermatologist on this image) and
+    malignant_probability (empty where the file was not classified),
+    high_malignant_risk (True when it reaches the model's referral threshold), advice
+    (empty, or why a dermatologist should decide on this image) and
     similar_cases_majority (empty without a case index)."""
     rows = []
     for r in results:
@@ -501,6 +531,7 @@ def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
             row["predicted_class"] = CLASS_NAMES[int(np.argmax(r.probs))]
             row.update({name: round(float(p), 6) for name, p in zip(CLASS_NAMES, r.probs, strict=True)})
             row["malignant_probability"] = round(float(malignant_score(r.probs[None])[0]), 6)
+            row["high_malignant_risk"] = r.high_risk
         rows.append(row)
     columns = [
         "file",
@@ -508,6 +539,7 @@ def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
         "predicted_class",
         *CLASS_NAMES,
         "malignant_probability",
+        "high_malignant_risk",
         "advice",
         "similar_cases_majority",
     ]

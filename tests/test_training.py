@@ -92,6 +92,7 @@ def test_predict_cli_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
         "predicted_class",
         *CLASS_NAMES,
         "malignant_probability",
+        "high_malignant_risk",
         "advice",
         "similar_cases_majority",
     ]
@@ -333,7 +334,78 @@ def test_predict_gives_referral_advice_for_a_blank_frame(calibrated_dir: Path, t
     table = pd.read_csv(out, keep_default_na=False).set_index("file")
     assert table.loc["blank.png", "status"] == "ok"  # still classified, so the CSV stays complete
     assert table.loc["blank.png", "advice"].startswith("not a dermoscopic lesion image (blank")
-    assert table.loc["lesion.jpg", "advice"] in {"", "uncertain: refer"}
+    assert table.loc["lesion.jpg", "advice"] in {
+        "",
+        "uncertain: refer",
+        "high malignant risk: refer",
+        "high malignant risk, uncertain: refer",
+    }
+
+
+def test_predict_csv_refers_exactly_where_the_app_would(calibrated_dir: Path, tmp_path: Path) -> None:
+    """The CSV's advice and risk flag agree picture by picture with the Diagnose page's
+    verdict (:func:`diagnose`), including referral for a malignant risk at or above the
+    model's threshold, which the reliability check alone does not give."""
+    from PIL import Image
+
+    from skin_model.artifact import write_manifest
+    from skin_model.inference import Predictor, diagnose
+    from skin_model.reliability import ReliabilityCheck
+
+    pictures, model_dir = tmp_path / "pictures", tmp_path / "model"
+    pictures.mkdir()
+    for k in range(12):
+        (pictures / f"p{k:02d}.jpg").write_bytes(jpeg_bytes(smooth_picture(k, 60 + 15 * k)))
+    shutil.copytree(calibrated_dir, model_dir)
+    artifact = load_artifact(model_dir)
+    predictor, reliability = Predictor.from_artifact(artifact), ReliabilityCheck.from_artifact(artifact)
+
+    def seen(k: int, threshold: float):
+        return diagnose(predictor, Image.open(pictures / f"p{k:02d}.jpg"), threshold, reliability)
+
+    # a threshold between the pictures' risks, so that both answers occur
+    risks = sorted(seen(k, 0.5).malignant_probability for k in range(12))
+    threshold = (risks[5] + risks[6]) / 2
+    write_manifest(model_dir, {**artifact.manifest, "malignant_threshold": threshold})
+    out = tmp_path / "p.csv"
+    run_cli("predict", "--model", str(model_dir), str(pictures), "--output", str(out), "--quiet")
+    table = pd.read_csv(out, keep_default_na=False).set_index("file")
+    assert table["high_malignant_risk"].tolist().count(True) == 6
+    for k in range(12):
+        app, row = seen(k, threshold), table.loc[f"p{k:02d}.jpg"]
+        assert row["high_malignant_risk"] == app.high_risk
+        assert (row["advice"] != "") == app.refer
+        assert row["advice"].startswith("high malignant risk") == (app.high_risk and not app.out_of_distribution)
+        assert ("uncertain" in row["advice"]) == (app.unsure and not app.out_of_distribution)
+
+
+def test_referral_advice_by_hand() -> None:
+    from skin_model.classes import CLASS_NAMES
+    from skin_model.inference import referral_advice
+
+    melanoma, nevus = CLASS_NAMES.index("melanoma"), CLASS_NAMES.index("nevus")
+    probs = np.full((4, 9), 0.0, np.float32)
+    probs[0, melanoma] = 1.0  # sure and malignant
+    probs[1, nevus] = 1.0  # sure and benign
+    probs[2, [melanoma, nevus]] = 0.45, 0.55  # risk 0.45, top 0.55
+    probs[3, [melanoma, nevus]] = 0.4, 0.4  # risk 0.4, top 0.4 < 0.5: uncertain without a check
+    probs[3, 0] = 0.2  # actinic keratosis: risk 0.6
+    advice, high = referral_advice(probs, None, None, 0.5)
+    assert high == [True, False, False, True]
+    assert advice == ["high malignant risk: refer", "", "", "high malignant risk, uncertain: refer"]
+    checked = {
+        "out_of_distribution": np.array([True, False, False, False]),
+        "ood_reason": np.array(["blank frame", "", "", ""]),
+        "calibrated_confidence": np.array([0.9, 0.5, 0.9, 0.9]),
+    }
+    advice, high = referral_advice(probs, checked, 0.6, 0.5)
+    assert advice == [
+        "not a dermoscopic lesion image (blank frame): refer",
+        "uncertain: refer",
+        "",
+        "high malignant risk: refer",
+    ]
+    assert referral_advice(probs, None, None, None)[1] == [None] * 4
 
 
 def test_weight_averaging_ships_the_averaged_weights(synthetic_manifest, tmp_path: Path) -> None:
