@@ -7,7 +7,6 @@ import functools
 import hashlib
 import json
 
-import pandas as pd
 import streamlit as st
 
 from pages.common import (
@@ -23,11 +22,11 @@ from pages.common import (
     show_stability,
 )
 from skin_model.artifact import ArtifactError
-from skin_model.cases import CASES_REPORT_FILE, majority
+from skin_model.cases import CASES_REPORT_FILE
 from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.explain import MALIGNANT_TARGET, METHODS, evidence_check, render_overlay
 from skin_model.images import ImageLoadError, load_image, zip_members
-from skin_model.inference import UNSURE_BELOW, diagnose
+from skin_model.inference import UNSURE_BELOW, FilePrediction, diagnose, predictions_table, worklist_table
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.robustness import stability_check
 
@@ -38,7 +37,7 @@ uploads = st.file_uploader(
     "Dermoscopic images (jpg, png, bmp, tiff, webp), or a zip of them",
     type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "zip"],
     accept_multiple_files=True,
-    help="Several files give a summary table at the end. A zip is unpacked in memory; unsafe entries are refused.",
+    help="Several files give a worklist on top (referrals first, highest malignant risk first). A zip is unpacked in memory; unsafe entries are refused.",
 )
 with st.expander("…or take a photo with the camera"):
     photo = st.camera_input("Camera", label_visibility="collapsed")
@@ -79,7 +78,10 @@ with st.sidebar:
     target_choice = st.selectbox("Explain", ["predicted class", "malignant risk", *CLASS_NAMES])
     opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.6, 0.05)
 
-summary, seen = [], set()
+# with several pictures, a worklist on top: referrals first, highest malignant risk first
+summary_slot = st.container() if len(files) > 1 else None
+summary: list[tuple[int, FilePrediction]] = []
+seen: set[str] = set()
 progress = st.progress(0.0, text="Analysing…")
 for number, (name, data) in enumerate(files, start=1):
     digest = hashlib.sha256(data).hexdigest()
@@ -94,7 +96,7 @@ for number, (name, data) in enumerate(files, start=1):
         loaded = load_image(data)
     except ImageLoadError as exc:
         st.error(f"{name}: {exc}")
-        summary.append({"file": name, "status": f"unreadable: {exc}"})
+        summary.append((number, FilePrediction(name, f"unreadable: {exc}", None)))
         progress.progress(number / len(files))
         continue
     with st.spinner("Classifying and explaining…"):
@@ -233,19 +235,10 @@ for number, (name, data) in enumerate(files, start=1):
         key=f"json{number}",
         on_click="ignore",
     )
-    row = {
-        "file": name,
-        "status": "ok",
-        "predicted_class": result.predicted_class,
-        "malignant_probability": round(risk, 4),
-        "refer": result.refer,
-        "out_of_distribution": result.out_of_distribution,
-        **({} if result.similar is None else {"similar_cases_majority": majority(result.similar)}),
-        **{c: round(p, 4) for c, p in zip(CLASS_NAMES, result.probs, strict=True)},
-    }
+    row = result.as_row(name)
     d3.download_button(
         "Report CSV",
-        pd.DataFrame([row]).to_csv(index=False),
+        predictions_table([row]).to_csv(index=False),
         f"{stem}.report.csv",
         "text/csv",
         key=f"csv{number}",
@@ -259,13 +252,31 @@ for number, (name, data) in enumerate(files, start=1):
         key=f"npy{number}",
         on_click="ignore",
     )
-    summary.append(row)
+    summary.append((number, row))
     progress.progress(number / len(files))
 progress.empty()
 
-if len(files) > 1:
-    st.divider()
-    st.subheader("Summary")
-    table = pd.DataFrame(summary)
-    st.dataframe(table, width="stretch", hide_index=True)
-    st.download_button("Summary CSV", table.to_csv(index=False), "summary.csv", "text/csv", on_click="ignore")
+if summary_slot is not None:
+    with summary_slot:
+        st.subheader("Summary")
+        table = worklist_table([row for _, row in summary], [number for number, _ in summary])
+        referred = int((table["advice"] != "").sum())
+        st.caption(
+            f"{len(table)} pictures, {referred} to refer to a dermatologist. Referrals first, highest malignant "
+            "risk first; # is the picture's number in the details below. Same columns as `python -m skin_model "
+            "predict`."
+        )
+        first = ["#", "file", "advice", "malignant_probability", "predicted_class", "similar_cases_majority"]
+        st.dataframe(
+            table,
+            width="stretch",
+            hide_index=True,
+            column_order=[*first, *(c for c in table.columns if c not in first)],
+            column_config={
+                "advice": st.column_config.TextColumn("advice", width="medium"),
+                "malignant_probability": st.column_config.ProgressColumn(
+                    "malignant risk", format="percent", min_value=0.0, max_value=1.0
+                ),
+            },
+        )
+        st.download_button("Summary CSV", table.to_csv(index=False), "summary.csv", "text/csv", on_click="ignore")

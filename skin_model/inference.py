@@ -284,6 +284,15 @@ class Diagnosis:
     def refer(self) -> bool:
         return self.high_risk or self.unsure or bool(self.out_of_distribution)
 
+    @property
+    def advice(self) -> str:
+        """Why a dermatologist should decide, in the words of the predict CSV ("" if nothing says so)."""
+        return advice_text(self.ood_reason if self.out_of_distribution else None, self.unsure, self.high_risk)
+
+    def as_row(self, file: str) -> FilePrediction:
+        """This result as a row of the predict CSV (:func:`predictions_table`)."""
+        return FilePrediction(file, "ok", self.probs, self.advice, self.high_risk, majority(self.similar or []) or "")
+
     def as_dict(self) -> dict[str, object]:
         return {
             "predicted_class": self.predicted_class,
@@ -544,3 +553,15 @@ def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
         "similar_cases_majority",
     ]
     return pd.DataFrame(rows).reindex(columns=columns)
+
+
+def worklist_table(results: list[FilePrediction], numbers: list[int]) -> pd.DataFrame:
+    """A batch as a worklist: the predict CSV's rows with their picture ``numbers`` in a
+    first column "#", readable pictures to refer first, then by malignant risk (highest
+    first; ties keep their order), unreadable files last."""
+    table = predictions_table(results)
+    table.insert(0, "#", numbers)
+    table["advice"] = table["advice"].fillna("")
+    keys = table.assign(_ok=table["status"] == "ok", _refer=table["advice"] != "")
+    keys = keys.sort_values(["_ok", "_refer", "malignant_probability"], ascending=False, kind="stable")
+    return table.loc[keys.index].reset_index(drop=True)

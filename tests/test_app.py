@@ -71,6 +71,14 @@ def test_bad_file_in_a_batch_gets_an_error_and_the_rest_still_runs(app: AppTest)
     assert len(app.get("plotly_chart")) == 1  # one real image, its duplicate shown once
     assert "Same file as an earlier upload" in _texts(app)
     assert len(app.dataframe) == 1  # the batch summary table
+    # the worklist comes first: above the pictures, unreadable files last, the CLI's columns
+    assert [h.value for h in app.subheader][:2] == ["Summary", "1. empty.jpg"]
+    table = app.dataframe[0].value
+    assert table["#"].tolist() == [3, 1, 2]
+    assert (
+        table["status"].tolist()[0] == "ok" and table["status"].str.startswith("unreadable").tolist()[1:] == [True] * 2
+    )
+    assert {"high_malignant_risk", "advice", "malignant_probability"} <= set(table.columns)
 
 
 def test_changing_explanation_controls_reruns(app: AppTest) -> None:

@@ -493,3 +493,27 @@ def test_head_warm_up_keeps_each_shuffled_view_with_its_label() -> None:
     assert score == 1.0
     assert not np.allclose(model.get_layer("probabilities").get_weights()[0], before)
     assert len(weights) == len(model.get_weights())
+
+
+def test_worklist_puts_referrals_first_then_risk() -> None:
+    from skin_model.inference import FilePrediction, worklist_table
+
+    melanoma, nevus = CLASS_NAMES.index("melanoma"), CLASS_NAMES.index("nevus")
+
+    def probs(risk: float) -> np.ndarray:
+        p = np.zeros(9, np.float32)
+        p[[melanoma, nevus]] = risk, 1 - risk
+        return p
+
+    rows = [
+        FilePrediction("a", "ok", probs(0.1), "", False),
+        FilePrediction("b", "unreadable: the file is empty", None),
+        FilePrediction("c", "ok", probs(0.2), "uncertain: refer", False),
+        FilePrediction("d", "ok", probs(0.9), "high malignant risk: refer", True),
+        FilePrediction("e", "ok", probs(0.3), "", False),
+        FilePrediction("f", "ok", probs(0.6), "high malignant risk: refer", True),
+    ]
+    table = worklist_table(rows, [1, 2, 3, 4, 5, 6])
+    assert table["file"].tolist() == ["d", "f", "c", "e", "a", "b"]
+    assert table["#"].tolist() == [4, 6, 3, 5, 1, 2]
+    assert table.loc[0, "malignant_probability"] == pytest.approx(0.9)
