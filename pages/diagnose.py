@@ -37,7 +37,8 @@ uploads = st.file_uploader(
     "Dermoscopic images (jpg, png, bmp, tiff, webp), or a zip of them",
     type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "zip"],
     accept_multiple_files=True,
-    help="Several files give a worklist on top (referrals first, highest malignant risk first). A zip is unpacked in memory; unsafe entries are refused.",
+    help="Several files give a worklist on top (referrals first, highest malignant risk first). "
+    "A zip is unpacked in memory; unsafe entries are refused.",
 )
 with st.expander("…or take a photo with the camera"):
     photo = st.camera_input("Camera", label_visibility="collapsed")

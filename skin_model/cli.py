@@ -84,6 +84,7 @@ def train_config_from_args(args: argparse.Namespace):
         low_res=args.low_res,
         logit_adjustment=args.logit_adjust,
         camera=args.camera,
+        layer_decay=args.layer_decay,
     )
 
 
@@ -408,6 +409,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="augmentation: with probability P change a picture as another camera or save would (exposure, white "
         "balance, 50-100%% resolution, JPEG quality 30-95) (default 0)",
+    )
+    train.add_argument(
+        "--layer-decay",
+        type=float,
+        default=None,
+        metavar="D",
+        help="pretrained backbones: layer-wise learning-rate decay, block k learns at D ** (last block - k) times "
+        "the head's rate (pair with --unfreeze-from to unfreeze deeper) (default: one rate)",
     )
     train.add_argument(
         "--train-bn",

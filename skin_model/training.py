@@ -3,6 +3,7 @@ seeded, timed; the result is saved as a model artifact with its evaluation."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -65,6 +66,10 @@ class TrainConfig:
     logit_adjustment: float = 0.0
     # augmentation: probability of a camera change (pipeline.camera_degrade); 0 = off
     camera: float = 0.0
+    # pretrained backbones: layer-wise learning-rate decay, the learning rate of block k
+    # is layer_decay ** (last block - k) times the head's, so that deeper unfreezing
+    # moves the generic early blocks less; None = one rate for all
+    layer_decay: float | None = None
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
@@ -235,6 +240,47 @@ def warm_up_head(
     return float(best), model.get_weights()
 
 
+def block_index(layer_name: str) -> int | None:
+    """k for a backbone layer named ``block{k}_...``, else None."""
+    match = re.match(r"block(\d+)_", layer_name)
+    return int(match.group(1)) if match else None
+
+
+def layer_rate_scales(model, decay: float) -> dict[str, float]:
+    """Per weight path of ``model``, the factor on the learning rate under layer-wise
+    decay: 1 for the last block and everything above it (head), ``decay ** d`` for a
+    block d blocks below the last, and the stem one step below block 0."""
+    blocks = [k for layer in model.layers if (k := block_index(layer.name)) is not None]
+    last = max(blocks, default=0)
+    scales, seen_block = {}, False
+    for layer in model.layers:
+        k = block_index(layer.name)
+        seen_block = seen_block or k is not None
+        depth = last - k if k is not None else (0 if seen_block else last + 1)
+        for weight in layer.weights:
+            scales[weight.path] = float(decay**depth)
+    return scales
+
+
+def layerwise_adamw(scales: dict[str, float], **options):
+    """AdamW whose learning rate is multiplied, per weight, by ``scales[path]`` (1 for a
+    weight not listed). Scaling the gradients instead would do nothing: Adam divides
+    them by their own running size."""
+    import keras
+
+    class LayerwiseAdamW(keras.optimizers.AdamW):
+        def build(self, variables):
+            super().build(variables)
+            # update_step gets the backend's variable (no Keras path): look it up by index
+            self._rate_scales = [scales.get(v.path, 1.0) for v in variables]
+
+        def update_step(self, gradient, variable, learning_rate):
+            scale = self._rate_scales[self._get_variable_index(variable)]
+            return super().update_step(gradient, variable, learning_rate * scale)
+
+    return LayerwiseAdamW(**options)
+
+
 def freeze_for_finetuning(model, first_trainable: str, train_batch_norm: bool = False) -> int:
     """Freeze every layer before ``first_trainable``, and every batch norm unless
     ``train_batch_norm`` (frozen batch norms stay in inference mode, as usual when
@@ -267,6 +313,8 @@ def train(
         raise ValueError("weight averaging (ema_momentum) is not supported with multi-worker training")
     if config.logit_adjustment and is_multi_worker(strategy):
         raise ValueError("logit adjustment is not supported with multi-worker training")
+    if config.layer_decay is not None and config.arch not in FINETUNE_FROM:
+        raise ValueError(f"layer-wise learning-rate decay is for the pretrained backbones, not {config.arch!r}")
     keras.utils.set_random_seed(config.seed)
     size = config.resolved_input_size()
     splits = {name: manifest.kept(name) for name in ("train", "val", "test")}
@@ -305,12 +353,17 @@ def train(
             warmup_target=config.learning_rate,
             warmup_steps=steps * config.warmup_epochs,
         )
+        options = {
+            "learning_rate": schedule,
+            "weight_decay": config.weight_decay,
+            "use_ema": config.ema_momentum is not None,
+            "ema_momentum": 0.99 if config.ema_momentum is None else config.ema_momentum,
+        }
         model.compile(
-            optimizer=keras.optimizers.AdamW(
-                schedule,
-                weight_decay=config.weight_decay,
-                use_ema=config.ema_momentum is not None,
-                ema_momentum=0.99 if config.ema_momentum is None else config.ema_momentum,
+            optimizer=(
+                keras.optimizers.AdamW(**options)
+                if config.layer_decay is None
+                else layerwise_adamw(layer_rate_scales(model, config.layer_decay), **options)
             ),
             loss=training_loss(config, y_train),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],

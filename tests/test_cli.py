@@ -103,6 +103,10 @@ def test_train_flags_reach_the_config() -> None:
             "0.5",
             "--logit-adjust",
             "1.5",
+            "--camera",
+            "0.3",
+            "--layer-decay",
+            "0.8",
         ]
     )
     config = train_config_from_args(args)
@@ -112,4 +116,6 @@ def test_train_flags_reach_the_config() -> None:
     assert (config.weight_decay, config.zoom, config.mixup_alpha, config.ema_momentum) == (0.05, 0.3, 0.4, 0.9)
     assert config.train_batch_norm and config.stochastic_depth == 0.2 and config.source_balanced
     assert config.low_res == 0.5 and config.logit_adjustment == 1.5
-    assert not train_config_from_args(build_parser().parse_args(["train"])).train_batch_norm
+    assert config.camera == 0.3 and config.layer_decay == 0.8
+    default = train_config_from_args(build_parser().parse_args(["train"]))
+    assert not default.train_batch_norm and default.layer_decay is None

@@ -517,3 +517,37 @@ def test_worklist_puts_referrals_first_then_risk() -> None:
     assert table["file"].tolist() == ["d", "f", "c", "e", "a", "b"]
     assert table["#"].tolist() == [4, 6, 3, 5, 1, 2]
     assert table.loc[0, "malignant_probability"] == pytest.approx(0.9)
+
+
+def test_layer_decay_scales_each_blocks_learning_rate() -> None:
+    """Adam's first step moves every weight by about its learning rate (the update is
+    m / sqrt(v) = sign of the gradient), so after one step each weight must have moved
+    by the head's rate times decay ** (blocks below the last), the stem one more."""
+    import keras
+
+    from skin_model.training import layer_rate_scales, layerwise_adamw
+
+    inputs = keras.Input((4,))
+    h = keras.layers.Dense(4, name="stem_conv")(inputs)
+    h = keras.layers.Dense(4, name="block0_expand_conv")(h)
+    h = keras.layers.Dense(4, name="block1_expand_conv")(h)
+    h = keras.layers.Dense(4, name="block2_project_conv")(h)
+    h = keras.layers.Dense(4, name="top_conv")(h)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="probabilities")(h))
+    scales = layer_rate_scales(model, 0.5)
+    assert scales["block2_project_conv/kernel"] == 1 and scales["top_conv/bias"] == 1
+    assert scales["probabilities/kernel"] == 1
+    assert (scales["block1_expand_conv/kernel"], scales["block0_expand_conv/bias"], scales["stem_conv/kernel"]) == (
+        0.5,
+        0.25,
+        0.125,
+    )
+    before = {w.path: w.numpy().copy() for w in model.weights}
+    optimizer = layerwise_adamw(scales, learning_rate=1e-3, weight_decay=0.0)
+    model.compile(optimizer, "categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    model.train_on_batch(rng.normal(size=(8, 4)), np.eye(3)[rng.integers(0, 3, 8)])
+    for weight in model.weights:
+        step = np.abs(weight.numpy() - before[weight.path])
+        moved = step[step > 0]  # a weight whose gradient is exactly zero does not move
+        assert len(moved) and np.allclose(moved, 1e-3 * scales[weight.path], rtol=0.05), weight.path
