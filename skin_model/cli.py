@@ -293,8 +293,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .cases import CaseIndex
     from .explain import MALIGNANT_TARGET, Explainer, evidence_check, render_overlay
     from .images import ImageLoadError, load_image
-    from .inference import Predictor, predict_check_and_compare
-    from .pipeline import to_model_input
+    from .inference import Predictor, diagnose
+    from .reliability import ReliabilityCheck
     from .robustness import stability_check
 
     artifact = load_artifact(args.model)
@@ -303,10 +303,16 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except ImageLoadError as exc:
         print(f"error: {args.image}: {exc}", file=sys.stderr)
         return 1
-    x = to_model_input(image, artifact.input_size)
     predictor = Predictor.from_artifact(artifact)
-    batch, _, similar = predict_check_and_compare(predictor, x[None], cases=CaseIndex.from_artifact(artifact))
-    probs = batch[0]
+    # the app's verdict on the picture: probabilities, risk, reliability check, similar lesions
+    result = diagnose(
+        predictor,
+        image,
+        artifact.malignant_threshold,
+        ReliabilityCheck.from_artifact(artifact),
+        cases=CaseIndex.from_artifact(artifact),
+    )
+    x, probs = result.model_input, result.probs
     explainer = Explainer(artifact.model, artifact.input_size)
     target = args.target if args.target == MALIGNANT_TARGET else explainer.target_index(args.target, probs)
     heat = explainer.explain(x, args.method, target=target, max_n=args.max_n or None)
@@ -318,10 +324,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"{args.method} for '{label}' (predicted: {CLASS_NAMES[int(np.argmax(probs))]} "
         f"{float(np.max(probs)):.1%}); wrote {args.output}"
     )
+    print(
+        f"malignant risk {result.malignant_probability:.1%} (referral threshold {artifact.malignant_threshold:.1%}); "
+        f"advice: {result.advice or 'none from the model (not a diagnosis: a worrying lesion should be seen)'}"
+    )
     print(evidence_check(predictor.predict_arrays, x, heat, target, probs=probs).describe(label))
     print(stability_check(predictor.predict_arrays, x, probs).describe())
-    if similar is not None:
-        print(describe_cases(similar[0]))
+    if result.similar is not None:
+        print(describe_cases(result.similar))
     return 0
 
 

@@ -276,6 +276,8 @@ def test_frozen_passes_are_frozen_once_and_live_passes_follow_the_weights(calibr
 def test_explain_cli_writes_overlay_and_raw_map(tiny_model_dir: Path, tmp_path: Path, method: str) -> None:
     from PIL import Image
 
+    from skin_model.inference import Predictor, diagnose
+
     image = tmp_path / "lesion.jpg"
     image.write_bytes(jpeg_bytes(smooth_picture(9, 120)))
     result = run_cli(
@@ -293,6 +295,12 @@ def test_explain_cli_writes_overlay_and_raw_map(tiny_model_dir: Path, tmp_path: 
         str(tmp_path / "m.npy"),
     )
     assert "for 'melanoma'" in result.stdout
+    # the app's verdict on the same picture, printed in the app's words
+    artifact = load_artifact(tiny_model_dir)
+    verdict = diagnose(Predictor.from_artifact(artifact), Image.open(image), artifact.malignant_threshold)
+    risk_line = next(line for line in result.stdout.splitlines() if line.startswith("malignant risk"))
+    assert risk_line.startswith(f"malignant risk {verdict.malignant_probability:.1%} (referral threshold ")
+    assert risk_line.endswith(f"advice: {verdict.advice}") if verdict.refer else "advice: none" in risk_line
     assert "blurring the 10% of the picture this map rates highest" in result.stdout  # the map's own check
     assert "Stability: the answer " in result.stdout and "small changes of the photo" in result.stdout
     assert Image.open(tmp_path / "o.png").size == (120, 120)
