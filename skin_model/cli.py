@@ -85,6 +85,7 @@ def train_config_from_args(args: argparse.Namespace):
         logit_adjustment=args.logit_adjust,
         camera=args.camera,
         layer_decay=args.layer_decay,
+        jpeg=args.jpeg,
     )
 
 
@@ -419,6 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="augmentation: with probability P change a picture as another camera or save would (exposure, white "
         "balance, 50-100%% resolution, JPEG quality 30-95) (default 0)",
+    )
+    train.add_argument(
+        "--jpeg",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="augmentation: with probability P re-compress a picture as JPEG at quality 40-95, so that the "
+        "compression, which differs between the image collections, says nothing about the class (default 0)",
     )
     train.add_argument(
         "--layer-decay",

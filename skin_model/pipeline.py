@@ -68,6 +68,8 @@ def load_arrays(
 
 
 CAMERA_JPEG_QUALITY = (30, 95)
+# ``train --jpeg``: from below the ISIC 2017 pictures' quality (about 75) to the seed set's (about 95)
+JPEG_QUALITY = (40, 95)
 CAMERA_EXPOSURE = (0.75, 1.25)
 CAMERA_WHITE_BALANCE = 0.1  # each channel's gain within 1 +- this
 CAMERA_RESOLUTION = (0.5, 1.0)  # share of the side the picture passes through
@@ -91,7 +93,15 @@ def camera_degrade(image, seeds):
     return tf.reshape(image * 255.0, tf.shape(image))
 
 
-def augment(image, seed_pair, zoom: float = 0.15, jitter: float = 0.1, low_res: float = 0.0, camera: float = 0.0):
+def augment(
+    image,
+    seed_pair,
+    zoom: float = 0.15,
+    jitter: float = 0.1,
+    low_res: float = 0.0,
+    camera: float = 0.0,
+    jpeg: float = 0.0,
+):
     """Random flips, 90-degree rotations, zoom-crop and colour jitter (float 0-255 in
     and out). Dermoscopy has no canonical orientation, so all eight symmetries are valid.
     ``low_res``: the probability of passing the picture through a lower resolution
@@ -99,7 +109,11 @@ def augment(image, seed_pair, zoom: float = 0.15, jitter: float = 0.1, low_res: 
     collections, says less about where a picture came from. ``camera``: the probability
     of :func:`camera_degrade` (exposure, white balance, resolution, JPEG), the changes a
     second photo of the lesion may bring, which the untrained model's answer did not
-    survive (see ``skin_model.robustness``)."""
+    survive (see ``skin_model.robustness``). ``jpeg``: the probability of JPEG
+    re-compression alone at quality :data:`JPEG_QUALITY`; the two image collections were
+    saved at different qualities (seed set about 95, ISIC 2017 about 75, and ISIC 2017
+    holds only three classes), so without it the model can read the class off the
+    compression (``benchmarks/jpeg_shortcut.py``)."""
     import tensorflow as tf
 
     size = tf.shape(image)[0]
@@ -131,6 +145,20 @@ def augment(image, seed_pair, zoom: float = 0.15, jitter: float = 0.1, low_res: 
             lambda: camera_degrade(image, degrade_seeds),
             lambda: image,
         )
+    if jpeg > 0:
+        # seeds derived from the last one, apart from those of low_res and camera
+        pick, quality_seed = tf.unstack(tf.random.split(seeds[7], 10)[8:10])
+        image = tf.cond(
+            tf.random.stateless_uniform([], pick) < jpeg,
+            lambda: (
+                tf.image.stateless_random_jpeg_quality(
+                    tf.clip_by_value(image, 0.0, 255.0) / 255.0, *JPEG_QUALITY, seed=quality_seed
+                )
+                * 255.0
+            ),
+            lambda: image,
+        )
+        image = tf.reshape(image, [size, size, 3])
     image = image / 255.0
     image = tf.image.stateless_random_brightness(image, jitter, seeds[5])
     image = tf.image.stateless_random_contrast(image, 1 - 2 * jitter, 1 + 2 * jitter, seeds[6])
@@ -169,13 +197,15 @@ def make_dataset(
     zoom: float = 0.15,
     low_res: float = 0.0,
     camera: float = 0.0,
+    jpeg: float = 0.0,
 ):
     """A batched, prefetched tf.data pipeline over in-memory uint8 images.
 
     Training shuffles each epoch and augments with stateless ops seeded per
     element, so a run is reproducible for a given seed; ``zoom`` is the largest
     fraction of the side the random crop may cut off, ``low_res`` the probability of
-    a lower-resolution pass and ``camera`` that of a camera change (see :func:`augment`).
+    a lower-resolution pass, ``camera`` that of a camera change and ``jpeg`` that of a
+    JPEG re-compression (see :func:`augment`).
     """
     import tensorflow as tf
 
@@ -189,7 +219,12 @@ def make_dataset(
         def _aug(elem, idx):
             image = tf.cast(elem[0], tf.float32)
             image = augment(
-                image, tf.stack([tf.constant(seed, tf.int64), idx]), zoom=zoom, low_res=low_res, camera=camera
+                image,
+                tf.stack([tf.constant(seed, tf.int64), idx]),
+                zoom=zoom,
+                low_res=low_res,
+                camera=camera,
+                jpeg=jpeg,
             )
             return (image, *elem[1:])
 

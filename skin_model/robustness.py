@@ -84,7 +84,8 @@ CROP_KINDS = ("tighter framing (90 % of each side)",)
 def trained_on(training_config: dict) -> list[str]:
     """The changes of kinds the model's training augmentation made (from its manifest's
     training config): a model trained on them is expected to resist them better."""
-    return [*(CAMERA_KINDS if training_config.get("camera") else ()), *CROP_KINDS]
+    jpeg = ("JPEG quality 50",) if training_config.get("jpeg") and not training_config.get("camera") else ()
+    return [*(CAMERA_KINDS if training_config.get("camera") else ()), *jpeg, *CROP_KINDS]
 
 
 def perturbed(x: np.ndarray) -> np.ndarray:

@@ -66,6 +66,8 @@ class TrainConfig:
     logit_adjustment: float = 0.0
     # augmentation: probability of a camera change (pipeline.camera_degrade); 0 = off
     camera: float = 0.0
+    # augmentation: probability of a JPEG re-compression alone (pipeline.augment); 0 = off
+    jpeg: float = 0.0
     # pretrained backbones: layer-wise learning-rate decay, the learning rate of block k
     # is layer_decay ** (last block - k) times the head's, so that deeper unfreezing
     # moves the generic early blocks less; None = one rate for all
@@ -212,6 +214,7 @@ def warm_up_head(
             zoom=config.zoom,
             low_res=config.low_res,
             camera=config.camera,
+            jpeg=config.jpeg,
         )
         fx, fi = _features(model, layer, ds, progress, f"features, augmented view {view + 1}/{config.feature_views}")
         views_x.append(fx)
@@ -335,6 +338,7 @@ def train(
         zoom=config.zoom,
         low_res=config.low_res,
         camera=config.camera,
+        jpeg=config.jpeg,
     )
 
     with strategy.scope():
