@@ -132,3 +132,24 @@ def test_low_res_passes_blur_fine_detail_in_the_chosen_share_of_pictures() -> No
     kept = detail(half) > 0.5
     assert 10 <= kept.sum() <= 38 and (detail(half)[~kept] < 0.5 * detail(plain).min()).all()
     np.testing.assert_array_equal(half[kept], plain[kept])
+
+
+def test_jpeg_recompression_in_the_chosen_share_of_pictures() -> None:
+    """JPEG at quality 40-95 cannot keep pixel-level colour noise (it stores colour at
+    half resolution and drops fine detail), so a re-compressed noise picture differs
+    from the plain one by several grey levels on average; with 0.5 some pictures are
+    re-compressed and the others come out exactly as without the option."""
+    x = np.random.default_rng(0).integers(0, 256, (48, 40, 40, 3), dtype=np.uint8)
+
+    def augmented(jpeg: float) -> np.ndarray:
+        ds = make_dataset(x, batch_size=16, training=True, seed=3, zoom=0.0, jpeg=jpeg)
+        return np.concatenate([b.numpy() for b in ds])
+
+    def change(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.abs(a - b).mean(axis=(1, 2, 3))
+
+    plain, always, half = augmented(0.0), augmented(1.0), augmented(0.5)
+    assert always.shape == plain.shape
+    assert (change(always, plain) > 10).all()
+    same = (half == plain).all(axis=(1, 2, 3))
+    assert 10 <= same.sum() <= 38 and (change(half[~same], plain[~same]) > 10).all()

@@ -67,6 +67,53 @@ def test_trained_on_follows_the_training_config() -> None:
     with_camera = trained_on({"camera": 0.5})
     assert "JPEG quality 50" in with_camera and "half resolution" in with_camera
     assert "sensor noise (sigma 5)" not in with_camera and "sharpened (unsharp mask)" not in with_camera
+    assert trained_on({"jpeg": 0.75}) == ["JPEG quality 50", "tighter framing (90 % of each side)"]
+
+
+BCC = CLASS_NAMES.index("basal cell carcinoma")
+
+
+def _fine_detail(x: np.ndarray) -> np.ndarray:
+    """Mean absolute difference between horizontal neighbours, per picture."""
+    x = np.asarray(x, np.float32)
+    return np.abs(np.diff(x, axis=2)).reshape(len(x), -1).mean(axis=1)
+
+
+def test_compression_shortcut_report_catches_a_model_that_reads_the_compression() -> None:
+    """Noise pictures: basal cell carcinomas from the seed set, nevi from ISIC 2017. A
+    model that says nevus when fine detail is missing (as JPEG removes it) is right on
+    the pictures as stored and moves the carcinomas into the narrow collection's classes
+    as the quality falls; a model that reads the picture's brightness does not move."""
+    from PIL import Image
+
+    from skin_model.robustness import compression_shortcut_report
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)) for _ in range(6)]
+    y = np.array([BCC] * 3 + [NEVUS] * 3)
+    collections = np.array(["seed"] * 3 + ["isic2017"] * 3)
+    narrow = [MELANOMA, NEVUS, CLASS_NAMES.index("seborrheic keratosis")]
+    stored = _fine_detail(np.stack([np.asarray(im) for im in images]))
+    cut = 0.8 * stored.min()  # JPEG at quality 60 takes far more than a fifth of the noise
+
+    def reads_compression(x: np.ndarray) -> np.ndarray:
+        probs = np.zeros((len(x), len(CLASS_NAMES)), np.float32)
+        probs[np.arange(len(x)), np.where(_fine_detail(x) > cut, BCC, NEVUS)] = 1.0
+        return probs
+
+    report = compression_shortcut_report(reads_compression, images, y, collections, narrow, size=48)
+    assert list(report) == ["as stored", "JPEG quality 90", "JPEG quality 75", "JPEG quality 60"]
+    assert report["as stored"]["seed"] == {
+        "images": 3,
+        "balanced_accuracy": 1.0,
+        "malignant_auc": None,  # one class only
+        "called_narrow": 0.0,
+    }
+    assert report["JPEG quality 60"]["seed"]["called_narrow"] == 1.0
+    assert report["JPEG quality 60"]["seed"]["balanced_accuracy"] == 0.0
+    assert report["JPEG quality 60"]["isic2017"]["called_narrow"] is None  # it holds only narrow classes
+    steady = compression_shortcut_report(by_brightness, images, y, collections, narrow, size=48)
+    assert len({r["seed"]["called_narrow"] for r in steady.values()}) == 1
 
 
 def test_stability_check_of_one_picture() -> None:
