@@ -27,7 +27,7 @@ def _pil(x: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.asarray(x), 0, 255).astype(np.uint8), "RGB")
 
 
-def _jpeg(image: Image.Image, quality: int = 50) -> Image.Image:
+def resave_jpeg(image: Image.Image, quality: int = 50) -> Image.Image:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
@@ -58,7 +58,7 @@ def _tighter(image: Image.Image, keep: float = 0.9) -> Image.Image:
 # call the result the same photo of the same lesion. Noise and sharpening are kinds no
 # training augmentation makes (see :func:`trained_on` for the others).
 PERTURBATIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
-    "JPEG quality 50": _jpeg,
+    "JPEG quality 50": resave_jpeg,
     "slight blur (Gaussian, 1 px)": lambda im: im.filter(ImageFilter.GaussianBlur(1.0)),
     "20 % darker": lambda im: ImageEnhance.Brightness(im).enhance(0.8),
     "20 % brighter": lambda im: ImageEnhance.Brightness(im).enhance(1.2),
@@ -203,7 +203,7 @@ def compression_shortcut_report(
     quality and image collection this gives balanced accuracy, malignant AUC and
     ``called_narrow``: the share of pictures of classes outside ``narrow_classes`` (the
     few classes of the collection saved at a lower quality) that the model calls one of
-    them. A model that learnt the collection's compression along with its classes
+    them; "all" pools the collections. A model that learnt the collection's compression along with its classes
     moves pictures into those classes as their quality falls; one that learnt the
     lesions does not."""
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
@@ -214,12 +214,12 @@ def compression_shortcut_report(
     narrow = np.isin(y, list(narrow_classes))
     report: dict[str, dict[str, dict[str, float | int | None]]] = {}
     for quality in qualities:
-        x = np.stack([to_model_input(im if quality is None else _jpeg(im, quality), size) for im in images])
+        x = np.stack([to_model_input(im if quality is None else resave_jpeg(im, quality), size) for im in images])
         probs = predict(x)
         top = probs.argmax(axis=1)
         rows = {}
-        for collection in sorted(set(collections)):
-            k = collections == collection
+        for collection in [*sorted(set(collections)), "all"]:
+            k = collections == collection if collection != "all" else np.ones(len(y), bool)
             malignant = MALIGNANT_MASK[y[k]]
             others = k & ~narrow
             rows[collection] = {
