@@ -28,6 +28,7 @@ def _pil(x: np.ndarray) -> Image.Image:
 
 
 def resave_jpeg(image: Image.Image, quality: int = 50) -> Image.Image:
+    """The picture as it reads back after being saved as a JPEG at ``quality``."""
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
