@@ -95,10 +95,12 @@ def test_predict_cli_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
         "high_malignant_risk",
         "advice",
         "similar_cases_majority",
+        "jpeg_quality",
     ]
     assert table["similar_cases_majority"].isna().all()  # the tiny model has no case index
     assert table["file"].tolist() == ["a.jpg", "notes.txt", "sub dir/ünï b.jpg"]
     assert table["status"].tolist()[0] == "ok" and table["status"].tolist()[2] == "ok"
+    assert table["jpeg_quality"].tolist()[0] == 92 and table["jpeg_quality"].isna().tolist()[1]  # the text file
     assert table["status"][1].startswith("unreadable: not an image")
     ok = table[table["status"] == "ok"]
     np.testing.assert_allclose(ok[list(CLASS_NAMES)].sum(axis=1), 1.0, atol=1e-4)
@@ -552,10 +554,19 @@ def test_layer_decay_scales_each_blocks_learning_rate() -> None:
     )
     before = {w.path: w.numpy().copy() for w in model.weights}
     optimizer = layerwise_adamw(scales, learning_rate=1e-3, weight_decay=0.0)
-    model.compile(optimizer, "categorical_crossentropy")
+    model.compile(optimizer, "mean_squared_error")  # a gradient for every weight, whatever the initial outputs
     rng = np.random.default_rng(0)
     model.train_on_batch(rng.normal(size=(8, 4)), np.eye(3)[rng.integers(0, 3, 8)])
     for weight in model.weights:
         step = np.abs(weight.numpy() - before[weight.path])
         moved = step[step > 0]  # a weight whose gradient is exactly zero does not move
         assert len(moved) and np.allclose(moved, 1e-3 * scales[weight.path], rtol=0.05), weight.path
+
+
+def test_explain_cli_notes_a_heavily_compressed_jpeg(tiny_model_dir: Path, tmp_path: Path) -> None:
+    image = tmp_path / "squeezed.jpg"
+    image.write_bytes(jpeg_bytes(smooth_picture(9, 120), quality=60))
+    result = run_cli("explain", str(image), "--model", str(tiny_model_dir), "--output", str(tmp_path / "o.png"))
+    notes = [line for line in result.stdout.splitlines() if line.startswith("note: ")]
+    # the tiny model ships no compression report: the fact without figures
+    assert len(notes) == 1 and "saved at quality about 60" in notes[0] and "saved again" not in notes[0]
