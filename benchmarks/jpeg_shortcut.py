@@ -26,13 +26,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from skin_model.artifact import load_artifact
+from skin_model.artifact import load_artifact, write_json
 from skin_model.classes import CLASS_NAMES
 from skin_model.evaluation import collections_of
 from skin_model.images import load_image
 from skin_model.inference import Predictor
 from skin_model.manifest import build_manifest
-from skin_model.robustness import compression_shortcut_report
+from skin_model.robustness import COMPRESSION_REPORT_FILE, compression_shortcut_report
 from skin_model.sources import resolve_data_dir
 
 NARROW_COLLECTION = "isic2017"
@@ -43,7 +43,9 @@ def main() -> int:
     parser.add_argument("--model", action="append", help="model folder, repeatable (default: the default model)")
     parser.add_argument("--data", help="data root (default: $SKIN_DATA_DIR)")
     parser.add_argument("--split", choices=["val", "test"], default="val")
-    parser.add_argument("--json", help="write every model's report here")
+    parser.add_argument(
+        "--json", help=f"write every model's report here (default: {COMPRESSION_REPORT_FILE} in each model folder)"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
 
@@ -68,7 +70,10 @@ def main() -> int:
         report = compression_shortcut_report(
             predictor.predict_arrays, images, y, collections, narrow, artifact.input_size
         )
-        reports[artifact.name] = report
+        reports[artifact.name] = {"split": args.split, "narrow_classes": [CLASS_NAMES[k] for k in narrow]}
+        reports[artifact.name]["report"] = report
+        if not args.json:
+            write_json(artifact.path / COMPRESSION_REPORT_FILE, reports[artifact.name])
         print(f"\n{artifact.name} (TTA {predictor.tta}; {time.perf_counter() - started:.0f} s)")
         print(
             f"{'saved as':18s} {'collection':10s} {'images':>6s} {'bal. acc':>8s} {'mal. AUC':>8s} "
@@ -83,7 +88,7 @@ def main() -> int:
                     f"{narrow_share:>24s}"
                 )
     if args.json:
-        Path(args.json).write_text(json.dumps({"split": args.split, "models": reports}, indent=1))
+        Path(args.json).write_text(json.dumps(reports, indent=1))
     return 0
 
 

@@ -22,8 +22,8 @@ from skin_model import artifact as artifact_io
 from skin_model.cases import CASES_REPORT_FILE, SimilarCase, case_votes, majority
 from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
+from skin_model.robustness import COMPRESSION_REPORT_FILE, StabilityCheck
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
-from skin_model.robustness import StabilityCheck
 from skin_model.sources import COLLECTION_TITLES, DataNotFoundError, resolve_data_dir, source_collection
 
 DISCLAIMER = (
@@ -323,6 +323,35 @@ def show_robustness(summary: dict[str, Any]) -> None:
     )
 
 
+def show_compression_report(summary: dict[str, Any]) -> None:
+    """Whether the model reads the class off the JPEG compression (``benchmarks/jpeg_shortcut.py``)."""
+    report = summary.get("compression")
+    if not report:
+        st.info(f"No compression test of {summary['name']} ships (`benchmarks/jpeg_shortcut.py`).")
+        return
+    narrow = ", ".join(report["narrow_classes"])
+    rows = [
+        {
+            "pictures saved": quality,
+            "balanced accuracy": r["all"]["balanced_accuracy"],
+            "malignant AUC": r["all"]["malignant_auc"],
+            "lesions of the other six classes called one of the three": f"{r['all']['called_narrow']:.0%}",
+        }
+        for quality, r in report["report"].items()
+    ]
+    split = {"val": "validation", "test": "test"}.get(report["split"], report["split"])
+    st.markdown(
+        "The seed set's pictures were saved as JPEG at quality 95, the ISIC 2017 ones at 75, and ISIC 2017 holds "
+        f"only {narrow}. Every {split} picture was saved again at lower qualities (as another archive or camera "
+        "might store it) and the model asked again:"
+    )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption(
+        "A model that learnt the lesions, not the collections' compression, keeps its answers. The Diagnose page "
+        "warns when an uploaded JPEG was saved below quality 90."
+    )
+
+
 def show_cases_report(summary: dict[str, Any]) -> None:
     """How the similar-case view measured (``python -m skin_model cases``)."""
     report = summary.get("cases")
@@ -378,6 +407,7 @@ def model_summaries() -> list[dict[str, Any]]:
                 "explanation_check": read_json(path / "explanation_check.json"),
                 "cases": read_json(path / CASES_REPORT_FILE),
                 "robustness": read_json(path / ROBUSTNESS_FILE),
+                "compression": read_json(path / COMPRESSION_REPORT_FILE),
                 "history": pd.read_csv(path / artifact_io.HISTORY_FILE)
                 if (path / artifact_io.HISTORY_FILE).is_file()
                 else None,

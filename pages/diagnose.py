@@ -27,8 +27,8 @@ from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.explain import MALIGNANT_TARGET, METHODS, evidence_check, render_overlay
 from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import UNSURE_BELOW, FilePrediction, diagnose, predictions_table, worklist_table
+from skin_model.robustness import COMPRESSION_REPORT_FILE, compression_note, stability_check
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
-from skin_model.robustness import stability_check
 
 st.title("Diagnose a skin lesion")
 show_disclaimer()
@@ -63,6 +63,7 @@ except ArtifactError as exc:
     st.stop()
 cases_report = read_model_report(str(art.path / CASES_REPORT_FILE))
 robustness = read_model_report(str(art.path / ROBUSTNESS_FILE))
+compression_report = read_model_report(str(art.path / COMPRESSION_REPORT_FILE))
 st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
     f"Malignant-risk threshold {art.malignant_threshold:.2f}, chosen on validation for ≥ 90 % sensitivity."
@@ -127,6 +128,9 @@ for number, (name, data) in enumerate(files, start=1):
         check = checks[key]
     for note in loaded.notes:
         st.caption(f"ℹ️ {note}")
+    compression = compression_note(loaded.jpeg_quality, compression_report)
+    if compression:
+        st.warning(compression, icon="🗜️")
 
     left, right = st.columns(2)
     left.image(
@@ -214,6 +218,8 @@ for number, (name, data) in enumerate(files, start=1):
         "stability": None if stability is None else dataclasses.asdict(stability),
         "model": art.name,
         "image_notes": loaded.notes,
+        "jpeg_quality": loaded.jpeg_quality,
+        "compression_note": compression,
     }
     stem = name.replace("/", "_")  # zip members keep their folder in the name, not in the file name
     d1, d2, d3, d4 = st.columns(4)
@@ -236,7 +242,7 @@ for number, (name, data) in enumerate(files, start=1):
         key=f"json{number}",
         on_click="ignore",
     )
-    row = result.as_row(name)
+    row = result.as_row(name, loaded.jpeg_quality)
     d3.download_button(
         "Report CSV",
         predictions_table([row]).to_csv(index=False),

@@ -147,9 +147,14 @@ class ModelArtifact:
         return read_evaluation(self.path)
 
 
-def read_evaluation(model_dir: Path) -> dict[str, Any] | None:
-    path = Path(model_dir) / EVALUATION_FILE
+def read_report(model_dir: str | Path, name: str) -> dict[str, Any] | None:
+    """A JSON report beside a model (evaluation, robustness, ...), or None without one."""
+    path = Path(model_dir) / name
     return json.loads(path.read_text()) if path.is_file() else None
+
+
+def read_evaluation(model_dir: Path) -> dict[str, Any] | None:
+    return read_report(model_dir, EVALUATION_FILE)
 
 
 def load_artifact(model_dir: str | Path | None = None) -> ModelArtifact:

@@ -290,20 +290,21 @@ def cmd_explain(args: argparse.Namespace) -> int:
     """Write a heat-map overlay PNG (and optionally the raw map) for one image."""
     import numpy as np
 
-    from .artifact import load_artifact
+    from .artifact import load_artifact, read_report
     from .cases import CaseIndex
     from .explain import MALIGNANT_TARGET, Explainer, evidence_check, render_overlay
     from .images import ImageLoadError, load_image
     from .inference import Predictor, diagnose
     from .reliability import ReliabilityCheck
-    from .robustness import stability_check
+    from .robustness import COMPRESSION_REPORT_FILE, compression_note, stability_check
 
     artifact = load_artifact(args.model)
     try:
-        image = load_image(args.image).image
+        loaded = load_image(args.image)
     except ImageLoadError as exc:
         print(f"error: {args.image}: {exc}", file=sys.stderr)
         return 1
+    image = loaded.image
     predictor = Predictor.from_artifact(artifact)
     # the app's verdict on the picture: probabilities, risk, reliability check, similar lesions
     result = diagnose(
@@ -329,6 +330,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"malignant risk {result.malignant_probability:.1%} (referral threshold {artifact.malignant_threshold:.1%}); "
         f"advice: {result.advice or 'none from the model (not a diagnosis: a worrying lesion should be seen)'}"
     )
+    compression = compression_note(loaded.jpeg_quality, read_report(artifact.path, COMPRESSION_REPORT_FILE))
+    if compression:
+        print(f"note: {compression}")
     print(evidence_check(predictor.predict_arrays, x, heat, target, probs=probs).describe(label))
     print(stability_check(predictor.predict_arrays, x, probs).describe())
     if result.similar is not None:

@@ -7,6 +7,7 @@ picture, whatever the file's mode, orientation or size.
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ class LoadedImage:
     original_mode: str
     original_format: str | None
     notes: list[str] = field(default_factory=list)
+    # for a JPEG, the quality it was last saved at (estimated from its quantization table)
+    jpeg_quality: int | None = None
 
     def to_array(self) -> np.ndarray:
         """uint8 array of shape (height, width, 3)."""
@@ -100,6 +103,29 @@ def _to_8bit_rgb(img: Image.Image, notes: list[str]) -> Image.Image:
     return img.convert("RGB")
 
 
+@functools.lru_cache(maxsize=1)
+def _standard_luminance_tables() -> np.ndarray:
+    """(100, 64): the luminance quantization table of the standard (IJG) encoder at
+    quality 1-100, as Pillow writes and reads it."""
+    tables = []
+    for quality in range(1, 101):
+        buffer = io.BytesIO()
+        Image.new("L", (8, 8)).save(buffer, format="JPEG", quality=quality)
+        tables.append(Image.open(buffer).quantization[0])
+    return np.array(tables, dtype=np.float32)
+
+
+def estimate_jpeg_quality(img: Image.Image) -> int | None:
+    """The standard-encoder quality (1-100) whose luminance table is nearest to this
+    JPEG's, or None for another format. The image collections here were saved at
+    different qualities, which the model can pick up (``benchmarks/jpeg_shortcut.py``)."""
+    tables = getattr(img, "quantization", None)
+    if img.format != "JPEG" or not tables or 0 not in tables or len(tables[0]) != 64:
+        return None
+    distance = np.abs(_standard_luminance_tables() - np.asarray(tables[0], np.float32)).sum(axis=1)
+    return int(np.argmin(distance)) + 1
+
+
 def load_image(source: str | Path | bytes, *, max_side: int | None = MAX_SIDE) -> LoadedImage:
     """Decode ``source`` (path or bytes) into an upright 8-bit RGB image.
 
@@ -132,6 +158,7 @@ def load_image(source: str | Path | bytes, *, max_side: int | None = MAX_SIDE) -
             f"{MAX_PIXELS / 1e6:.0f} megapixel safety limit (possible decompression bomb)"
         )
     original_mode, original_format = img.mode, img.format
+    jpeg_quality = estimate_jpeg_quality(img)
     if getattr(img, "n_frames", 1) > 1:
         notes.append(f"{img.n_frames} frames/pages: the first one was used")
         img.seek(0)
@@ -161,7 +188,7 @@ def load_image(source: str | Path | bytes, *, max_side: int | None = MAX_SIDE) -
         rgb = rgb.copy()
         rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
         notes.append(f"downscaled from {width}x{height} to {rgb.size[0]}x{rgb.size[1]}")
-    return LoadedImage(rgb, (width, height), original_mode, original_format, notes)
+    return LoadedImage(rgb, (width, height), original_mode, original_format, notes, jpeg_quality)
 
 
 # A zip of images is unpacked in memory, never to disk, with these limits.

@@ -289,9 +289,10 @@ class Diagnosis:
         """Why a dermatologist should decide, in the words of the predict CSV ("" if nothing says so)."""
         return advice_text(self.ood_reason if self.out_of_distribution else None, self.unsure, self.high_risk)
 
-    def as_row(self, file: str) -> FilePrediction:
+    def as_row(self, file: str, jpeg_quality: int | None = None) -> FilePrediction:
         """This result as a row of the predict CSV (:func:`predictions_table`)."""
-        return FilePrediction(file, "ok", self.probs, self.advice, self.high_risk, majority(self.similar or []) or "")
+        similar = majority(self.similar or []) or ""
+        return FilePrediction(file, "ok", self.probs, self.advice, self.high_risk, similar, jpeg_quality)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -421,6 +422,8 @@ class FilePrediction:
     high_risk: bool | None = None
     # the most frequent diagnosis among the most similar training lesions (model with a case index)
     similar_majority: str = ""
+    # the quality a JPEG was saved at (images.estimate_jpeg_quality); None for other formats
+    jpeg_quality: int | None = None
 
 
 def advice_text(not_a_lesion: str | None, unsure: bool, high_risk: bool) -> str:
@@ -469,10 +472,11 @@ def _decode_for_model(item: tuple[Path, str], size: int) -> tuple[FilePrediction
     """One file's result row (status "ok", or why it is unreadable) and its model input."""
     path, name = item
     try:
-        image = load_image(path).image
+        loaded = load_image(path)
     except ImageLoadError as exc:
         return FilePrediction(name, f"unreadable: {exc}", None), None
-    return FilePrediction(name, "ok", None), to_model_input(image, size)
+    row = FilePrediction(name, "ok", None, jpeg_quality=loaded.jpeg_quality)
+    return row, to_model_input(loaded.image, size)
 
 
 def predict_files(
@@ -525,8 +529,10 @@ def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
     """The predict CSV: file, status, predicted_class, one column per class,
     malignant_probability (empty where the file was not classified),
     high_malignant_risk (True when it reaches the model's referral threshold), advice
-    (empty, or why a dermatologist should decide on this image) and
-    similar_cases_majority (empty without a case index)."""
+    (empty, or why a dermatologist should decide on this image),
+    similar_cases_majority (empty without a case index) and jpeg_quality (the quality
+    a JPEG was saved at; the model reads heavily compressed pictures less well, see
+    ``benchmarks/jpeg_shortcut.py``)."""
     rows = []
     for r in results:
         row: dict[str, object] = {
@@ -535,6 +541,7 @@ def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
             "predicted_class": "",
             "advice": r.advice,
             "similar_cases_majority": r.similar_majority,
+            "jpeg_quality": r.jpeg_quality,
         }
         if r.probs is not None:
             row["predicted_class"] = CLASS_NAMES[int(np.argmax(r.probs))]
@@ -551,8 +558,11 @@ def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
         "high_malignant_risk",
         "advice",
         "similar_cases_majority",
+        "jpeg_quality",
     ]
-    return pd.DataFrame(rows).reindex(columns=columns)
+    table = pd.DataFrame(rows).reindex(columns=columns)
+    table["jpeg_quality"] = table["jpeg_quality"].astype("Int64")  # whole numbers, empty for other formats
+    return table
 
 
 def worklist_table(results: list[FilePrediction], numbers: list[int]) -> pd.DataFrame:

@@ -185,9 +185,38 @@ def robustness_report(
     return report
 
 
-# the image collections were saved at different JPEG qualities (seed set about 95, ISIC
-# 2017 about 75); ``compression_shortcut_report`` re-saves pictures at these
+# the image collections were saved at different JPEG qualities (seed set 95, ISIC 2017
+# 75, as images.estimate_jpeg_quality reads them); ``compression_shortcut_report``
+# re-saves pictures at these
 SHORTCUT_QUALITIES = (None, 90, 75, 60)  # None: the picture as stored
+COMPRESSION_REPORT_FILE = "compression_shortcut.json"  # beside the model: benchmarks/jpeg_shortcut.py
+# a JPEG saved below this quality gets a note (the seed set's pictures were saved at 95)
+COMPRESSION_NOTE_BELOW = 90
+
+
+def compression_note(quality: int | None, report: dict | None) -> str | None:
+    """What a user should know about a picture saved as a JPEG at ``quality``, with the
+    model's measured figures from its :data:`COMPRESSION_REPORT_FILE` when it has one;
+    None for a picture compressed no more than the seed set's (or not a JPEG)."""
+    if quality is None or quality >= COMPRESSION_NOTE_BELOW:
+        return None
+    text = (
+        f"This JPEG was saved at quality about {quality}: more compressed than the training pictures of six of "
+        "the nine classes (95), as compressed as the ISIC 2017 ones (75), which hold only melanoma, nevus and "
+        "seborrheic keratosis."
+    )
+    if report:
+        results = report["report"]
+        measured = [int(key.rsplit(" ", 1)[1]) for key in results if key.startswith("JPEG quality")]
+        nearest = min(measured, key=lambda m: abs(m - quality))
+        stored, resaved = results["as stored"]["all"], results[f"JPEG quality {nearest}"]["all"]
+        text += (
+            f" On {report['split']} pictures saved again at quality {nearest}, this model called "
+            f"{resaved['called_narrow']:.0%} of the lesions of the other six classes one of those three "
+            f"({stored['called_narrow']:.0%} as stored), and its balanced accuracy went from "
+            f"{stored['balanced_accuracy']:.2f} to {resaved['balanced_accuracy']:.2f}."
+        )
+    return text + " Weigh the class with care."
 
 
 def compression_shortcut_report(

@@ -81,6 +81,23 @@ def test_bad_file_in_a_batch_gets_an_error_and_the_rest_still_runs(app: AppTest)
     assert {"high_malignant_risk", "advice", "malignant_probability"} <= set(table.columns)
 
 
+def test_a_heavily_compressed_jpeg_gets_the_measured_warning(app: AppTest) -> None:
+    """The shipped model was measured reading compression as a cue to three classes; a
+    picture saved at quality 70 is told so with the figures, one saved at 92 is not."""
+    app.file_uploader[0].set_value(
+        [
+            ("squeezed.jpg", jpeg_bytes(lesion_like(seed=3), quality=70), "image/jpeg"),
+            ("fine.jpg", jpeg_bytes(lesion_like(seed=3), quality=92), "image/jpeg"),
+        ]
+    ).run()
+    assert not app.exception, app.exception
+    warnings = [w.value for w in app.warning if "This JPEG was saved at quality" in w.value]
+    assert len(warnings) == 1 and "quality about 70" in warnings[0]
+    assert "saved again at quality 75, this model called" in warnings[0]  # the shipped report's figures
+    table = app.dataframe[0].value
+    assert sorted(table["jpeg_quality"].tolist()) == [70, 92]
+
+
 def test_changing_explanation_controls_reruns(app: AppTest) -> None:
     app.file_uploader[0].set_value(("lesion.jpg", jpeg_bytes(lesion_like(seed=2)), "image/jpeg")).run()
     method = next(s for s in app.sidebar.selectbox if s.label == "Method")
@@ -381,3 +398,20 @@ def test_model_card_shows_the_robustness_test(app: AppTest) -> None:
     assert "tighter framing (90 % of each side) (in training augmentation)" in tables[0]["change"].tolist()
     assert tables[0]["answers that change"][0] == f"{report['changes']['JPEG quality 50']['top_class_flips']:.0%}"
     assert f"The answer held under every change for {report['stable_share']:.0%}" in _texts(app)
+
+
+def test_model_card_shows_the_compression_test_and_its_limitation(app: AppTest) -> None:
+    import json
+
+    from skin_model.artifact import default_model_dir
+    from skin_model.robustness import COMPRESSION_REPORT_FILE
+
+    report = json.loads((default_model_dir() / COMPRESSION_REPORT_FILE).read_text())["report"]
+    app.switch_page("pages/model_card.py").run()
+    assert not app.exception, app.exception
+    column = "lesions of the other six classes called one of the three"
+    tables = [df.value for df in app.dataframe if column in df.value.columns]
+    assert len(tables) == 1 and tables[0]["pictures saved"].tolist() == list(report)
+    assert tables[0][column].tolist()[2] == f"{report['JPEG quality 75']['all']['called_narrow']:.0%}"
+    squeezed = report["JPEG quality 75"]["all"]["balanced_accuracy"]
+    assert "**JPEG compression:**" in _texts(app) and f"to {squeezed:.3f}" in _texts(app)

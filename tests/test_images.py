@@ -202,3 +202,22 @@ def test_zip_batch_is_unpacked_safely_in_memory(tmp_path) -> None:
     assert not list(tmp_path.iterdir())  # nothing written anywhere
     with pytest.raises(ImageLoadError, match="zip"):
         zip_members(b"PK\x03\x04 broken")
+
+
+@pytest.mark.parametrize("quality", [30, 60, 75, 90, 95])
+def test_jpeg_quality_is_read_from_the_file(quality: int) -> None:
+    loaded = load_image(jpeg_bytes(smooth_picture(3, 64), quality=quality))
+    assert loaded.jpeg_quality == quality
+    assert load_image(_png(smooth_picture(3, 64))).jpeg_quality is None  # no compression to read
+
+
+def test_jpeg_quality_of_another_encoders_table_is_the_nearest_standard_one() -> None:
+    """A table the standard encoder never writes (each entry of the quality-80 one plus 1)
+    still gets a quality, the nearest."""
+    from skin_model.images import estimate_jpeg_quality
+
+    img = Image.open(io.BytesIO(jpeg_bytes(smooth_picture(3, 64), quality=80)))
+    table = [v + 1 for v in img.quantization[0]]
+    buf = io.BytesIO()
+    smooth_picture(3, 64).save(buf, format="JPEG", qtables=[table, img.quantization[1]])
+    assert abs(estimate_jpeg_quality(Image.open(buf)) - 80) <= 3

@@ -131,3 +131,29 @@ def test_stability_check_of_one_picture() -> None:
     assert "20 % darker: nevus" in check.describe()
     steady = stability_check(by_brightness, np.full((64, 64, 3), 220, np.uint8), by_brightness(x[None])[0])
     assert steady.stable and f"held under all {len(PERTURBATIONS)}" in steady.describe()
+
+
+def test_compression_note_quotes_the_nearest_measured_quality() -> None:
+    from skin_model.robustness import compression_note
+
+    def row(accuracy: float, narrow: float) -> dict:
+        return {"all": {"balanced_accuracy": accuracy, "called_narrow": narrow}}
+
+    report = {
+        "split": "val",
+        "report": {
+            "as stored": row(0.774, 0.02),
+            "JPEG quality 90": row(0.747, 0.088),
+            "JPEG quality 75": row(0.625, 0.28),
+            "JPEG quality 60": row(0.552, 0.384),
+        },
+    }
+    assert compression_note(None, report) is None and compression_note(95, report) is None
+    assert compression_note(90, report) is None
+    note = compression_note(72, report)
+    assert note.startswith("This JPEG was saved at quality about 72")
+    assert "saved again at quality 75, this model called 28% of the lesions" in note and "(2% as stored)" in note
+    assert "from 0.77 to 0.62" in note
+    assert "quality 60" in compression_note(50, report)
+    bare = compression_note(72, None)  # a model without the measurement: the fact, no figures
+    assert "saved again" not in bare and bare.endswith("Weigh the class with care.")
