@@ -76,6 +76,13 @@ with tabs[2]:
 with tabs[3]:
     st.json(audit["totals"]["excluded_by_reason"])
     st.json(audit["source_overlap"])
+    if "compression_by_collection" in audit:
+        st.markdown(
+            "**Compression per collection.** Files saved at each JPEG quality. The collections were saved "
+            "differently, and ISIC 2017 holds only three classes, so compression alone hints at the class: the "
+            "model card measures how much the shipped model uses it."
+        )
+        st.dataframe(pd.DataFrame(audit["compression_by_collection"]).fillna(0).astype(int), width="stretch")
 with tabs[4]:
     data_dir = os.environ.get(DATA_ENV_VAR)
     table = load_manifest_table()

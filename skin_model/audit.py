@@ -208,6 +208,26 @@ def source_overlap(table: pd.DataFrame) -> dict[str, int]:
     }
 
 
+def compression_by_collection(table: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per image collection, how many readable files were saved at each JPEG quality
+    ("other format" for the rest). Collections saved differently let a model tell them
+    apart by compression alone, a shortcut when they hold different classes."""
+    from PIL import Image
+
+    from .evaluation import collections_of
+    from .images import estimate_jpeg_quality
+
+    readable = table[table["error"].isna()]
+    counts: dict[str, dict[str, int]] = {}
+    for collection, path in zip(collections_of(readable), readable["path"], strict=True):
+        with Image.open(path) as img:  # the header is enough: nothing is decoded
+            quality = estimate_jpeg_quality(img)
+        key = "other format" if quality is None else f"JPEG quality {quality}"
+        counts.setdefault(collection, {}).setdefault(key, 0)
+        counts[collection][key] += 1
+    return {c: dict(sorted(q.items(), key=lambda kv: -kv[1])) for c, q in sorted(counts.items())}
+
+
 def audit_findings(manifest: Manifest) -> dict[str, Any]:
     """Every finding of the audit as JSON-ready data."""
     t = manifest.table
@@ -236,6 +256,7 @@ def audit_findings(manifest: Manifest) -> dict[str, Any]:
         "official_label_disagreements": official_disagreements(manifest),
         "official_agreement": official_agreement(t),
         "source_overlap": source_overlap(t),
+        "compression_by_collection": compression_by_collection(t),
         "dropped_label_conflicts": [
             {"group_id": g, "labels": sorted(set(m["folder_label"])), "files": [_rel(manifest, p) for p in m["path"]]}
             for g, m in conflicts.groupby("group_id")
@@ -281,6 +302,12 @@ def format_report(findings: dict[str, Any]) -> str:
         "",
         "== Source overlap ==",
         "\n".join(f"{k}: {v}" for k, v in findings["source_overlap"].items()),
+        "",
+        "== Compression per collection (a model can tell the collections apart by it) ==",
+        "\n".join(
+            f"{collection}: " + ", ".join(f"{k}: {v}" for k, v in qualities.items())
+            for collection, qualities in findings.get("compression_by_collection", {}).items()
+        ),
     ]
     return "\n".join(lines)
 

@@ -415,3 +415,17 @@ def test_model_card_shows_the_compression_test_and_its_limitation(app: AppTest) 
     assert tables[0][column].tolist()[2] == f"{report['JPEG quality 75']['all']['called_narrow']:.0%}"
     squeezed = report["JPEG quality 75"]["all"]["balanced_accuracy"]
     assert "**JPEG compression:**" in _texts(app) and f"to {squeezed:.3f}" in _texts(app)
+
+
+def test_dataset_page_shows_the_compression_of_each_collection(app: AppTest) -> None:
+    import json
+
+    from skin_model.paths import AUDIT_DIR
+
+    audit = json.loads((AUDIT_DIR / "audit.json").read_text())
+    app.switch_page("pages/dataset.py").run()
+    assert not app.exception, app.exception
+    assert "Compression per collection" in _texts(app)
+    tables = [df.value for df in app.dataframe if set(df.value.columns) == set(audit["compression_by_collection"])]
+    assert len(tables) == 1
+    assert tables[0].loc["JPEG quality 95", "seed"] == audit["compression_by_collection"]["seed"]["JPEG quality 95"]

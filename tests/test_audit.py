@@ -130,3 +130,32 @@ def test_audit_reports_every_planted_bad_file_and_keeps_none(synthetic_data, tmp
         assert re.search(f"(?i){reason}", reported[filename]), (filename, reported[filename])
     kept_names = {Path(p).name for p in manifest.kept()["path"]}
     assert not kept_names & set(planted)
+
+
+def test_compression_per_collection_counts_each_files_quality(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from skin_model.audit import compression_by_collection
+    from skin_model.sources import SOURCE_ISIC2017, SOURCE_SEED_TEST, SOURCE_SEED_TRAIN
+
+    from .synthetic import jpeg_bytes, smooth_picture
+
+    files = {
+        "a.jpg": (SOURCE_SEED_TRAIN, jpeg_bytes(smooth_picture(1), quality=95)),
+        "b.jpg": (SOURCE_SEED_TEST, jpeg_bytes(smooth_picture(2), quality=95)),
+        "c.jpg": (SOURCE_ISIC2017, jpeg_bytes(smooth_picture(3), quality=75)),
+        "d.jpg": (SOURCE_ISIC2017, jpeg_bytes(smooth_picture(4), quality=75)),
+        "e.jpg": (SOURCE_ISIC2017, jpeg_bytes(smooth_picture(5), quality=60)),
+        "f.jpg": (SOURCE_ISIC2017, b"not an image"),  # unreadable: left out
+    }
+    rows = []
+    for name, (source, data) in files.items():
+        (tmp_path / name).write_bytes(data)
+        rows.append({"path": str(tmp_path / name), "source": source, "error": "bad" if name == "f.jpg" else None})
+    smooth_picture(6).save(tmp_path / "g.png")
+    rows.append({"path": str(tmp_path / "g.png"), "source": SOURCE_SEED_TRAIN, "error": None})
+    counts = compression_by_collection(pd.DataFrame(rows))
+    assert counts == {
+        "isic2017": {"JPEG quality 75": 2, "JPEG quality 60": 1},
+        "seed": {"JPEG quality 95": 2, "other format": 1},
+    }
