@@ -233,9 +233,9 @@ def compression_shortcut_report(
     quality and image collection this gives balanced accuracy, malignant AUC and
     ``called_narrow``: the share of pictures of classes outside ``narrow_classes`` (the
     few classes of the collection saved at a lower quality) that the model calls one of
-    them; "all" pools the collections. A model that learnt the collection's compression along with its classes
-    moves pictures into those classes as their quality falls; one that learnt the
-    lesions does not."""
+    them; "all" pools the collections. A model that learnt the collection's compression
+    along with its classes moves pictures into those classes as their quality falls;
+    one that learnt the lesions does not."""
     from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
     from .classes import MALIGNANT_MASK
