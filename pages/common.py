@@ -116,7 +116,7 @@ def load_model_bundle(model_dir: str | None = None):
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return artifact_io.read_report(path.parent, path.name)
 
 
 @st.cache_data
@@ -418,8 +418,7 @@ def model_summaries() -> list[dict[str, Any]]:
 
 @st.cache_data
 def load_audit() -> dict[str, Any] | None:
-    path = AUDIT_DIR / "audit.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(AUDIT_DIR / "audit.json")
 
 
 @st.cache_data
