@@ -115,6 +115,14 @@ def load_model_bundle(model_dir: str | None = None):
     return bundle
 
 
+SPLIT_TITLES = {"val": "validation", "test": "test"}
+
+
+def split_title(split: str) -> str:
+    """A split's name as the pages write it ("validation" for val)."""
+    return SPLIT_TITLES.get(split, split)
+
+
 def read_json(path: Path) -> Any:
     return artifact_io.read_report(path.parent, path.name)
 
@@ -176,7 +184,7 @@ def show_explanation_check(summary: dict[str, Any]) -> None:
         st.info(f"No deletion test of {summary['name']}'s heat maps ships (`benchmarks/explain_faithfulness.py`).")
         return
     fractions, maps = check["fractions"], check["maps"]
-    split = {"val": "validation", "test": "test"}.get(check["split"], check["split"])
+    split = split_title(check["split"])
     fig = go.Figure()
     for name, figures in maps.items():
         fig.add_trace(
@@ -310,7 +318,7 @@ def show_robustness(summary: dict[str, Any]) -> None:
         }
         for name, r in report["changes"].items()
     ]
-    split = {"val": "validation", "test": "test"}.get(report["split"], report["split"])
+    split = split_title(report["split"])
     st.markdown(
         f"Every {split} picture ({report['images']}) was changed a little, as a second photo or another camera "
         f"might (balanced accuracy unchanged: {report['balanced_accuracy']:.3f}), and the model asked again:"
@@ -339,7 +347,7 @@ def show_compression_report(summary: dict[str, Any]) -> None:
         }
         for quality, r in report["report"].items()
     ]
-    split = {"val": "validation", "test": "test"}.get(report["split"], report["split"])
+    split = split_title(report["split"])
     st.markdown(
         "The seed set's pictures were saved as JPEG at quality 95, the ISIC 2017 ones at 75, and ISIC 2017 holds "
         f"only {narrow}. Every {split} picture was saved again at lower qualities (as another archive or camera "

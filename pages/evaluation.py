@@ -14,6 +14,7 @@ from pages.common import (
     model_summaries,
     reliability_figure,
     show_reliability,
+    split_title,
 )
 from skin_model.evaluation import malignant_operating_point
 from skin_model.sources import COLLECTION_TITLES
@@ -56,7 +57,7 @@ names = [m["name"] for m in models]
 c1, c2 = st.columns(2)
 chosen = models[names.index(c1.selectbox("Model", names))]
 splits = [s for s in ("test", "val") if s in chosen["evaluation"]]
-split = c2.radio("Split", splits, horizontal=True, format_func=lambda s: {"val": "validation", "test": "test"}[s])
+split = c2.radio("Split", splits, horizontal=True, format_func=split_title)
 ev = chosen["evaluation"][split]
 missing = sorted(set(ev["per_class"]) - set(ev["classes_present"]))
 st.caption(
