@@ -2,8 +2,8 @@
 
     python benchmarks/jpeg_shortcut.py [--model DIR ...] [--data DIR] [--split val] [--json PATH]
 
-The two training collections were saved at different JPEG qualities (the seed set at
-about 95, ISIC 2017 at about 75), and ISIC 2017 holds only three classes (melanoma, nevus,
+The two training collections were saved at different JPEG qualities (every seed-set file
+at 95, every ISIC 2017 file at 75, as the audit reads them), and ISIC 2017 holds only three classes (melanoma, nevus,
 seborrheic keratosis). A model can learn "more compressed, so one of those three" along
 with the lesions. Here every held-out picture is saved again at JPEG quality 90, 75 and
 60 (before the resize to the model's input, as another camera or archive would store it)
@@ -16,7 +16,6 @@ data set (``--data`` or ``$SKIN_DATA_DIR``).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -88,7 +87,7 @@ def main() -> int:
                     f"{narrow_share:>24s}"
                 )
     if args.json:
-        Path(args.json).write_text(json.dumps(reports, indent=1))
+        write_json(Path(args.json), reports)
     return 0
 
 
