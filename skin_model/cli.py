@@ -130,6 +130,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     """Classify image files and folders into a CSV; exit 1 only if nothing was readable."""
     from .inference import iter_input_files, predict_files, predictions_table
+    from .robustness import COMPRESSION_NOTE_BELOW
 
     files = iter_input_files(args.paths)
     if not files:
@@ -155,6 +156,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
             f"the others as uncertain or not a lesion); wrote {args.output}",
             file=sys.stderr,
         )
+        compressed = int((table["jpeg_quality"] < COMPRESSION_NOTE_BELOW).sum())
+        if compressed:
+            print(
+                f"note: {compressed} JPEG(s) were saved below quality {COMPRESSION_NOTE_BELOW} (column jpeg_quality); "
+                "this model reads heavily compressed pictures less well (see benchmarks/jpeg_shortcut.py and the "
+                "model card)",
+                file=sys.stderr,
+            )
     return 0 if (table["status"] == "ok").any() else 1
 
 

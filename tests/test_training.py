@@ -84,7 +84,7 @@ def test_predict_cli_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
     (folder / "sub dir" / "ünï b.jpg").write_bytes(jpeg_bytes(smooth_picture(2, 300)))
     (folder / "notes.txt").write_text("not an image")
     out = tmp_path / "preds.csv"
-    run_cli("predict", "--model", str(tiny_model_dir), str(folder), "--output", str(out), "--quiet")
+    result = run_cli("predict", "--model", str(tiny_model_dir), str(folder), "--output", str(out), "--quiet")
     table = pd.read_csv(out)
     assert list(table.columns) == [
         "file",
@@ -101,6 +101,10 @@ def test_predict_cli_csv(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert table["file"].tolist() == ["a.jpg", "notes.txt", "sub dir/ünï b.jpg"]
     assert table["status"].tolist()[0] == "ok" and table["status"].tolist()[2] == "ok"
     assert table["jpeg_quality"].tolist()[0] == 92 and table["jpeg_quality"].isna().tolist()[1]  # the text file
+    assert "below quality 90" not in result.stderr  # both pictures were saved at 92
+    (folder / "squeezed.jpg").write_bytes(jpeg_bytes(smooth_picture(3, 80), quality=70))
+    again = run_cli("predict", "--model", str(tiny_model_dir), str(folder), "--output", str(out), "--quiet")
+    assert "note: 1 JPEG(s) were saved below quality 90" in again.stderr
     assert table["status"][1].startswith("unreadable: not an image")
     ok = table[table["status"] == "ok"]
     np.testing.assert_allclose(ok[list(CLASS_NAMES)].sum(axis=1), 1.0, atol=1e-4)
