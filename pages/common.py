@@ -22,7 +22,7 @@ from skin_model import artifact as artifact_io
 from skin_model.cases import CASES_REPORT_FILE, SimilarCase, case_votes, majority
 from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
-from skin_model.robustness import COMPRESSION_REPORT_FILE, StabilityCheck
+from skin_model.robustness import COMPRESSION_NOTE_BELOW, COMPRESSION_REPORT_FILE, StabilityCheck
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.sources import COLLECTION_TITLES, DataNotFoundError, resolve_data_dir, source_collection
 
@@ -356,7 +356,7 @@ def show_compression_report(summary: dict[str, Any]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(
         "A model that learnt the lesions, not the collections' compression, keeps its answers. The Diagnose page "
-        "warns when an uploaded JPEG was saved below quality 90."
+        f"warns when an uploaded JPEG was saved below quality {COMPRESSION_NOTE_BELOW}."
     )
 
 

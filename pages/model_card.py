@@ -14,6 +14,7 @@ from pages.common import (
     show_reliability,
     show_robustness,
 )
+from skin_model.robustness import COMPRESSION_NOTE_BELOW
 from skin_model.sources import COLLECTION_TITLES
 
 st.title("Model card")
@@ -139,7 +140,8 @@ if "JPEG quality 75" in compression:
         f"learnt that too: saved again at quality 75, {squeezed['called_narrow']:.0%} of the validation lesions "
         f"of the other six classes are called melanoma, nevus or seborrheic keratosis ({stored['called_narrow']:.0%}"
         f" as stored) and balanced accuracy falls from {stored['balanced_accuracy']:.3f} to "
-        f"{squeezed['balanced_accuracy']:.3f}. Pictures saved below quality 90 get a warning."
+        f"{squeezed['balanced_accuracy']:.3f}. Pictures saved below quality "
+        f"{COMPRESSION_NOTE_BELOW} get a warning."
     )
 st.markdown(
     "- **Skin types:** ISIC images come mostly from fair-skinned patients in Europe, the USA and Australia; "
