@@ -68,6 +68,9 @@ def test_stochastic_depth_drops_whole_residual_branches_in_training_only() -> No
     from skin_model.folding import fold_batch_norms
     from skin_model.models import build_model
 
+    # The Dropout layers take their seeds when built, so the global seed goes first:
+    # seeding only before the call leaves the draw to whatever ran earlier in the session.
+    keras.utils.set_random_seed(3)
     plain = build_model("effnet_lite0", 64)
     dropped = build_model("effnet_lite0", 64, stochastic_depth=0.2)
     dropped.set_weights(plain.get_weights())  # the Dropout layers add no weights
@@ -76,15 +79,15 @@ def test_stochastic_depth_drops_whole_residual_branches_in_training_only() -> No
     adds = [layer for layer in dropped.layers if layer.name.endswith("_add")]
     assert len(drops) == len(adds) >= 9 and rates == sorted(rates) and 0 < rates[0] < rates[-1] < 0.2
 
-    x = np.random.default_rng(0).uniform(0, 255, (32, 64, 64, 3)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(0, 255, (128, 64, 64, 3)).astype(np.float32)
     np.testing.assert_allclose(dropped.predict(x, verbose=0), plain.predict(x, verbose=0), atol=1e-6)
     np.testing.assert_allclose(fold_batch_norms(dropped).predict(x, verbose=0), plain.predict(x, verbose=0), atol=1e-4)
 
     last = drops[-1]
     branch = dropped.get_layer(last.name.replace("_drop", "_project_bn")).output
     probe = keras.Model(dropped.inputs, [branch, last.output])
-    keras.utils.set_random_seed(3)
     before, after = (t.numpy() for t in probe(x, training=True))
     kept = np.array([np.allclose(a, b / (1 - last.rate), atol=1e-5) for a, b in zip(after, before, strict=True)])
     zeroed = np.array([not a.any() for a in after])
     assert (kept | zeroed).all() and kept.any() and zeroed.any()
+    assert last.rate / 3 < zeroed.mean() < 2 * last.rate
