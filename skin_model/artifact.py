@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import colour_constancy  # noqa: F401  (registers the ShadesOfGray layer for loading)
 from .classes import CLASS_NAMES
 from .folding import fold_batch_norms
 from .paths import TRAINED_MODELS_DIR

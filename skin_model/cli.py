@@ -86,6 +86,7 @@ def train_config_from_args(args: argparse.Namespace):
         camera=args.camera,
         layer_decay=args.layer_decay,
         jpeg=args.jpeg,
+        colour_constancy=args.colour_constancy,
     )
 
 
@@ -461,6 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="RATE",
         help="pretrained models: drop residual branches in training, up to RATE at the last block (default 0: off)",
+    )
+    train.add_argument(
+        "--colour-constancy",
+        action="store_true",
+        help="pretrained models: white-balance every picture inside the model (Shades of Gray, p=6), so the light "
+        "and camera of a photo say less (default: off)",
     )
     train.add_argument(
         "--source-balanced",

@@ -10,6 +10,7 @@ import keras
 from keras import layers
 
 from .classes import CLASS_NAMES
+from .colour_constancy import ShadesOfGray
 
 N_CLASSES = len(CLASS_NAMES)
 
@@ -99,14 +100,22 @@ def tiny_cnn(input_size: int = 32, n_classes: int = N_CLASSES) -> keras.Model:
 
 
 def _effnet_lite(
-    variant: str, input_size: int, n_classes: int, dropout: float, pretrained: bool, stochastic_depth: float = 0.0
+    variant: str,
+    input_size: int,
+    n_classes: int,
+    dropout: float,
+    pretrained: bool,
+    stochastic_depth: float = 0.0,
+    colour_constancy: bool = False,
 ) -> keras.Model:
     """EfficientNet-Lite ``variant`` with ImageNet weights (converted offline, shipped in
-    assets/) and a new softmax head; built flat so Grad-CAM reaches ``top_activation``."""
+    assets/) and a new softmax head; built flat so Grad-CAM reaches ``top_activation``.
+    ``colour_constancy`` white-balances each picture first (Shades of Gray)."""
     from .backbones import efficientnet_lite_features, load_backbone_weights
 
     inputs = keras.Input((input_size, input_size, 3), name="image")
-    x = efficientnet_lite_features(inputs, variant, drop_connect=stochastic_depth)
+    x = ShadesOfGray(name="colour_constancy")(inputs) if colour_constancy else inputs
+    x = efficientnet_lite_features(x, variant, drop_connect=stochastic_depth)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
@@ -122,9 +131,10 @@ def effnet_lite0(
     dropout: float = 0.3,
     pretrained: bool = True,
     stochastic_depth: float = 0.0,
+    colour_constancy: bool = False,
 ) -> keras.Model:
     """EfficientNet-Lite0 (3.4M params, 16 blocks) with ImageNet weights and a new head."""
-    return _effnet_lite("lite0", input_size, n_classes, dropout, pretrained, stochastic_depth)
+    return _effnet_lite("lite0", input_size, n_classes, dropout, pretrained, stochastic_depth, colour_constancy)
 
 
 def effnet_lite2(
@@ -133,10 +143,11 @@ def effnet_lite2(
     dropout: float = 0.3,
     pretrained: bool = True,
     stochastic_depth: float = 0.0,
+    colour_constancy: bool = False,
 ) -> keras.Model:
     """EfficientNet-Lite2 (4.9M params, 21 blocks, wider) with ImageNet weights and a new
     head; run at 224 px: at its native 260 an epoch took ~1.3x as long and validation scored lower."""
-    return _effnet_lite("lite2", input_size, n_classes, dropout, pretrained, stochastic_depth)
+    return _effnet_lite("lite2", input_size, n_classes, dropout, pretrained, stochastic_depth, colour_constancy)
 
 
 ARCHITECTURES: dict[str, Callable[..., keras.Model]] = {
@@ -155,15 +166,24 @@ FEATURE_OUTPUT = {"effnet_lite0": "gap", "effnet_lite2": "gap"}
 
 
 def build_model(
-    arch: str, input_size: int | None = None, n_classes: int = N_CLASSES, stochastic_depth: float = 0.0
+    arch: str,
+    input_size: int | None = None,
+    n_classes: int = N_CLASSES,
+    stochastic_depth: float = 0.0,
+    colour_constancy: bool = False,
 ) -> keras.Model:
     """Build an architecture by name; ``stochastic_depth`` (pretrained backbones only) is
-    the drop probability of the last residual branch in training."""
+    the drop probability of the last residual branch in training, ``colour_constancy``
+    (pretrained backbones only) puts a Shades of Gray white balance in front."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
-    options = {}
-    if stochastic_depth:
-        if arch not in FINETUNE_FROM:
-            raise ValueError(f"stochastic depth is only built into the pretrained backbones, not {arch!r}")
-        options["stochastic_depth"] = stochastic_depth
+    options: dict = {}
+    for option, value, what in (
+        ("stochastic_depth", stochastic_depth, "stochastic depth"),
+        ("colour_constancy", colour_constancy, "colour constancy"),
+    ):
+        if value:
+            if arch not in FINETUNE_FROM:
+                raise ValueError(f"{what} is only built into the pretrained backbones, not {arch!r}")
+            options[option] = value
     return ARCHITECTURES[arch](input_size=input_size or DEFAULT_INPUT_SIZE[arch], n_classes=n_classes, **options)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from . import artifact as artifact_io
 from .classes import CLASS_NAMES, MALIGNANT_CLASSES, MALIGNANT_MASK, malignant_score
+from .colour_constancy import DEFAULT_POWER, TARGET_GREY
 from .distribute import describe as describe_strategy
 from .distribute import fit_multi_worker, is_multi_worker, strategy_from_environment
 from .evaluation import by_collection, collections_of, evaluate_predictions, threshold_for_sensitivity, threshold_rule
@@ -72,6 +73,9 @@ class TrainConfig:
     # is layer_decay ** (last block - k) times the head's, so that deeper unfreezing
     # moves the generic early blocks less; None = one rate for all
     layer_decay: float | None = None
+    # pretrained backbones: Shades of Gray white balance inside the model, in front of
+    # the backbone (skin_model.colour_constancy), so training and every caller see it
+    colour_constancy: bool = False
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
@@ -342,7 +346,9 @@ def train(
     )
 
     with strategy.scope():
-        model = build_model(config.arch, size, stochastic_depth=config.stochastic_depth)
+        model = build_model(
+            config.arch, size, stochastic_depth=config.stochastic_depth, colour_constancy=config.colour_constancy
+        )
     started = time.perf_counter()
     initial = None
     if config.arch in FINETUNE_FROM:
@@ -411,7 +417,15 @@ def train(
             "loader": "skin_model.images.load_image (EXIF upright, 8-bit RGB)",
             "resize": RESIZE_METHOD,
             "input_range": "float32 RGB 0-255; the model rescales internally",
-        },
+        }
+        | (
+            {
+                "colour_constancy": f"Shades of Gray (p={DEFAULT_POWER}): each channel scaled so the picture's "
+                f"illuminant is grey {TARGET_GREY} of full scale (colour and exposure), inside the model"
+            }
+            if config.colour_constancy
+            else {}
+        ),
         "training_config": asdict(config),
         "data_fingerprint": manifest.fingerprint(),
         "split_sizes": {name: len(rows) for name, rows in splits.items()},
