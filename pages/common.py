@@ -25,6 +25,7 @@ from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
 from skin_model.robustness import COMPRESSION_NOTE_BELOW, COMPRESSION_REPORT_FILE, StabilityCheck
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.sources import COLLECTION_TITLES, DataNotFoundError, resolve_data_dir, source_collection
+from skin_model.subgroups import ATTRIBUTES, MIN_IMAGES, SUBGROUPS_FILE
 
 DISCLAIMER = (
     "**Research demo, not a medical device.** This tool has not been clinically validated. It can be wrong, "
@@ -360,6 +361,53 @@ def show_compression_report(summary: dict[str, Any]) -> None:
     )
 
 
+def _rate(value: float | None, ci: list[float] | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0%} ({ci[0]:.0%}-{ci[1]:.0%})" if ci else f"{value:.0%}"
+
+
+def subgroup_rows(split_report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One table row per patient group of a split's subgroup report."""
+    rows = []
+    for attribute, title in ATTRIBUTES.items():
+        for name, g in split_report["attributes"].get(attribute, {}).items():
+            rows.append(
+                {
+                    "group": f"{title}: {name}" + (" (few pictures)" if g["small"] else ""),
+                    "pictures": g["n_images"],
+                    "malignant": g["malignant_images"],
+                    "balanced accuracy": g["balanced_accuracy"],
+                    "malignant AUC": g["malignant_auc"],
+                    "malignant referred (95 % CI)": _rate(g["malignant_sensitivity"], g["malignant_sensitivity_ci95"]),
+                    "benign not referred (95 % CI)": _rate(g["malignant_specificity"], g["malignant_specificity_ci95"]),
+                }
+            )
+    return rows
+
+
+def show_subgroups(summary: dict[str, Any]) -> None:
+    """The model's held-out figures per patient group (``benchmarks/subgroups.py``)."""
+    report = summary.get("subgroups")
+    if not report:
+        st.info(f"No figures by patient group ship for {summary['name']} (`benchmarks/subgroups.py`).")
+        return
+    for split, r in report["splits"].items():
+        with st.expander(f"{split_title(split).capitalize()} split", expanded=split == "val"):
+            st.markdown(
+                f"HAM10000's patient records describe {r['described']} of the {r['images']} {split_title(split)} "
+                f"pictures: {', '.join(r['classes_described'])}. None of the {', '.join(r['classes_not_described'])} "
+                "pictures is described, so these figures say nothing about those classes (melanoma above all). "
+                f"Referral at the shipped malignant-risk threshold ({report['malignant_threshold']:.2f}); balanced "
+                "accuracy over the classes each group holds."
+            )
+            st.dataframe(pd.DataFrame(subgroup_rows(r)), hide_index=True, width="stretch")
+    st.caption(
+        f"Groups with fewer than {MIN_IMAGES} pictures are marked: one picture moves their figures by 5 points or "
+        "more. Differences between groups follow their class mix (column 'malignant') as well as the patients."
+    )
+
+
 def show_cases_report(summary: dict[str, Any]) -> None:
     """How the similar-case view measured (``python -m skin_model cases``)."""
     report = summary.get("cases")
@@ -416,6 +464,7 @@ def model_summaries() -> list[dict[str, Any]]:
                 "cases": read_json(path / CASES_REPORT_FILE),
                 "robustness": read_json(path / ROBUSTNESS_FILE),
                 "compression": read_json(path / COMPRESSION_REPORT_FILE),
+                "subgroups": read_json(path / SUBGROUPS_FILE),
                 "history": pd.read_csv(path / artifact_io.HISTORY_FILE)
                 if (path / artifact_io.HISTORY_FILE).is_file()
                 else None,

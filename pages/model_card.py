@@ -13,6 +13,7 @@ from pages.common import (
     show_explanation_check,
     show_reliability,
     show_robustness,
+    show_subgroups,
 )
 from skin_model.robustness import COMPRESSION_NOTE_BELOW
 from skin_model.sources import COLLECTION_TITLES
@@ -112,6 +113,9 @@ show_robustness(default)
 
 st.header("Does it read the class off the JPEG compression?")
 show_compression_report(default)
+
+st.header("Does it do as well for every patient?")
+show_subgroups(default)
 
 st.header("Similar training lesions: a second opinion by example")
 show_cases_report(default)

@@ -429,3 +429,26 @@ def test_dataset_page_shows_the_compression_of_each_collection(app: AppTest) -> 
     tables = [df.value for df in app.dataframe if set(df.value.columns) == set(audit["compression_by_collection"])]
     assert len(tables) == 1
     assert tables[0].loc["JPEG quality 95", "seed"] == audit["compression_by_collection"]["seed"]["JPEG quality 95"]
+
+
+def test_model_card_shows_the_figures_by_patient_group(app: AppTest) -> None:
+    import json
+
+    from skin_model.artifact import default_model_dir
+    from skin_model.subgroups import SUBGROUPS_FILE
+
+    report = json.loads((default_model_dir() / SUBGROUPS_FILE).read_text())
+    val = report["splits"]["val"]
+    app.switch_page("pages/model_card.py").run()
+    assert not app.exception, app.exception
+    tables = [df.value for df in app.dataframe if "malignant referred (95 % CI)" in df.value.columns]
+    assert len(tables) == len(report["splits"])
+    groups = sum(len(v) for v in val["attributes"].values())
+    assert len(tables[0]) == groups
+    women = val["attributes"]["sex"]["female"]
+    row = tables[0][tables[0]["group"] == "sex: female"].iloc[0]
+    assert row["pictures"] == women["n_images"] and row["balanced accuracy"] == women["balanced_accuracy"]
+    low, high = women["malignant_sensitivity_ci95"]
+    assert row["malignant referred (95 % CI)"] == f"{women['malignant_sensitivity']:.0%} ({low:.0%}-{high:.0%})"
+    assert f"describe {val['described']} of the {val['images']} validation pictures" in _texts(app)
+    assert any(g.endswith("(few pictures)") for g in tables[0]["group"])

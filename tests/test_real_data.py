@@ -41,3 +41,26 @@ def test_no_real_lesion_is_screened_out_as_not_a_photo(real_manifest, tmp_path: 
     x, _ = load_arrays(real_manifest.kept(), 224, cache_dir=tmp_path, progress=False)
     flagged = [reason for reason in map(screen_image, x) if reason is not None]
     assert flagged == []
+
+
+def test_subgroup_benchmark_aligns_the_shipped_scores_with_the_patients(real_data_dir: Path, tmp_path: Path) -> None:
+    """The benchmark finds the shipped model's split by its fingerprint and labels, and
+    every described validation picture lands in one group per attribute it records."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "subgroups.json"
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "subgroups.py"), "--data", str(real_data_dir), "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    val = json.loads(out.read_text())["splits"]["val"]
+    assert 0 < val["described"] < val["images"]
+    assert sum(g["n_images"] for g in val["attributes"]["sex"].values()) <= val["described"]
+    assert sum(g["n_images"] for g in val["attributes"]["confirmation"].values()) == val["described"]
+    assert "melanoma" in val["classes_not_described"]
