@@ -147,6 +147,16 @@ if "JPEG quality 75" in compression:
         f"{squeezed['balanced_accuracy']:.3f}. Pictures saved below quality "
         f"{COMPRESSION_NOTE_BELOW} get a warning."
     )
+described = ((default.get("subgroups") or {}).get("splits") or {}).get("val")
+sites = {n: g for n, g in (described or {}).get("attributes", {}).get("site", {}).items() if not g["small"]}
+if len(sites) > 1:
+    worst, best = (f(sites, key=lambda n: sites[n]["balanced_accuracy"]) for f in (min, max))
+    st.markdown(
+        f"- **Body sites:** on validation lesions the class answer is weakest on the {worst} (balanced accuracy "
+        f"{sites[worst]['balanced_accuracy']:.3f} against {sites[best]['balanced_accuracy']:.3f} on the {best}). "
+        "Patient records describe only the lesions of some classes; there are no figures by patient group for "
+        f"{', '.join(described['classes_not_described'])}."
+    )
 st.markdown(
     "- **Skin types:** ISIC images come mostly from fair-skinned patients in Europe, the USA and Australia; "
     "performance on darker skin is unknown and probably worse.\n"

@@ -452,3 +452,6 @@ def test_model_card_shows_the_figures_by_patient_group(app: AppTest) -> None:
     assert row["malignant referred (95 % CI)"] == f"{women['malignant_sensitivity']:.0%} ({low:.0%}-{high:.0%})"
     assert f"describe {val['described']} of the {val['images']} validation pictures" in _texts(app)
     assert any(g.endswith("(few pictures)") for g in tables[0]["group"])
+    sites = {n: g for n, g in val["attributes"]["site"].items() if not g["small"]}
+    worst = min(sites, key=lambda n: sites[n]["balanced_accuracy"])
+    assert f"**Body sites:** on validation lesions the class answer is weakest on the {worst}" in _texts(app)
