@@ -25,7 +25,7 @@ from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
 from skin_model.robustness import COMPRESSION_NOTE_BELOW, COMPRESSION_REPORT_FILE, StabilityCheck
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.sources import COLLECTION_TITLES, DataNotFoundError, resolve_data_dir, source_collection
-from skin_model.subgroups import ATTRIBUTES, MIN_IMAGES, SUBGROUPS_FILE
+from skin_model.subgroups import ATTRIBUTES, MIN_IMAGES, SUBGROUPS_FILE, describe_group
 
 DISCLAIMER = (
     "**Research demo, not a medical device.** This tool has not been clinically validated. It can be wrong, "
@@ -405,6 +405,48 @@ def show_subgroups(summary: dict[str, Any]) -> None:
     st.caption(
         f"Groups with fewer than {MIN_IMAGES} pictures are marked: one picture moves their figures by 5 points or "
         "more. Differences between groups follow their class mix (column 'malignant') as well as the patients."
+    )
+
+
+# The patient details a clinician may give on the Diagnose page (never shown to the model).
+PATIENT_DETAILS = ("site", "age", "sex")
+NOT_GIVEN = "not given"
+
+
+def patient_detail_inputs(report: dict[str, Any] | None) -> dict[str, str]:
+    """Sidebar choices of the patient's body site, age band and sex, offered from the
+    groups the model's subgroup report measured on validation; returns those given."""
+    val = ((report or {}).get("splits") or {}).get("val")
+    if not val:
+        return {}
+    st.subheader("Patient (optional)")
+    chosen = {}
+    for attribute in PATIENT_DETAILS:
+        groups = list(val["attributes"].get(attribute, {}))
+        if groups:
+            choice = st.selectbox(
+                ATTRIBUTES[attribute].capitalize(),
+                [NOT_GIVEN, *groups],
+                help="Not used by the model: the page quotes how the model did on validation lesions of such patients.",
+            )
+            if choice != NOT_GIVEN:
+                chosen[attribute] = choice
+    return chosen
+
+
+def show_patient_context(report: dict[str, Any] | None, chosen: dict[str, str]) -> None:
+    """How the model did on validation lesions of patients like the one described."""
+    val = ((report or {}).get("splits") or {}).get("val")
+    lines = [describe_group(val, attribute, group) for attribute, group in chosen.items()] if val else []
+    lines = [line for line in lines if line]
+    if not lines:
+        return
+    st.info(
+        "**How the model did for patients like this one** (validation lesions that HAM10000's patient records "
+        f"describe: {', '.join(val['classes_described'])}; there are no such figures for "
+        f"{', '.join(val['classes_not_described'])}). The model does not see these details.\n"
+        + "\n".join(f"- {line}" for line in lines),
+        icon="👤",
     )
 
 

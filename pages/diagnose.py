@@ -13,11 +13,13 @@ from pages.common import (
     METHOD_LABELS,
     load_model_bundle,
     npy_bytes,
+    patient_detail_inputs,
     plain_name,
     png_bytes,
     probability_chart,
     read_model_report,
     show_disclaimer,
+    show_patient_context,
     show_similar_cases,
     show_stability,
 )
@@ -29,6 +31,7 @@ from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import UNSURE_BELOW, FilePrediction, diagnose, predictions_table, worklist_table
 from skin_model.robustness import COMPRESSION_REPORT_FILE, compression_note, stability_check
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
+from skin_model.subgroups import SUBGROUPS_FILE
 
 st.title("Diagnose a skin lesion")
 show_disclaimer()
@@ -64,6 +67,7 @@ except ArtifactError as exc:
 cases_report = read_model_report(str(art.path / CASES_REPORT_FILE))
 robustness = read_model_report(str(art.path / ROBUSTNESS_FILE))
 compression_report = read_model_report(str(art.path / COMPRESSION_REPORT_FILE))
+subgroups_report = read_model_report(str(art.path / SUBGROUPS_FILE))
 st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
     f"Malignant-risk threshold {art.malignant_threshold:.2f}, chosen on validation for ≥ 90 % sensitivity."
@@ -79,6 +83,8 @@ with st.sidebar:
     method = st.selectbox("Method", METHODS, format_func=METHOD_LABELS.get)
     target_choice = st.selectbox("Explain", ["predicted class", "malignant risk", *CLASS_NAMES])
     opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.6, 0.05)
+    patient = patient_detail_inputs(subgroups_report)
+show_patient_context(subgroups_report, patient)
 
 # with several pictures, a worklist on top: referrals first, highest malignant risk first
 summary_slot = st.container() if len(files) > 1 else None

@@ -143,3 +143,26 @@ def subgroup_report(
         order = [label for *_, label in AGE_BANDS] if attribute == "age" else by_size
         report["attributes"][attribute] = {name: metrics[name] for name in order if name in metrics}
     return report
+
+
+def describe_group(split_report: dict[str, Any], attribute: str, group: str) -> str | None:
+    """One line on how the model did for one patient group of a split's report (None if
+    the report has no such group), for a clinician who gave that detail of the patient."""
+    g = split_report.get("attributes", {}).get(attribute, {}).get(group)
+    if g is None:
+        return None
+
+    def rate(value: float | None, ci: list[float] | None, what: str) -> str | None:
+        return None if value is None else f"{what} {value:.0%} (95 % CI {ci[0]:.0%}-{ci[1]:.0%})"
+
+    parts = [
+        f"class named with balanced accuracy {g['balanced_accuracy']:.2f}",
+        rate(g["malignant_sensitivity"], g["malignant_sensitivity_ci95"], "malignant referred"),
+        rate(g["malignant_specificity"], g["malignant_specificity_ci95"], "benign not referred"),
+    ]
+    few = f"; only {g['n_images']} lesions, read with care" if g["small"] else ""
+    return (
+        f"{ATTRIBUTES[attribute]}: {group} ({g['n_images']} lesions, {g['malignant_images']} malignant): "
+        + ", ".join(p for p in parts if p)
+        + few
+    )

@@ -455,3 +455,28 @@ def test_model_card_shows_the_figures_by_patient_group(app: AppTest) -> None:
     sites = {n: g for n, g in val["attributes"]["site"].items() if not g["small"]}
     worst = min(sites, key=lambda n: sites[n]["balanced_accuracy"])
     assert f"**Body sites:** on validation lesions the class answer is weakest on the {worst}" in _texts(app)
+
+
+def test_patient_details_quote_the_model_figures_for_such_patients(app: AppTest) -> None:
+    """The optional body site and age band are not given to the model; the page quotes
+    the shipped validation figures for those groups, and nothing without them."""
+    import json
+
+    from skin_model.artifact import default_model_dir
+    from skin_model.subgroups import SUBGROUPS_FILE, describe_group
+
+    val = json.loads((default_model_dir() / SUBGROUPS_FILE).read_text())["splits"]["val"]
+    app.file_uploader[0].set_value(("lesion.jpg", jpeg_bytes(lesion_like(seed=4)), "image/jpeg")).run()
+    assert not app.exception, app.exception
+    assert "How the model did for patients like this one" not in _texts(app)
+    before = [c.value for c in app.caption if "Calibrated confidence" in c.value]
+
+    site = next(s for s in app.sidebar.selectbox if s.label == "Body site")
+    assert site.options[0] == "not given" and "legs" in site.options
+    site.set_value("legs").run()
+    next(s for s in app.sidebar.selectbox if s.label == "Age").set_value("75 and over").run()
+    assert not app.exception, app.exception
+    context = next(i.value for i in app.info if "How the model did for patients like this one" in i.value)
+    assert describe_group(val, "site", "legs") in context and describe_group(val, "age", "75 and over") in context
+    assert "melanoma" in context.split("no such figures for")[1]
+    assert [c.value for c in app.caption if "Calibrated confidence" in c.value] == before  # the answer is unchanged

@@ -11,7 +11,14 @@ import pandas as pd
 import pytest
 
 from skin_model.classes import CLASS_NAMES
-from skin_model.subgroups import age_band, patient_groups, read_patient_metadata, subgroup_report, wilson_interval
+from skin_model.subgroups import (
+    age_band,
+    describe_group,
+    patient_groups,
+    read_patient_metadata,
+    subgroup_report,
+    wilson_interval,
+)
 
 BCC, NEVUS, MEL, DF = (CLASS_NAMES.index(c) for c in ("basal cell carcinoma", "nevus", "melanoma", "dermatofibroma"))
 
@@ -116,3 +123,11 @@ def test_per_group_figures_by_hand() -> None:
     assert men["malignant_sensitivity"] == 0.0 and men["malignant_specificity"] == 1.0 and men["small"]
     assert men["balanced_accuracy"] == 0.5 and men["malignant_auc"] == 1.0  # 0.3 still ranks above 0.2
     assert list(report["attributes"]["age"]) == ["60-74"]
+
+    low, high = wilson_interval(1, 2)
+    assert describe_group(report, "sex", "female") == (
+        "sex: female (4 lesions, 2 malignant): class named with balanced accuracy 0.83, malignant referred 100% "
+        f"(95 % CI {wilson_interval(2, 2)[0]:.0%}-100%), benign not referred 50% (95 % CI {low:.0%}-{high:.0%})"
+    )
+    assert describe_group(report, "sex", "male").endswith("; only 2 lesions, read with care")
+    assert describe_group(report, "site", "legs") is None
