@@ -87,6 +87,7 @@ def train_config_from_args(args: argparse.Namespace):
         layer_decay=args.layer_decay,
         jpeg=args.jpeg,
         colour_constancy=args.colour_constancy,
+        light=args.light,
     )
 
 
@@ -442,6 +443,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="augmentation: with probability P re-compress a picture as JPEG at quality 40-95, so that the "
         "compression, which differs between the image collections, says nothing about the class (default 0)",
+    )
+    train.add_argument(
+        "--light",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="augmentation: with probability P change a picture's exposure (x0.75-1.25) and white balance "
+        "(+-10%% per channel) only, as another light would (default 0)",
     )
     train.add_argument(
         "--layer-decay",

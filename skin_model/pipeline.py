@@ -75,6 +75,17 @@ CAMERA_WHITE_BALANCE = 0.1  # each channel's gain within 1 +- this
 CAMERA_RESOLUTION = (0.5, 1.0)  # share of the side the picture passes through
 
 
+def light_change(image, seeds):
+    """Another light or white balance on the same photo (float 0-255 in and out): an
+    exposure factor in :data:`CAMERA_EXPOSURE` and a gain per channel within
+    :data:`CAMERA_WHITE_BALANCE`. ``seeds``: 2 stateless seed pairs."""
+    import tensorflow as tf
+
+    exposure = tf.random.stateless_uniform([], seeds[0], *CAMERA_EXPOSURE)
+    gains = tf.random.stateless_uniform([3], seeds[1], 1 - CAMERA_WHITE_BALANCE, 1 + CAMERA_WHITE_BALANCE)
+    return tf.clip_by_value(image * exposure * gains, 0.0, 255.0)
+
+
 def camera_degrade(image, seeds):
     """What another camera or another save does to a photo (float 0-255 in and out):
     an exposure and white-balance change, a pass through 50-100 % of the resolution, and
@@ -82,9 +93,7 @@ def camera_degrade(image, seeds):
     import tensorflow as tf
 
     size = tf.shape(image)[0]
-    exposure = tf.random.stateless_uniform([], seeds[0], *CAMERA_EXPOSURE)
-    gains = tf.random.stateless_uniform([3], seeds[1], 1 - CAMERA_WHITE_BALANCE, 1 + CAMERA_WHITE_BALANCE)
-    image = tf.clip_by_value(image * exposure * gains, 0.0, 255.0)
+    image = light_change(image, seeds[:2])
     side = tf.cast(tf.cast(size, tf.float32) * tf.random.stateless_uniform([], seeds[2], *CAMERA_RESOLUTION), tf.int32)
     image = tf.image.resize(tf.image.resize(image, tf.stack([side, side]), antialias=True), tf.stack([size, size]))
     image = tf.image.stateless_random_jpeg_quality(
@@ -101,6 +110,7 @@ def augment(
     low_res: float = 0.0,
     camera: float = 0.0,
     jpeg: float = 0.0,
+    light: float = 0.0,
 ):
     """Random flips, 90-degree rotations, zoom-crop and colour jitter (float 0-255 in
     and out). Dermoscopy has no canonical orientation, so all eight symmetries are valid.
@@ -113,7 +123,8 @@ def augment(
     re-compression alone at quality :data:`JPEG_QUALITY`; the two image collections were
     saved at different qualities (seed set about 95, ISIC 2017 about 75, and ISIC 2017
     holds only three classes), so without it the model can read the class off the
-    compression (``benchmarks/jpeg_shortcut.py``)."""
+    compression (``benchmarks/jpeg_shortcut.py``). ``light``: the probability of
+    :func:`light_change` alone (exposure and white balance, no resolution or JPEG change)."""
     import tensorflow as tf
 
     size = tf.shape(image)[0]
@@ -159,6 +170,14 @@ def augment(
             lambda: image,
         )
         image = tf.reshape(image, [size, size, 3])
+    if light > 0:
+        # seeds derived from the last one, apart from those of low_res, camera and jpeg
+        pick, *light_seeds = tf.unstack(tf.random.split(seeds[7], 13)[10:13])
+        image = tf.cond(
+            tf.random.stateless_uniform([], pick) < light,
+            lambda: light_change(image, light_seeds),
+            lambda: image,
+        )
     image = image / 255.0
     image = tf.image.stateless_random_brightness(image, jitter, seeds[5])
     image = tf.image.stateless_random_contrast(image, 1 - 2 * jitter, 1 + 2 * jitter, seeds[6])
@@ -198,14 +217,15 @@ def make_dataset(
     low_res: float = 0.0,
     camera: float = 0.0,
     jpeg: float = 0.0,
+    light: float = 0.0,
 ):
     """A batched, prefetched tf.data pipeline over in-memory uint8 images.
 
     Training shuffles each epoch and augments with stateless ops seeded per
     element, so a run is reproducible for a given seed; ``zoom`` is the largest
     fraction of the side the random crop may cut off, ``low_res`` the probability of
-    a lower-resolution pass, ``camera`` that of a camera change and ``jpeg`` that of a
-    JPEG re-compression (see :func:`augment`).
+    a lower-resolution pass, ``camera`` that of a camera change, ``jpeg`` that of a
+    JPEG re-compression and ``light`` that of a light change (see :func:`augment`).
     """
     import tensorflow as tf
 
@@ -225,6 +245,7 @@ def make_dataset(
                 low_res=low_res,
                 camera=camera,
                 jpeg=jpeg,
+                light=light,
             )
             return (image, *elem[1:])
 

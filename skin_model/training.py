@@ -69,6 +69,9 @@ class TrainConfig:
     camera: float = 0.0
     # augmentation: probability of a JPEG re-compression alone (pipeline.augment); 0 = off
     jpeg: float = 0.0
+    # augmentation: probability of a light change alone, exposure and white balance
+    # (pipeline.light_change); 0 = off
+    light: float = 0.0
     # pretrained backbones: layer-wise learning-rate decay, the learning rate of block k
     # is layer_decay ** (last block - k) times the head's, so that deeper unfreezing
     # moves the generic early blocks less; None = one rate for all
@@ -219,6 +222,7 @@ def warm_up_head(
             low_res=config.low_res,
             camera=config.camera,
             jpeg=config.jpeg,
+            light=config.light,
         )
         fx, fi = _features(model, layer, ds, progress, f"features, augmented view {view + 1}/{config.feature_views}")
         views_x.append(fx)
@@ -343,6 +347,7 @@ def train(
         low_res=config.low_res,
         camera=config.camera,
         jpeg=config.jpeg,
+        light=config.light,
     )
 
     with strategy.scope():

@@ -153,3 +153,36 @@ def test_jpeg_recompression_in_the_chosen_share_of_pictures() -> None:
     assert (change(always, plain) > 10).all()
     same = (half == plain).all(axis=(1, 2, 3))
     assert 10 <= same.sum() <= 38 and (change(half[~same], plain[~same]) > 10).all()
+
+
+def test_light_change_scales_each_channel_within_its_ranges_and_reaches_the_chosen_share() -> None:
+    """light_change multiplies the picture by one exposure factor (0.75-1.25) and a gain
+    per channel (0.9-1.1): each channel's ratio to the original lies in 0.675-1.375 and
+    the channels' ratios differ. In training, light=0.5 changes some pictures and leaves
+    the others exactly as without the option."""
+    import tensorflow as tf
+
+    from skin_model.pipeline import CAMERA_EXPOSURE, CAMERA_WHITE_BALANCE, light_change
+
+    picture = tf.constant(np.full((8, 8, 3), 100.0, np.float32))
+    ratios = []
+    for k in range(20):
+        out = light_change(picture, tf.random.split(tf.constant([k, 1], tf.int64), 2)).numpy()
+        ratio = out[0, 0] / 100.0
+        assert np.allclose(out, out[0, 0])  # one factor per channel, the same everywhere
+        ratios.append(ratio)
+    ratios = np.array(ratios)
+    low = CAMERA_EXPOSURE[0] * (1 - CAMERA_WHITE_BALANCE)
+    high = CAMERA_EXPOSURE[1] * (1 + CAMERA_WHITE_BALANCE)
+    assert (ratios >= low - 1e-6).all() and (ratios <= high + 1e-6).all()
+    assert ratios.mean(axis=1).std() > 0.05  # the exposure varies between draws
+    assert (ratios.max(axis=1) - ratios.min(axis=1)).mean() > 0.02  # and so does the balance
+
+    x = np.random.default_rng(1).integers(30, 200, (48, 40, 40, 3), dtype=np.uint8)
+
+    def augmented(light: float) -> np.ndarray:
+        return np.concatenate([b.numpy() for b in make_dataset(x, batch_size=16, training=True, seed=3, light=light)])
+
+    plain, half = augmented(0.0), augmented(0.5)
+    same = (half == plain).all(axis=(1, 2, 3))
+    assert 10 <= same.sum() <= 38
