@@ -70,12 +70,11 @@ def read_patient_metadata(path: str | Path) -> pd.DataFrame:
         "site": table["localization"].map(BODY_SITES),
         "confirmation": table["dx_type"].map(CONFIRMATION),
     }
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {name: [v if isinstance(v, str) else None for v in column] for name, column in columns.items()},
         index=table["image_id"].to_numpy(),
         dtype=object,
     )
-    return out
 
 
 def patient_groups(isic_ids: list[str | None], metadata: pd.DataFrame) -> pd.DataFrame:
