@@ -102,6 +102,14 @@ def camera_degrade(image, seeds):
     return tf.reshape(image * 255.0, tf.shape(image))
 
 
+def _sometimes(image, probability: float, pick_seed, change):
+    """``change(image)`` with the given probability, else ``image`` (stateless: the draw
+    is fixed by ``pick_seed``)."""
+    import tensorflow as tf
+
+    return tf.cond(tf.random.stateless_uniform([], pick_seed) < probability, lambda: change(image), lambda: image)
+
+
 def augment(
     image,
     seed_pair,
@@ -141,43 +149,36 @@ def augment(
         # seeds derived from the last one: the eight above stay as they were without this option
         pick, side_seed = tf.unstack(tf.random.split(seeds[7], 2))
         side = tf.cast(tf.cast(size, tf.float32) * tf.random.stateless_uniform([], side_seed, 0.6, 1.0), tf.int32)
-        image = tf.cond(
-            tf.random.stateless_uniform([], pick) < low_res,
-            lambda: tf.image.resize(
-                tf.image.resize(image, tf.stack([side, side]), antialias=True), tf.stack([size, size])
-            ),
-            lambda: image,
+        smaller = tf.stack([side, side])
+        image = _sometimes(
+            image,
+            low_res,
+            pick,
+            lambda x: tf.image.resize(tf.image.resize(x, smaller, antialias=True), tf.stack([size, size])),
         )
     if camera > 0:
         # seeds derived from the last one, apart from those of low_res
         pick, *degrade_seeds = tf.unstack(tf.random.split(seeds[7], 8)[3:8])
-        image = tf.cond(
-            tf.random.stateless_uniform([], pick) < camera,
-            lambda: camera_degrade(image, degrade_seeds),
-            lambda: image,
-        )
+        image = _sometimes(image, camera, pick, lambda x: camera_degrade(x, degrade_seeds))
     if jpeg > 0:
         # seeds derived from the last one, apart from those of low_res and camera
         pick, quality_seed = tf.unstack(tf.random.split(seeds[7], 10)[8:10])
-        image = tf.cond(
-            tf.random.stateless_uniform([], pick) < jpeg,
-            lambda: (
+        image = _sometimes(
+            image,
+            jpeg,
+            pick,
+            lambda x: (
                 tf.image.stateless_random_jpeg_quality(
-                    tf.clip_by_value(image, 0.0, 255.0) / 255.0, *JPEG_QUALITY, seed=quality_seed
+                    tf.clip_by_value(x, 0.0, 255.0) / 255.0, *JPEG_QUALITY, seed=quality_seed
                 )
                 * 255.0
             ),
-            lambda: image,
         )
         image = tf.reshape(image, [size, size, 3])
     if light > 0:
         # seeds derived from the last one, apart from those of low_res, camera and jpeg
         pick, *light_seeds = tf.unstack(tf.random.split(seeds[7], 13)[10:13])
-        image = tf.cond(
-            tf.random.stateless_uniform([], pick) < light,
-            lambda: light_change(image, light_seeds),
-            lambda: image,
-        )
+        image = _sometimes(image, light, pick, lambda x: light_change(x, light_seeds))
     image = image / 255.0
     image = tf.image.stateless_random_brightness(image, jitter, seeds[5])
     image = tf.image.stateless_random_contrast(image, 1 - 2 * jitter, 1 + 2 * jitter, seeds[6])
