@@ -401,7 +401,9 @@ def show_subgroups(summary: dict[str, Any]) -> None:
                 f"Referral at the shipped malignant-risk threshold ({report['malignant_threshold']:.2f}); balanced "
                 "accuracy over the classes each group holds."
             )
-            st.dataframe(pd.DataFrame(subgroup_rows(r)), hide_index=True, width="stretch")
+            rows = subgroup_rows(r)
+            # tall enough to show every group without scrolling inside the table
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=36 * (len(rows) + 1) + 3)
     st.caption(
         f"Groups with fewer than {MIN_IMAGES} pictures are marked: one picture moves their figures by 5 points or "
         "more. Differences between groups follow their class mix (column 'malignant') as well as the patients."
