@@ -74,6 +74,12 @@ def test_upload_flow_in_a_real_browser(server_url: str, tmp_path: Path) -> None:
         with Image.open(saved) as overlay:
             assert overlay.format == "PNG" and overlay.size[0] >= 64
         page.locator('[data-testid="stPlotlyChart"] .main-svg').first.wait_for(timeout=60_000)
+        # an optional patient detail brings the shipped figures for such patients
+        page.get_by_role("combobox", name="Body site").click()
+        page.get_by_role("option", name="trunk").click()
+        page.get_by_text("How the model did for patients like this one").wait_for(timeout=60_000)
+        assert page.get_by_text("body site: trunk (").count() == 1
+        wait_until_idle(page)
         page.screenshot(path=str(tmp_path / "diagnose.png"))
 
         page.get_by_role("link", name="Evaluation").first.click()
