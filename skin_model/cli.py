@@ -475,8 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--colour-constancy",
         action="store_true",
-        help="pretrained models: white-balance every picture inside the model (Shades of Gray, p=6), so the light "
-        "and camera of a photo say less (default: off)",
+        help="pretrained models: balance every picture's colour and exposure inside the model (Shades of Gray, "
+        "p=6), so the light and camera of a photo say less (default: off)",
     )
     train.add_argument(
         "--source-balanced",

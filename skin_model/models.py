@@ -110,7 +110,7 @@ def _effnet_lite(
 ) -> keras.Model:
     """EfficientNet-Lite ``variant`` with ImageNet weights (converted offline, shipped in
     assets/) and a new softmax head; built flat so Grad-CAM reaches ``top_activation``.
-    ``colour_constancy`` white-balances each picture first (Shades of Gray)."""
+    ``colour_constancy`` balances each picture's colour and exposure first (Shades of Gray)."""
     from .backbones import efficientnet_lite_features, load_backbone_weights
 
     inputs = keras.Input((input_size, input_size, 3), name="image")
@@ -174,7 +174,7 @@ def build_model(
 ) -> keras.Model:
     """Build an architecture by name; ``stochastic_depth`` (pretrained backbones only) is
     the drop probability of the last residual branch in training, ``colour_constancy``
-    (pretrained backbones only) puts a Shades of Gray white balance in front."""
+    (pretrained backbones only) puts a Shades of Gray colour and exposure balance in front."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
     options: dict = {}
