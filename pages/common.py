@@ -25,7 +25,7 @@ from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
 from skin_model.robustness import COMPRESSION_NOTE_BELOW, COMPRESSION_REPORT_FILE, StabilityCheck
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.sources import COLLECTION_TITLES, DataNotFoundError, resolve_data_dir, source_collection
-from skin_model.subgroups import ATTRIBUTES, MIN_IMAGES, SUBGROUPS_FILE, describe_group
+from skin_model.subgroups import ATTRIBUTES, MIN_IMAGES, SUBGROUPS_FILE, describe_group, validation_groups
 
 DISCLAIMER = (
     "**Research demo, not a medical device.** This tool has not been clinically validated. It can be wrong, "
@@ -418,7 +418,7 @@ NOT_GIVEN = "not given"
 def patient_detail_inputs(report: dict[str, Any] | None) -> dict[str, str]:
     """Sidebar choices of the patient's body site, age band and sex, offered from the
     groups the model's subgroup report measured on validation; returns those given."""
-    val = ((report or {}).get("splits") or {}).get("val")
+    val = validation_groups(report)
     if not val:
         return {}
     st.subheader("Patient (optional)")
@@ -438,7 +438,7 @@ def patient_detail_inputs(report: dict[str, Any] | None) -> dict[str, str]:
 
 def show_patient_context(report: dict[str, Any] | None, chosen: dict[str, str]) -> None:
     """How the model did on validation lesions of patients like the one described."""
-    val = ((report or {}).get("splits") or {}).get("val")
+    val = validation_groups(report)
     lines = [describe_group(val, attribute, group) for attribute, group in chosen.items()] if val else []
     lines = [line for line in lines if line]
     if not lines:

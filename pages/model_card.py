@@ -17,6 +17,7 @@ from pages.common import (
 )
 from skin_model.robustness import COMPRESSION_NOTE_BELOW
 from skin_model.sources import COLLECTION_TITLES
+from skin_model.subgroups import validation_groups
 
 st.title("Model card")
 models = model_summaries()
@@ -147,7 +148,7 @@ if "JPEG quality 75" in compression:
         f"{squeezed['balanced_accuracy']:.3f}. Pictures saved below quality "
         f"{COMPRESSION_NOTE_BELOW} get a warning."
     )
-described = ((default.get("subgroups") or {}).get("splits") or {}).get("val")
+described = validation_groups(default.get("subgroups"))
 sites = {n: g for n, g in (described or {}).get("attributes", {}).get("site", {}).items() if not g["small"]}
 if len(sites) > 1:
     worst, best = (f(sites, key=lambda n: sites[n]["balanced_accuracy"]) for f in (min, max))

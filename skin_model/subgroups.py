@@ -144,6 +144,11 @@ def subgroup_report(
     return report
 
 
+def validation_groups(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The validation split's part of a ``subgroups.json`` report (None without one)."""
+    return ((report or {}).get("splits") or {}).get("val")
+
+
 def describe_group(split_report: dict[str, Any], attribute: str, group: str) -> str | None:
     """One line on how the model did for one patient group of a split's report (None if
     the report has no such group), for a clinician who gave that detail of the patient."""
