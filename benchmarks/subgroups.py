@@ -15,12 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skin_model.artifact import default_model_dir, read_evaluation, read_manifest, write_json
-from skin_model.classes import CLASS_NAMES
+from skin_model.evaluation import stored_split_scores
 from skin_model.manifest import build_manifest
 from skin_model.sources import find_official_label_files, resolve_data_dir
 from skin_model.subgroups import ATTRIBUTES, SUBGROUPS_FILE, patient_groups, read_patient_metadata, subgroup_report
@@ -42,21 +40,18 @@ def main() -> int:
     if evaluation is None or metadata_file is None:
         print("needs the model's evaluation.json and HAM10000_metadata.csv under the data root", file=sys.stderr)
         return 2
-    manifest = build_manifest(data_dir, progress=False)
-    if manifest.fingerprint() != model_manifest.get("data_fingerprint"):
-        print("the data's fingerprint differs from the one the model was evaluated on; refusing", file=sys.stderr)
-        return 2
+    table = build_manifest(data_dir, progress=False).table
     metadata = read_patient_metadata(metadata_file)
     threshold = float(model_manifest["malignant_threshold"])
     report = {"model": model_dir.name, "malignant_threshold": threshold, "metadata": metadata_file.name, "splits": {}}
     for split in ("val", "test"):
-        rows, scores = manifest.kept(split), evaluation[split]["scores"]
-        y = np.array([CLASS_NAMES.index(label) for label in rows["final_label"]])
-        if y.tolist() != scores["y_true"]:
-            print(f"{split}: the stored labels do not follow the split's order; refusing", file=sys.stderr)
+        try:
+            rows, y, probs = stored_split_scores(table, evaluation, split, model_manifest.get("data_fingerprint"))
+        except ValueError as exc:
+            print(f"{split}: {exc}; refusing", file=sys.stderr)
             return 2
         groups = patient_groups(rows["isic_id"].tolist(), metadata)
-        result = subgroup_report(y, np.array(scores["probs"]), groups, threshold)
+        result = subgroup_report(y, probs, groups, threshold)
         report["splits"][split] = result
         print(
             f"\n{model_dir.name}, {split}: {result['described']} of {result['images']} pictures described "

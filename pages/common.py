@@ -230,12 +230,13 @@ def _disagreement_figures(report: dict[str, Any] | None) -> str:
     )
 
 
-def _case_picture(case: SimilarCase):
-    """The training picture of a case, when the data set is on this machine, else None."""
+def data_picture(relative_path: str):
+    """A picture of the data set (path relative to its root), when the data set is on
+    this machine, else None."""
     from skin_model.images import ImageLoadError, load_image
 
     try:
-        path = resolve_data_dir(None) / case.path
+        path = resolve_data_dir(None) / relative_path
         return load_image(path).image if path.is_file() else None
     except (DataNotFoundError, ImageLoadError):
         return None
@@ -256,7 +257,7 @@ def show_similar_cases(cases: list[SimilarCase], predicted: str, report: dict[st
         )
     else:
         st.caption(f"Their diagnoses: {votes}. They agree with the model.{_disagreement_figures(report)}")
-    pictures = [_case_picture(case) for case in cases]
+    pictures = [data_picture(case.path) for case in cases]
     if all(picture is not None for picture in pictures):
         for start in range(0, len(cases), 5):
             for column, case, picture in zip(
@@ -555,6 +556,52 @@ def probability_chart(ranked: list[tuple[str, float]], malignant: set[str]) -> g
         title="Class probabilities (red: malignant or pre-malignant)",
     )
     return fig
+
+
+def show_confused_pictures(summary: dict[str, Any], split: str) -> None:
+    """One off-diagonal cell of a model's confusion matrix, picture by picture: the
+    stored scores aligned with the audit's manifest rows (no model run), and the
+    pictures themselves when the data set is on this machine."""
+    from skin_model.evaluation import confused_pictures, stored_split_scores
+
+    table = load_manifest_table()
+    if table is None:
+        st.info("The audit's manifest (assets/audit/manifest.csv) does not ship with this copy.")
+        return
+    try:
+        rows, y, probs = stored_split_scores(
+            table, summary["evaluation"], split, summary["manifest"].get("data_fingerprint")
+        )
+    except ValueError as exc:
+        st.info(f"No picture-by-picture view for {summary['name']}: {exc}.")
+        return
+    cm = np.array(summary["evaluation"][split]["confusion_matrix"])
+    cells = sorted(
+        ((t, p) for t in range(len(cm)) for p in range(len(cm)) if t != p and cm[t, p]),
+        key=lambda cell: (CLASS_NAMES[cell[0]] != "melanoma", -cm[cell]),  # missed melanomas first
+    )
+    if not cells:
+        st.success(f"No picture of the {split_title(split)} split was answered with another class.")
+        return
+    true_class, answered = st.selectbox(
+        "Pictures of", cells, format_func=lambda c: f"{CLASS_NAMES[c[0]]} answered {CLASS_NAMES[c[1]]} ({cm[c]})"
+    )
+    frame = confused_pictures(rows, y, probs, true_class, answered)
+    shown = frame.drop(columns="path").rename(
+        columns={"answered": f"p({CLASS_NAMES[answered]})", "true class": f"p({CLASS_NAMES[true_class]})"}
+    )
+    st.dataframe(shown, hide_index=True, width="stretch")
+    pictures = [(r.isic_id, data_picture(r.path)) for r in frame.head(12).itertuples()]
+    if all(image is None for _, image in pictures):
+        st.caption(
+            "The pictures themselves show when the data set is on this machine (see README, 'Getting the data'); "
+            "the ISIC ids find them in the ISIC archive."
+        )
+        return
+    cols = st.columns(6)
+    for k, (isic_id, image) in enumerate(pictures):
+        if image is not None:
+            cols[k % 6].image(image, caption=isic_id, alt=f"{CLASS_NAMES[true_class]} answered {CLASS_NAMES[answered]}")
 
 
 def confusion_figure(cm: list[list[int]], normalise: bool, split: str) -> go.Figure:

@@ -13,6 +13,7 @@ from pages.common import (
     legend_caption,
     model_summaries,
     reliability_figure,
+    show_confused_pictures,
     show_reliability,
     split_title,
 )
@@ -71,9 +72,10 @@ m2.metric("Macro AUC", f"{ev['macro_auc']:.3f}" if ev["macro_auc"] is not None e
 m3.metric("Malignant AUC", f"{ev['malignant']['roc_auc']:.3f}" if ev["malignant"]["roc_auc"] else "n/a")
 m4.metric("Accuracy", f"{ev['accuracy']:.3f}")
 
-tab_cm, tab_curves, tab_table, tab_groups, tab_cal, tab_thr, tab_rel, tab_hist = st.tabs(
+tab_cm, tab_wrong, tab_curves, tab_table, tab_groups, tab_cal, tab_thr, tab_rel, tab_hist = st.tabs(
     [
         "Confusion matrix",
+        "Mistakes, picture by picture",
         "ROC / PR",
         "Per-class metrics",
         "By image collection",
@@ -87,6 +89,8 @@ with tab_cm:
     normalise = st.toggle("Row-normalised (recall per true class)", value=False)
     st.plotly_chart(confusion_figure(ev["confusion_matrix"], normalise, split), width="stretch")
     st.caption(legend_caption())
+with tab_wrong:
+    show_confused_pictures(chosen, split)
 with tab_curves:
     a, b = st.columns(2)
     a.plotly_chart(curves_figure(ev["roc_curves"], ev["per_class"], "roc", split), width="stretch")

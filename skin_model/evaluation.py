@@ -337,6 +337,44 @@ def collections_of(rows) -> np.ndarray:
     return np.array([source_collection(source) for source in rows["source"]])
 
 
+def stored_split_scores(table, evaluation: dict[str, Any], split: str, data_fingerprint: str | None):
+    """The kept rows of ``split`` in a manifest ``table`` with the labels and
+    probabilities the model's evaluation stored for them, row by row: ``(rows, y, probs)``.
+    No model run and no image needed. Raises ValueError when the table is not the data
+    the model was evaluated on (fingerprint) or the stored labels do not follow its rows."""
+    from .manifest import kept_rows, table_fingerprint
+
+    if table_fingerprint(table) != data_fingerprint:
+        raise ValueError("the data's fingerprint differs from the one the model was evaluated on")
+    scores = (evaluation.get(split) or {}).get("scores")
+    if scores is None:
+        raise ValueError(f"the model's evaluation stores no scores for the {split} split")
+    rows = kept_rows(table, split)
+    y = np.array([CLASS_NAMES.index(label) for label in rows["final_label"]])
+    if y.tolist() != scores["y_true"]:
+        raise ValueError(f"the stored {split} labels do not follow the split's rows")
+    return rows, y, np.asarray(scores["probs"], dtype=float)
+
+
+def confused_pictures(rows, y: np.ndarray, probs: np.ndarray, true_class: int, predicted_class: int):
+    """The pictures of class ``true_class`` answered ``predicted_class`` (most confident
+    first), with their ISIC id, path, the two classes' probabilities and the malignant
+    risk: one cell of the confusion matrix, picture by picture."""
+    import pandas as pd
+
+    picked = (y == true_class) & (probs.argmax(axis=1) == predicted_class)
+    out = pd.DataFrame(
+        {
+            "isic_id": rows["isic_id"].to_numpy()[picked],
+            "path": rows["path"].to_numpy()[picked],
+            "answered": probs[picked, predicted_class],
+            "true class": probs[picked, true_class],
+            "malignant risk": malignant_score(probs[picked]),
+        }
+    )
+    return out.sort_values("answered", ascending=False, kind="stable").reset_index(drop=True)
+
+
 def summary_table(evaluation: dict[str, Any]) -> str:
     """A printable per-split, per-class table of the headline metrics."""
     import pandas as pd

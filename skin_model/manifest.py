@@ -58,6 +58,19 @@ SOURCE_PREFERENCE = (sources.SOURCE_SEED_TRAIN, sources.SOURCE_SEED_TEST, source
 OFFICIAL_PRIORITY = ("label_isic2019", "label_isic2017", "label_ham10000")
 
 
+def kept_rows(table: pd.DataFrame, split: str | None = None) -> pd.DataFrame:
+    """The rows of a manifest table used for training/evaluation (optionally of one
+    split), in table order: the order a model's stored evaluation scores follow."""
+    rows = table[table["split"].isin(["train", "val", "test"])]
+    return rows if split is None else rows[rows["split"] == split]
+
+
+def table_fingerprint(table: pd.DataFrame) -> str:
+    """:meth:`Manifest.fingerprint` of a manifest table, e.g. the audit's shipped CSV."""
+    rows = kept_rows(table).sort_values("sha256")[["sha256", "final_label", "split"]]
+    return hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest()
+
+
 @dataclass
 class Manifest:
     """The per-image table plus the near-duplicate pairs it was grouped with."""
@@ -68,14 +81,12 @@ class Manifest:
 
     def kept(self, split: str | None = None) -> pd.DataFrame:
         """Rows used for training/evaluation, optionally of one split."""
-        rows = self.table[self.table["split"].isin(["train", "val", "test"])]
-        return rows if split is None else rows[rows["split"] == split]
+        return kept_rows(self.table, split)
 
     def fingerprint(self) -> str:
         """SHA-256 over (content hash, final label, split) of the kept rows: two
         manifests with the same fingerprint train and test on the same data."""
-        rows = self.kept().sort_values("sha256")[["sha256", "final_label", "split"]]
-        return hashlib.sha256(rows.to_csv(index=False).encode()).hexdigest()
+        return table_fingerprint(self.table)
 
     def save_csv(self, path: Path) -> None:
         """Write the table with paths relative to the data root (machine-independent)."""

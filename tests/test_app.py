@@ -480,3 +480,42 @@ def test_patient_details_quote_the_model_figures_for_such_patients(app: AppTest)
     assert describe_group(val, "site", "legs") in context and describe_group(val, "age", "75 and over") in context
     assert "melanoma" in context.split("no such figures for")[1]
     assert [c.value for c in app.caption if "Calibrated confidence" in c.value] == before  # the answer is unchanged
+
+
+def test_evaluation_shows_a_confusion_cell_picture_by_picture(app: AppTest) -> None:
+    """Without the data set the view still lists a cell's pictures (ISIC ids and
+    probabilities, from the stored scores and the audit's manifest), missed melanomas
+    first, as many rows as the confusion matrix counts; choosing another cell lists its own."""
+    import numpy as np
+
+    from skin_model.artifact import default_model_dir, read_evaluation
+    from skin_model.classes import CLASS_NAMES
+
+    evaluation = read_evaluation(default_model_dir())
+    app.switch_page("pages/evaluation.py").run()
+    assert not app.exception, app.exception
+    split = app.radio[0].value
+    cm = np.array(evaluation[split]["confusion_matrix"])
+    picker = next(s for s in app.selectbox if s.label == "Pictures of")
+    cells = picker.options
+    assert len(cells) == int(((cm > 0) & ~np.eye(len(cm), dtype=bool)).sum())
+    melanoma = CLASS_NAMES.index("melanoma")
+    t, p = picker.value
+    assert t == melanoma and cm[t, p] == cm[melanoma, np.arange(len(cm)) != melanoma].max()
+
+    def listed(true_class: int, answered: int):
+        column = f"p({CLASS_NAMES[answered]})"
+        tables = [df.value for df in app.dataframe if column in df.value.columns and "isic_id" in df.value.columns]
+        assert len(tables) == 1
+        assert len(tables[0]) == cm[true_class, answered]
+        assert tables[0][column].is_monotonic_decreasing
+        return tables[0]
+
+    listed(t, p)
+    other = next(i for i, label in enumerate(picker.options) if not label.startswith("melanoma"))
+    picker.select_index(other).run()
+    assert not app.exception, app.exception
+    t, p = next(s for s in app.selectbox if s.label == "Pictures of").value
+    assert t != melanoma
+    listed(t, p)
+    assert "The pictures themselves show when the data set is on this machine" in _texts(app)

@@ -137,3 +137,58 @@ def test_paired_bootstrap_difference_by_hand() -> None:
     assert all(v["difference"] == 0 and v["ci95"] == [0, 0] for v in same.values())
     benign_only = paired_bootstrap_difference(np.array([NV, NV]), P[3:5], P[3:5], n=10)
     assert benign_only["malignant_auc"] is None and benign_only["macro_auc"] is None
+
+
+def _table():
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "path": [f"pics/{k}.jpg" for k in range(6)],
+            "isic_id": [f"ISIC_{k}" for k in range(6)],
+            "sha256": [f"h{k}" for k in range(6)],
+            "final_label": ["melanoma", "nevus", "melanoma", "nevus", "melanoma", "melanoma"],
+            "split": ["val", "train", "val", "val", "excluded", "val"],
+        }
+    )
+
+
+def test_stored_scores_follow_the_split_rows_and_refuse_other_data() -> None:
+    from skin_model.evaluation import stored_split_scores
+    from skin_model.manifest import table_fingerprint
+
+    table = _table()
+    mel, nev = CLASS_NAMES.index("melanoma"), CLASS_NAMES.index("nevus")
+    probs = np.full((4, len(CLASS_NAMES)), 0.0)
+    evaluation = {"val": {"scores": {"y_true": [mel, mel, nev, mel], "probs": probs.tolist()}}}
+    rows, y, stored = stored_split_scores(table, evaluation, "val", table_fingerprint(table))
+    assert rows["isic_id"].tolist() == ["ISIC_0", "ISIC_2", "ISIC_3", "ISIC_5"]  # table order, kept val rows only
+    assert y.tolist() == [mel, mel, nev, mel] and stored.shape == (4, len(CLASS_NAMES))
+    with pytest.raises(ValueError, match="fingerprint"):
+        stored_split_scores(table, evaluation, "val", "another")
+    relabelled = table.assign(final_label=["melanoma", "nevus", "nevus", "melanoma", "melanoma", "melanoma"])
+    with pytest.raises(ValueError, match="do not follow"):
+        stored_split_scores(relabelled, evaluation, "val", table_fingerprint(relabelled))
+    with pytest.raises(ValueError, match="no scores"):
+        stored_split_scores(table, {}, "test", table_fingerprint(table))
+
+
+def test_confused_pictures_are_one_cell_most_confident_first() -> None:
+    """Three melanomas answered nevus (0.6, 0.9, 0.7) and one answered melanoma: the
+    cell lists the three, 0.9 first, with the melanoma probability and the risk."""
+    import pandas as pd
+
+    from skin_model.evaluation import confused_pictures
+
+    mel, nev = CLASS_NAMES.index("melanoma"), CLASS_NAMES.index("nevus")
+    rows = pd.DataFrame({"isic_id": ["a", "b", "c", "d", "e"], "path": ["pa", "pb", "pc", "pd", "pe"]})
+    y = np.array([mel, mel, mel, mel, nev])
+    probs = np.zeros((5, len(CLASS_NAMES)))
+    for k, (p_nev, p_mel) in enumerate([(0.6, 0.4), (0.9, 0.1), (0.2, 0.8), (0.7, 0.3), (0.95, 0.05)]):
+        probs[k, nev], probs[k, mel] = p_nev, p_mel
+    cell = confused_pictures(rows, y, probs, mel, nev)
+    assert cell["isic_id"].tolist() == ["b", "d", "a"]
+    assert cell["answered"].tolist() == [0.9, 0.7, 0.6]
+    assert cell["true class"].tolist() == pytest.approx([0.1, 0.3, 0.4])
+    assert cell["malignant risk"].tolist() == pytest.approx([0.1, 0.3, 0.4])  # melanoma is the only malignant mass
+    assert confused_pictures(rows, y, probs, nev, mel).empty
