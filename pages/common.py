@@ -19,27 +19,19 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from skin_model import artifact as artifact_io
-from skin_model.cases import CASES_REPORT_FILE, SimilarCase, case_votes, majority
-from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
+from skin_model.case_report import DISCLAIMER as REPORT_DISCLAIMER
+from skin_model.case_report import similar_cases_finding, stability_finding
+from skin_model.cases import CASES_REPORT_FILE, SimilarCase
+from skin_model.classes import CLASS_NAMES, MALIGNANT_CLASSES, plain_name
+from skin_model.explain import METHOD_LABELS
 from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
 from skin_model.robustness import COMPRESSION_NOTE_BELOW, COMPRESSION_REPORT_FILE, StabilityCheck
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.sources import COLLECTION_TITLES, DataNotFoundError, resolve_data_dir, source_collection
-from skin_model.subgroups import ATTRIBUTES, MIN_IMAGES, SUBGROUPS_FILE, describe_group, validation_groups
+from skin_model.subgroups import ATTRIBUTES, MIN_IMAGES, SUBGROUPS_FILE, patient_context, validation_groups
 
-DISCLAIMER = (
-    "**Research demo, not a medical device.** This tool has not been clinically validated. It can be wrong, "
-    "and it has never seen most skin types, body sites or cameras. It does not replace a dermatologist: "
-    "anyone worried about a skin lesion should see one."
-)
+DISCLAIMER = f"**{REPORT_DISCLAIMER.headline}** {REPORT_DISCLAIMER.detail}"
 COLORSCALE = "Viridis"  # perceptually uniform and readable with colour-blindness
-METHOD_LABELS = {
-    "gradcam": "Grad-CAM (fast)",
-    "gradcam++": "Grad-CAM++",
-    "scorecam": "Faster Score-CAM",
-    "layercam": "Layer-CAM",
-    "smoothgrad": "SmoothGrad saliency",
-}
 SHORT = {name: "".join(w[0] for w in name.split()).upper() for name in CLASS_NAMES}
 
 
@@ -218,18 +210,6 @@ def show_explanation_check(summary: dict[str, Any]) -> None:
     )
 
 
-def _disagreement_figures(report: dict[str, Any] | None) -> str:
-    """How often the model was right on validation when the cases agreed and did not."""
-    val = (report or {}).get("report", {}).get("val")
-    if not val or val.get("model_accuracy_when_disagree") is None:
-        return ""
-    return (
-        f" On validation images the model was right {val['model_accuracy_when_disagree']:.0%} of the time when "
-        f"the similar lesions' majority named another class ({val['disagreeing_images']} of {val['images']} "
-        f"images), against {val['model_accuracy_when_agree']:.0%} when it agreed."
-    )
-
-
 def data_picture(relative_path: str):
     """A picture of the data set (path relative to its root), when the data set is on
     this machine, else None."""
@@ -246,17 +226,11 @@ def show_similar_cases(cases: list[SimilarCase], predicted: str, report: dict[st
     """The training lesions the model finds most similar to a picture, what they were
     diagnosed as, and a warning when their majority names another class than the model."""
     st.markdown(f"**The {len(cases)} most similar training lesions** (as the model sees them)")
-    votes = ", ".join(f"{plain_name(name)} {n}" for name, n in case_votes(cases).items())
-    common = majority(cases)
-    if common is not None and common != predicted:
-        st.warning(
-            f"**The most similar training lesions are mostly {plain_name(common)}**, not "
-            f"{plain_name(predicted)} as the model says ({votes}).{_disagreement_figures(report)} "
-            "Weigh the answer with care.",
-            icon="🔍",
-        )
+    finding = similar_cases_finding(cases, predicted, report)
+    if finding.kind == "caution":
+        st.warning(f"**{finding.headline}** {finding.detail}", icon="🔍")
     else:
-        st.caption(f"Their diagnoses: {votes}. They agree with the model.{_disagreement_figures(report)}")
+        st.caption(finding.text)
     pictures = [data_picture(case.path) for case in cases]
     if all(picture is not None for picture in pictures):
         for start in range(0, len(cases), 5):
@@ -290,18 +264,11 @@ def show_similar_cases(cases: list[SimilarCase], predicted: str, report: dict[st
 def show_stability(check: StabilityCheck, report: dict[str, Any] | None) -> None:
     """Whether the picture's answer survives small changes of the photo, with what such
     stability was worth on validation (``benchmarks/robustness.py``), when measured."""
-    context = ""
-    if report and report.get("accuracy_when_unstable") is not None:
-        context = (
-            f" On {report['split']} images the answer held under every change for {report['stable_share']:.0%} of "
-            f"them, right {report['accuracy_when_stable']:.0%} of the time, against "
-            f"{report['accuracy_when_unstable']:.0%} for the others."
-        )
-    text = check.describe(plain_name) + context
-    if 2 * check.kept < check.changes:  # most small changes give another answer
-        st.warning(f"**Unstable answer.** {text} Weigh it with care.", icon="🔁")
+    finding = stability_finding(check, report)
+    if finding.kind == "caution":
+        st.warning(f"**{finding.headline}** {finding.detail}", icon="🔁")
     else:
-        st.caption(text)
+        st.caption(finding.text)
 
 
 def show_robustness(summary: dict[str, Any]) -> None:
@@ -439,15 +406,12 @@ def patient_detail_inputs(report: dict[str, Any] | None) -> dict[str, str]:
 
 def show_patient_context(report: dict[str, Any] | None, chosen: dict[str, str]) -> None:
     """How the model did on validation lesions of patients like the one described."""
-    val = validation_groups(report)
-    lines = [describe_group(val, attribute, group) for attribute, group in chosen.items()] if val else []
-    lines = [line for line in lines if line]
-    if not lines:
+    context = patient_context(report, chosen)
+    if context is None:
         return
+    scope, lines = context
     st.info(
-        "**How the model did for patients like this one** (validation lesions that HAM10000's patient records "
-        f"describe: {', '.join(val['classes_described'])}; there are no such figures for "
-        f"{', '.join(val['classes_not_described'])}). The model does not see these details.\n"
+        f"**How the model did for patients like this one** ({scope}). The model does not see these details.\n"
         + "\n".join(f"- {line}" for line in lines),
         icon="👤",
     )
@@ -527,10 +491,6 @@ def load_audit() -> dict[str, Any] | None:
 def load_manifest_table() -> pd.DataFrame | None:
     path = AUDIT_DIR / "manifest.csv"
     return pd.read_csv(path) if path.is_file() else None
-
-
-def plain_name(class_name: str) -> str:
-    return CLASS_INFO[class_name][0]
 
 
 def probability_chart(ranked: list[tuple[str, float]], malignant: set[str]) -> go.Figure:

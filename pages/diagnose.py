@@ -23,13 +23,22 @@ from pages.common import (
     show_similar_cases,
     show_stability,
 )
-from skin_model.artifact import ArtifactError
+from skin_model.artifact import EVALUATION_FILE, ArtifactError
+from skin_model.case_report import (
+    ModelFacts,
+    case_report_html,
+    compression_finding,
+    explanation_caption,
+    similar_cases_finding,
+    stability_finding,
+    verdict,
+)
 from skin_model.cases import CASES_REPORT_FILE
 from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.explain import MALIGNANT_TARGET, METHODS, evidence_check, render_overlay
 from skin_model.images import ImageLoadError, load_image, zip_members
-from skin_model.inference import UNSURE_BELOW, FilePrediction, diagnose, predictions_table, worklist_table
-from skin_model.robustness import COMPRESSION_REPORT_FILE, compression_note, stability_check
+from skin_model.inference import FilePrediction, diagnose, predictions_table, worklist_table
+from skin_model.robustness import COMPRESSION_REPORT_FILE, stability_check
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.subgroups import SUBGROUPS_FILE
 
@@ -68,6 +77,7 @@ cases_report = read_model_report(str(art.path / CASES_REPORT_FILE))
 robustness = read_model_report(str(art.path / ROBUSTNESS_FILE))
 compression_report = read_model_report(str(art.path / COMPRESSION_REPORT_FILE))
 subgroups_report = read_model_report(str(art.path / SUBGROUPS_FILE))
+model_facts = ModelFacts.from_artifact(art, read_model_report(str(art.path / EVALUATION_FILE)))
 st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
     f"Malignant-risk threshold {art.malignant_threshold:.2f}, chosen on validation for ≥ 90 % sensitivity."
@@ -134,9 +144,9 @@ for number, (name, data) in enumerate(files, start=1):
         check = checks[key]
     for note in loaded.notes:
         st.caption(f"ℹ️ {note}")
-    compression = compression_note(loaded.jpeg_quality, compression_report)
+    compression = compression_finding(loaded.jpeg_quality, compression_report)
     if compression:
-        st.warning(compression, icon="🗜️")
+        st.warning(compression.detail, icon="🗜️")
 
     left, right = st.columns(2)
     left.image(
@@ -146,41 +156,20 @@ for number, (name, data) in enumerate(files, start=1):
         alt=f"Uploaded skin image {name}",
     )
     target_label = target_choice if target_choice != "predicted class" else plain_name(result.predicted_class)
+    explanation = explanation_caption(METHOD_LABELS[method], target_label)
     right.image(
         overlay,
         width="stretch",
-        caption=f"{METHOD_LABELS[method]} for “{target_label}”: yellow = strongest evidence, "
-        "green/blue = weaker, uncoloured = none",
+        caption=explanation,
         alt=f"Heat map over {name} showing where the model found evidence",
     )
     right.caption(check.describe(target_label))
 
-    risk = result.malignant_probability
-    if result.out_of_distribution:
-        st.error(
-            f"**This does not look like a dermoscopic lesion image** ({result.ood_reason}). The numbers below "
-            "are not meaningful for it. If this is a skin lesion, refer to a dermatologist.",
-            icon="🚫",
-        )
-    if result.high_risk:
-        st.error(
-            f"**Malignant risk {risk:.0%}** (threshold {art.malignant_threshold:.0%}). Refer to a dermatologist.",
-            icon="🚩",
-        )
-    elif result.unsure:
-        confidence = result.calibrated_confidence if result.calibrated_confidence is not None else result.ranked[0][1]
-        cut = result.abstain_below if result.abstain_below is not None else UNSURE_BELOW
-        st.warning(
-            f"**The model is unsure** (calibrated confidence {confidence:.0%}, below the {cut:.0%} it needs to "
-            "answer). Refer to a dermatologist.",
-            icon="❓",
-        )
-    elif not result.out_of_distribution:
-        st.success(
-            f"Malignant risk {risk:.0%}, below the referral threshold of {art.malignant_threshold:.0%}. "
-            "This is not a diagnosis: any changing, bleeding or worrying lesion should be seen.",
-            icon="✅",
-        )
+    # the referral decision, in the words of the printable report
+    show = {"not_a_lesion": (st.error, "🚫"), "high_risk": (st.error, "🚩"), "unsure": (st.warning, "❓")}
+    for finding in verdict(result):
+        box, icon = show.get(finding.kind, (st.success, "✅"))
+        box(f"**{finding.headline}** {finding.detail}", icon=icon)
 
     chart_col, top_col = st.columns([3, 2])
     chart_col.plotly_chart(probability_chart(result.ranked, set(MALIGNANT_CLASSES)), width="stretch")
@@ -217,6 +206,30 @@ for number, (name, data) in enumerate(files, start=1):
     if result.similar is not None and not result.out_of_distribution:
         show_similar_cases(result.similar, result.predicted_class, cases_report)
 
+    checks_said = [
+        *([] if stability is None else [stability_finding(stability, robustness)]),
+        *(
+            [similar_cases_finding(result.similar, result.predicted_class, cases_report)]
+            if result.similar is not None and not result.out_of_distribution
+            else []
+        ),
+        *([compression] if compression else []),
+    ]
+    printable = functools.partial(
+        case_report_html,
+        file_name=name,
+        file_sha256=digest,
+        image=loaded.image,
+        original_size=loaded.original_size,
+        overlay=overlay,
+        explanation=f"{explanation}. {check.describe(target_label)}",
+        result=result,
+        model=model_facts,
+        findings=checks_said,
+        image_notes=loaded.notes,
+        patient=patient,
+        subgroups_report=subgroups_report,
+    )
     report = {
         "file": name,
         **result.as_dict(),
@@ -225,13 +238,22 @@ for number, (name, data) in enumerate(files, start=1):
         "model": art.name,
         "image_notes": loaded.notes,
         "jpeg_quality": loaded.jpeg_quality,
-        "compression_note": compression,
+        "compression_note": compression and compression.detail,
     }
     stem = name.replace("/", "_")  # zip members keep their folder in the name, not in the file name
-    d1, d2, d3, d4 = st.columns(4)
+    d0, d1, d2, d3, d4 = st.columns(5)
     # The binary downloads are encoded only when clicked (Streamlit calls the function then), and no
     # download reruns the page: a rerun would redo the whole batch and re-register every deferred
     # download, and a click that still holds the previous registration then downloads nothing.
+    d0.download_button(
+        "Printable report",
+        printable,
+        f"{stem}.report.html",
+        "text/html",
+        key=f"html{number}",
+        on_click="ignore",
+        help="One self-contained page (pictures, answer, checks, model) to print or keep; open it in a browser.",
+    )
     d1.download_button(
         "Overlay PNG",
         functools.partial(png_bytes, overlay),

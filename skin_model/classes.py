@@ -120,3 +120,8 @@ CLASS_INFO: dict[str, tuple[str, str]] = {
         "Benign blood-vessel growth such as a cherry angioma or angiokeratoma.",
     ),
 }
+
+
+def plain_name(class_name: str) -> str:
+    """The class's name for readers who are not dermatologists."""
+    return CLASS_INFO[class_name][0]

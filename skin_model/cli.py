@@ -299,15 +299,26 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Write a heat-map overlay PNG (and optionally the raw map) for one image."""
+    import hashlib
+
     import numpy as np
 
     from .artifact import load_artifact, read_report
-    from .cases import CaseIndex
-    from .explain import MALIGNANT_TARGET, Explainer, evidence_check, render_overlay
+    from .case_report import (
+        ModelFacts,
+        case_report_html,
+        compression_finding,
+        explanation_caption,
+        similar_cases_finding,
+        stability_finding,
+    )
+    from .cases import CASES_REPORT_FILE, CaseIndex
+    from .explain import MALIGNANT_TARGET, METHOD_LABELS, Explainer, evidence_check, render_overlay
     from .images import ImageLoadError, load_image
     from .inference import Predictor, diagnose
     from .reliability import ReliabilityCheck
-    from .robustness import COMPRESSION_REPORT_FILE, compression_note, stability_check
+    from .robustness import COMPRESSION_REPORT_FILE, stability_check
+    from .robustness import REPORT_FILE as ROBUSTNESS_FILE
 
     artifact = load_artifact(args.model)
     try:
@@ -341,13 +352,34 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"malignant risk {result.malignant_probability:.1%} (referral threshold {artifact.malignant_threshold:.1%}); "
         f"advice: {result.advice or 'none from the model (not a diagnosis: a worrying lesion should be seen)'}"
     )
-    compression = compression_note(loaded.jpeg_quality, read_report(artifact.path, COMPRESSION_REPORT_FILE))
+    compression = compression_finding(loaded.jpeg_quality, read_report(artifact.path, COMPRESSION_REPORT_FILE))
     if compression:
-        print(f"note: {compression}")
-    print(evidence_check(predictor.predict_arrays, x, heat, target, probs=probs).describe(label))
-    print(stability_check(predictor.predict_arrays, x, probs).describe())
+        print(f"note: {compression.detail}")
+    evidence = evidence_check(predictor.predict_arrays, x, heat, target, probs=probs).describe(label)
+    print(evidence)
+    stability = stability_check(predictor.predict_arrays, x, probs)
+    print(stability.describe())
     if result.similar is not None:
         print(describe_cases(result.similar))
+    if args.report:
+        findings = [stability_finding(stability, read_report(artifact.path, ROBUSTNESS_FILE))]
+        if result.similar is not None:
+            cases_report = read_report(artifact.path, CASES_REPORT_FILE)
+            findings.append(similar_cases_finding(result.similar, result.predicted_class, cases_report))
+        page = case_report_html(
+            file_name=Path(args.image).name,
+            file_sha256=hashlib.sha256(Path(args.image).read_bytes()).hexdigest(),
+            image=image,
+            original_size=loaded.original_size,
+            overlay=render_overlay(image, heat, opacity=args.opacity),
+            explanation=f"{explanation_caption(METHOD_LABELS[args.method], label)}. {evidence}",
+            result=result,
+            model=ModelFacts.from_artifact(artifact),
+            findings=[*findings, *([compression] if compression else [])],
+            image_notes=loaded.notes,
+        )
+        Path(args.report).write_text(page, encoding="utf-8")
+        print(f"wrote the printable report {args.report}")
     return 0
 
 
@@ -616,6 +648,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--opacity", type=float, default=0.45)
     explain.add_argument("--output", "-o", default="overlay.png")
     explain.add_argument("--raw", metavar="NPY", help="also save the raw heat map (.npy)")
+    explain.add_argument(
+        "--report",
+        metavar="HTML",
+        help="also write the printable one-page report (picture, heat map, answer, checks, model) the app offers",
+    )
     explain.set_defaults(func=cmd_explain)
     return parser
 

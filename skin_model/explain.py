@@ -24,6 +24,14 @@ from PIL import Image
 from .classes import CLASS_NAMES, MALIGNANT_CLASSES, malignant_score
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "layercam", "smoothgrad")
+# each method's name for people
+METHOD_LABELS = {
+    "gradcam": "Grad-CAM (fast)",
+    "gradcam++": "Grad-CAM++",
+    "scorecam": "Faster Score-CAM",
+    "layercam": "Layer-CAM",
+    "smoothgrad": "SmoothGrad saliency",
+}
 MALIGNANT_TARGET = "malignant"
 _SPATIAL_TYPES = ("Conv", "SeparableConv", "DepthwiseConv", "Activation", "ReLU", "Add", "BatchNormalization")
 

@@ -170,3 +170,19 @@ def describe_group(split_report: dict[str, Any], attribute: str, group: str) -> 
         + ", ".join(p for p in parts if p)
         + few
     )
+
+
+def patient_context(report: dict[str, Any] | None, chosen: dict[str, str]) -> tuple[str, list[str]] | None:
+    """How the model did on validation lesions of patients like the one described by
+    ``chosen`` (attribute -> group): the figures' scope in words and one line per detail
+    given, or None when there is nothing to quote."""
+    val = validation_groups(report)
+    lines = [describe_group(val, attribute, group) for attribute, group in chosen.items()] if val else []
+    lines = [line for line in lines if line]
+    if not lines:
+        return None
+    scope = (
+        f"validation lesions that HAM10000's patient records describe: {', '.join(val['classes_described'])}; "
+        f"there are no such figures for {', '.join(val['classes_not_described'])}"
+    )
+    return scope, lines

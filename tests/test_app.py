@@ -53,7 +53,8 @@ def test_upload_gives_probabilities_risk_and_heatmap(app: AppTest) -> None:
     # the shipped default has a reliability check: its confidence is shown unless the picture was flagged
     flagged = "does not look like a dermoscopic lesion" in texts
     assert ("Calibrated confidence in the top class" in texts) != flagged
-    assert len(app.get("download_button")) == 4  # overlay, JSON, CSV, raw heat map
+    labels = [button.proto.label for button in app.get("download_button")]
+    assert labels == ["Printable report", "Overlay PNG", "Report JSON", "Report CSV", "Heat map (.npy)"]
 
 
 def test_bad_file_in_a_batch_gets_an_error_and_the_rest_still_runs(app: AppTest) -> None:

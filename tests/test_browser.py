@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -80,6 +81,20 @@ def test_upload_flow_in_a_real_browser(server_url: str, tmp_path: Path) -> None:
         page.get_by_text("How the model did for patients like this one").wait_for(timeout=60_000)
         assert page.get_by_text("body site: trunk (").count() == 1
         wait_until_idle(page)
+        # the printable report carries the answer, both pictures and the patient detail given
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name="Printable report").click()
+        report = tmp_path / download.value.suggested_filename
+        download.value.save_as(report)
+        assert report.name == "my lesion é.jpg.report.html"
+        viewer = browser.new_page()
+        viewer.goto(report.as_uri())
+        assert viewer.get_by_role("heading", name="Skin lesion decision-support report").count() == 1
+        assert viewer.get_by_text("body site: trunk (recorded here; the model does not see them)").count() == 1
+        assert viewer.get_by_text(re.compile(r"^body site: trunk \(\d+ lesions")).count() == 1
+        loaded = viewer.locator("img").evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth)")
+        assert len(loaded) == 2 and all(width >= 64 for width in loaded)  # both pictures decode
+        viewer.close()
         page.screenshot(path=str(tmp_path / "diagnose.png"))
 
         page.get_by_role("link", name="Evaluation").first.click()
