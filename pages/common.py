@@ -23,6 +23,7 @@ from skin_model.case_report import DISCLAIMER as REPORT_DISCLAIMER
 from skin_model.case_report import similar_cases_finding, stability_finding
 from skin_model.cases import CASES_REPORT_FILE, SimilarCase
 from skin_model.classes import CLASS_NAMES, MALIGNANT_CLASSES, plain_name
+from skin_model.conformal import PREDICTION_SETS_FILE, coverage_shortfalls
 from skin_model.explain import METHOD_LABELS
 from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
 from skin_model.robustness import COMPRESSION_NOTE_BELOW, COMPRESSION_REPORT_FILE, StabilityCheck
@@ -451,6 +452,53 @@ def show_cases_report(summary: dict[str, Any]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
+def show_prediction_sets(summary: dict[str, Any]) -> None:
+    """How the model's differentials (conformal prediction sets) measured, per split and class."""
+    report = summary.get("prediction_sets")
+    if not report:
+        st.info(f"{summary['name']} has no prediction sets (`python -m skin_model sets`).")
+        return
+    halves = report["val_split_halves"]
+    st.markdown(
+        f"With every answer the Diagnose page names a **differential**: the classes the model cannot rule out at "
+        f"{1 - report['alpha']:.0%} coverage (class-conditional split conformal prediction: for each class, a "
+        "probability threshold chosen on the validation pictures of that class so that the set holds their true "
+        f"class at least {1 - report['alpha']:.0%} of the time; the most probable class is always in). The "
+        "guarantee holds for pictures like the validation ones. Thresholds fitted on one half of validation and "
+        f"measured on the other ({halves['repeats']} random halvings): coverage {halves['coverage_mean']:.1%} on "
+        f"average (5th percentile {halves['coverage_5th_percentile']:.1%}), {halves['mean_size']:.2f} classes per "
+        "set. Validation below is where the thresholds were fitted; test is held out."
+    )
+    rows = []
+    for split in ("val", "test"):
+        r = report.get(split)
+        if not r:
+            continue
+        row = {
+            "split": split_title(split),
+            "images": r["images"],
+            "true class in the set": f"{r['coverage']:.1%}",
+            "classes per set": f"{r['mean_size']:.2f}",
+            "one class only": f"{r['single_class_share']:.0%}",
+            "malignant lesions whose set names a malignant class": "-"
+            if r["malignant_with_a_malignant_class"] is None
+            else f"{r['malignant_with_a_malignant_class']:.0%}",
+        }
+        row.update({plain_name(c): f"{v['covered']}/{v['images']}" for c, v in r["per_class"].items()})
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    short = coverage_shortfalls(report.get("test") or {}, report["alpha"])
+    if short:
+        st.warning(
+            "On the test split (the seed set's own Test folder, not drawn like validation) the sets held the true "
+            "class clearly less often than they should for "
+            + ", ".join(f"{plain_name(c)} ({v['covered']} of {v['images']})" for c, v in short.items())
+            + " (one-sided binomial test, p < 0.05): the coverage holds for pictures like the validation ones, not "
+            "for every source.",
+            icon="📉",
+        )
+
+
 @st.cache_data
 def model_summaries() -> list[dict[str, Any]]:
     """Manifest and evaluation of every shipped model (weights not needed)."""
@@ -474,6 +522,7 @@ def model_summaries() -> list[dict[str, Any]]:
                 "robustness": read_json(path / ROBUSTNESS_FILE),
                 "compression": read_json(path / COMPRESSION_REPORT_FILE),
                 "subgroups": read_json(path / SUBGROUPS_FILE),
+                "prediction_sets": read_json(path / PREDICTION_SETS_FILE),
                 "history": pd.read_csv(path / artifact_io.HISTORY_FILE)
                 if (path / artifact_io.HISTORY_FILE).is_file()
                 else None,

@@ -29,12 +29,14 @@ from skin_model.case_report import (
     case_report_html,
     compression_finding,
     explanation_caption,
+    prediction_set_finding,
     similar_cases_finding,
     stability_finding,
     verdict,
 )
 from skin_model.cases import CASES_REPORT_FILE
 from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
+from skin_model.conformal import PREDICTION_SETS_FILE, PredictionSets
 from skin_model.explain import MALIGNANT_TARGET, METHODS, evidence_check, render_overlay
 from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import FilePrediction, diagnose, predictions_table, worklist_table
@@ -78,6 +80,8 @@ robustness = read_model_report(str(art.path / ROBUSTNESS_FILE))
 compression_report = read_model_report(str(art.path / COMPRESSION_REPORT_FILE))
 subgroups_report = read_model_report(str(art.path / SUBGROUPS_FILE))
 model_facts = ModelFacts.from_artifact(art, read_model_report(str(art.path / EVALUATION_FILE)))
+prediction_sets = PredictionSets.from_manifest(art.manifest)
+sets_report = read_model_report(str(art.path / PREDICTION_SETS_FILE))
 st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
     f"Malignant-risk threshold {art.malignant_threshold:.2f}, chosen on validation for ≥ 90 % sensitivity."
@@ -123,7 +127,14 @@ for number, (name, data) in enumerate(files, start=1):
         # Grad-CAM comes from the prediction's own model call; other methods run apart
         fused = method == "gradcam" and predictor.explains
         result = diagnose(
-            predictor, loaded.image, art.malignant_threshold, reliability, target, explain=fused, cases=cases
+            predictor,
+            loaded.image,
+            art.malignant_threshold,
+            reliability,
+            target,
+            explain=fused,
+            cases=cases,
+            prediction_sets=prediction_sets,
         )
         heat = result.heat
         if heat is None:
@@ -179,6 +190,11 @@ for number, (name, data) in enumerate(files, start=1):
             label, description = CLASS_INFO[class_name]
             tag = " · malignant/pre-malignant" if class_name in MALIGNANT_CLASSES else ""
             st.markdown(f"- **{label}**: {p:.1%}{tag}  \n  {description}")
+        differential = None
+        if result.prediction_set is not None and not result.out_of_distribution:
+            differential = prediction_set_finding(result.prediction_set, prediction_sets.coverage, sets_report)
+            st.markdown(f"**{differential.headline}**")
+            st.caption(differential.detail)
         if (
             result.calibrated_confidence is not None
             and result.abstain_below is not None
@@ -226,6 +242,7 @@ for number, (name, data) in enumerate(files, start=1):
         result=result,
         model=model_facts,
         findings=checks_said,
+        differential=differential,
         image_notes=loaded.notes,
         patient=patient,
         subgroups_report=subgroups_report,

@@ -11,6 +11,7 @@ from pages.common import (
     show_cases_report,
     show_compression_report,
     show_explanation_check,
+    show_prediction_sets,
     show_reliability,
     show_robustness,
     show_subgroups,
@@ -105,6 +106,9 @@ st.caption(
 
 st.header("Knowing what it does not know")
 show_reliability(default)
+
+st.header("A differential, not one answer")
+show_prediction_sets(default)
 
 st.header("Do the heat maps show what the model uses?")
 show_explanation_check(default)

@@ -116,6 +116,34 @@ def similar_cases_finding(cases: list[SimilarCase], predicted: str, cases_report
     return Finding("note", f"Their diagnoses: {votes}.", f"They agree with the model.{figures}")
 
 
+def prediction_set_finding(members: list[str], coverage: float, sets_report: dict[str, Any] | None) -> Finding:
+    """The picture's differential (its conformal prediction set at ``coverage``), with how
+    often such sets held the true diagnosis on held-out pictures (``prediction_sets.json``)."""
+    names = ", ".join(plain_name(name) for name in members)
+    malignant = [name for name in members if name in MALIGNANT_CLASSES]
+    if len(members) == 1:
+        kind = "malignant or pre-malignant" if malignant else "benign"
+        detail = f"The only class the model cannot rule out at that coverage ({kind})."
+    else:
+        detail = "The classes the model cannot rule out at that coverage" + (
+            f"; {len(malignant)} of them malignant or pre-malignant." if malignant else "; all benign."
+        )
+    r = sets_report or {}
+    halves, test = r.get("val_split_halves"), r.get("test")
+    if halves:
+        detail += (
+            f" Sets made this way held the true diagnosis of {halves['coverage_mean']:.0%} of validation pictures "
+            "(thresholds fitted on one half, measured on the other)"
+        )
+        if test:
+            detail += (
+                f" and of {test['coverage']:.0%} of the {test['images']} test pictures, naming "
+                f"{test['mean_size']:.1f} classes on average there"
+            )
+        detail += "."
+    return Finding("note", f"Differential at {coverage:.0%} coverage: {names}.", detail)
+
+
 def stability_finding(check: StabilityCheck, robustness_report: dict[str, Any] | None) -> Finding:
     """Whether the answer survives small changes of the photo (a caution when most change
     it), with what such stability was worth on the split ``robustness.json`` measured."""
@@ -243,6 +271,7 @@ def case_report_html(
     result: Diagnosis,
     model: ModelFacts,
     findings: Sequence[Finding] = (),
+    differential: Finding | None = None,
     image_notes: Sequence[str] = (),
     patient: dict[str, str] | None = None,
     subgroups_report: dict[str, Any] | None = None,
@@ -252,7 +281,8 @@ def case_report_html(
 
     ``explanation`` describes the heat map (method, target, its evidence check);
     ``findings`` are the further statements shown with the result (stability, similar
-    lesions, compression); ``patient`` the details a clinician gave (attribute -> group,
+    lesions, compression); ``differential`` the prediction set (:func:`prediction_set_finding`);
+    ``patient`` the details a clinician gave (attribute -> group,
     never given to the model), quoted with the model's validation figures for such
     patients from ``subgroups_report``.
     """
@@ -285,6 +315,8 @@ def case_report_html(
         f"probability of the malignant and pre-malignant classes): <strong>{result.malignant_probability:.1%}"
         f"</strong>; referral threshold {result.malignant_threshold:.1%}.</p>",
     ]
+    if differential is not None:
+        parts.append(_finding_html(differential))
     if model.operating_point:
         parts.append(f'<p class="small">{e(model.operating_point)}</p>')
     parts += [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .artifact import ArtifactError
-from .classes import CLASS_NAMES
+from .classes import CLASS_NAMES, plain_name
 from .export import DEBUG_IMAGES
 from .paths import AUDIT_DIR
 from .sources import DATA_ENV_VAR, DataNotFoundError, resolve_data_dir
@@ -138,9 +138,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         print("error: no files found in the given paths", file=sys.stderr)
         return 1
-    predictor, reliability, cases, threshold = _load_predictor(args.model, args.tta)
+    predictor, reliability, cases, threshold, sets = _load_predictor(args.model, args.tta)
     results = predict_files(
-        predictor, files, progress=not args.quiet, reliability=reliability, cases=cases, malignant_threshold=threshold
+        predictor,
+        files,
+        progress=not args.quiet,
+        reliability=reliability,
+        cases=cases,
+        malignant_threshold=threshold,
+        prediction_sets=sets,
     )
     table = predictions_table(results)
     if args.output == "-":
@@ -171,7 +177,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _load_predictor(model: str | None, tta: bool):
     """(predictor, reliability check or None, case index or None, malignant referral
-    threshold) for a model folder or an export (which has neither check nor index)."""
+    threshold, prediction sets or None) for a model folder or an export (which has no
+    check, index or sets)."""
     from .export import is_exported_model, load_exported
 
     if model and is_exported_model(model):
@@ -180,9 +187,10 @@ def _load_predictor(model: str | None, tta: bool):
                 "note: --tta is ignored for an export (its test-time augmentation is fixed at export)", file=sys.stderr
             )
         exported = load_exported(model)
-        return exported, None, None, float(exported.manifest["malignant_threshold"])
+        return exported, None, None, float(exported.manifest["malignant_threshold"]), None
     from .artifact import load_artifact
     from .cases import CaseIndex
+    from .conformal import PredictionSets
     from .inference import Predictor
     from .reliability import ReliabilityCheck
 
@@ -192,6 +200,7 @@ def _load_predictor(model: str | None, tta: bool):
         ReliabilityCheck.from_artifact(artifact),
         CaseIndex.from_artifact(artifact),
         artifact.malignant_threshold,
+        PredictionSets.from_manifest(artifact.manifest),
     )
 
 
@@ -223,6 +232,43 @@ def cmd_cases(args: argparse.Namespace) -> int:
     for split in ("val", "test"):
         print(f"{split}: {result['report'][split]}")
     print(f"updated {artifact.path / 'manifest.json'} and wrote {artifact.path / CASES_REPORT_FILE}")
+    return 0
+
+
+def cmd_sets(args: argparse.Namespace) -> int:
+    """Fit a model's prediction sets on its stored validation probabilities and measure them."""
+    import numpy as np
+
+    from .artifact import load_artifact, read_manifest, write_json, write_manifest
+    from .conformal import PREDICTION_SETS_FILE, fit_prediction_sets
+
+    artifact = load_artifact(args.model)
+    evaluation = artifact.evaluation() or {}
+
+    def scores(split: str):
+        stored = (evaluation.get(split) or {}).get("scores")
+        return None if stored is None else (np.asarray(stored["probs"], float), np.asarray(stored["y_true"], int))
+
+    val = scores("val")
+    if val is None:
+        print(f"error: {artifact.path} has no stored validation probabilities: run `evaluate` first", file=sys.stderr)
+        return 1
+    result = fit_prediction_sets(val, scores("test"), args.alpha)
+    write_json(artifact.path / PREDICTION_SETS_FILE, {"model": artifact.name, **result["report"]})
+    write_manifest(artifact.path, read_manifest(artifact.path) | result["manifest"])
+    for split in ("val", "test"):
+        r = result["report"].get(split)
+        if r:
+            print(
+                f"{split} ({r['images']} images): the set held the true class for {r['coverage']:.1%}, "
+                f"{r['mean_size']:.2f} classes on average, one class for {r['single_class_share']:.0%}"
+            )
+    halves = result["report"]["val_split_halves"]
+    print(
+        f"val, fitted on one half and measured on the other ({halves['repeats']} times): coverage "
+        f"{halves['coverage_mean']:.1%} (5th percentile {halves['coverage_5th_percentile']:.1%})"
+    )
+    print(f"updated {artifact.path / 'manifest.json'} and wrote {artifact.path / PREDICTION_SETS_FILE}")
     return 0
 
 
@@ -309,10 +355,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
         case_report_html,
         compression_finding,
         explanation_caption,
+        prediction_set_finding,
         similar_cases_finding,
         stability_finding,
     )
     from .cases import CASES_REPORT_FILE, CaseIndex
+    from .conformal import PREDICTION_SETS_FILE, PredictionSets
     from .explain import MALIGNANT_TARGET, METHOD_LABELS, Explainer, evidence_check, render_overlay
     from .images import ImageLoadError, load_image
     from .inference import Predictor, diagnose
@@ -328,6 +376,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 1
     image = loaded.image
     predictor = Predictor.from_artifact(artifact)
+    sets = PredictionSets.from_manifest(artifact.manifest)
     # the app's verdict on the picture: probabilities, risk, reliability check, similar lesions
     result = diagnose(
         predictor,
@@ -335,6 +384,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         artifact.malignant_threshold,
         ReliabilityCheck.from_artifact(artifact),
         cases=CaseIndex.from_artifact(artifact),
+        prediction_sets=sets,
     )
     x, probs = result.model_input, result.probs
     explainer = Explainer(artifact.model, artifact.input_size)
@@ -352,6 +402,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"malignant risk {result.malignant_probability:.1%} (referral threshold {artifact.malignant_threshold:.1%}); "
         f"advice: {result.advice or 'none from the model (not a diagnosis: a worrying lesion should be seen)'}"
     )
+    differential = None
+    if result.prediction_set is not None and not result.out_of_distribution:
+        sets_report = read_report(artifact.path, PREDICTION_SETS_FILE)
+        differential = prediction_set_finding(result.prediction_set, sets.coverage, sets_report)
+        print(differential.text)
     compression = compression_finding(loaded.jpeg_quality, read_report(artifact.path, COMPRESSION_REPORT_FILE))
     if compression:
         print(f"note: {compression.detail}")
@@ -362,6 +417,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if result.similar is not None:
         print(describe_cases(result.similar))
     if args.report:
+        shown = plain_name(label) if label in CLASS_NAMES else "malignant risk"
         findings = [stability_finding(stability, read_report(artifact.path, ROBUSTNESS_FILE))]
         if result.similar is not None:
             cases_report = read_report(artifact.path, CASES_REPORT_FILE)
@@ -372,10 +428,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
             image=image,
             original_size=loaded.original_size,
             overlay=render_overlay(image, heat, opacity=args.opacity),
-            explanation=f"{explanation_caption(METHOD_LABELS[args.method], label)}. {evidence}",
+            explanation=f"{explanation_caption(METHOD_LABELS[args.method], shown)}. {evidence}",
             result=result,
             model=ModelFacts.from_artifact(artifact),
             findings=[*findings, *([compression] if compression else [])],
+            differential=differential,
             image_notes=loaded.notes,
         )
         Path(args.report).write_text(page, encoding="utf-8")
@@ -583,6 +640,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flag(cases)
     _add_split_and_quiet_flags(cases)
     cases.set_defaults(func=cmd_cases)
+
+    sets = sub.add_parser(
+        "sets",
+        help="fit the prediction sets (a differential diagnosis with a stated coverage) of a saved model",
+        description="Class-conditional split conformal prediction on the validation probabilities stored in the "
+        "model's evaluation.json (no model run, no data set): a class enters a picture's set when its probability "
+        "reaches that class's threshold, chosen so that the set holds the true class of at least 1 - alpha of the "
+        "validation pictures of every class. Records the thresholds in the manifest and writes "
+        "prediction_sets.json with the coverage measured on validation and test.",
+    )
+    _add_model_flag(sets)
+    sets.add_argument("--alpha", type=float, default=0.1, help="1 - the coverage asked for (default 0.1: 90 %%)")
+    sets.set_defaults(func=cmd_sets)
 
     bench = sub.add_parser(
         "bench",

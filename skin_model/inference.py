@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from .artifact import ModelArtifact
 from .cases import CaseIndex, SimilarCase, majority
 from .classes import CLASS_NAMES, malignant_score
+from .conformal import PredictionSets
 from .images import ImageLoadError, load_image
 from .pipeline import to_model_input
 
@@ -258,6 +259,8 @@ class Diagnosis:
     heat: np.ndarray | None = None
     # the most similar training lesions, when the model ships a case index
     similar: list[SimilarCase] | None = None
+    # the classes of its conformal prediction set (most probable first), when the model has them
+    prediction_set: list[str] | None = None
 
     @property
     def ranked(self) -> list[tuple[str, float]]:
@@ -292,7 +295,9 @@ class Diagnosis:
     def as_row(self, file: str, jpeg_quality: int | None = None) -> FilePrediction:
         """This result as a row of the predict CSV (:func:`predictions_table`)."""
         similar = majority(self.similar or []) or ""
-        return FilePrediction(file, "ok", self.probs, self.advice, self.high_risk, similar, jpeg_quality)
+        return FilePrediction(
+            file, "ok", self.probs, self.advice, self.high_risk, similar, jpeg_quality, self.prediction_set
+        )
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -306,6 +311,7 @@ class Diagnosis:
             "out_of_distribution": self.out_of_distribution,
             "out_of_distribution_reason": self.ood_reason,
             "refer_to_dermatologist": self.refer,
+            "prediction_set": self.prediction_set,
             **(
                 {}
                 if self.similar is None
@@ -360,6 +366,7 @@ def diagnose(
     explain_target: int | str | None = None,
     explain: bool = False,
     cases: CaseIndex | None = None,
+    prediction_sets: PredictionSets | None = None,
 ) -> Diagnosis:
     """Class probabilities, malignant risk and the referral flags for one picture;
     ``reliability`` (a :class:`skin_model.reliability.ReliabilityCheck`) adds the
@@ -367,7 +374,8 @@ def diagnose(
     predictor must have been built with it) the result also carries the Grad-CAM heat
     map for ``explain_target`` (None: the predicted class), from the same model call;
     ``cases`` (the model's :class:`skin_model.cases.CaseIndex`) adds the most similar
-    training lesions, found from the features of that same call."""
+    training lesions, found from the features of that same call; ``prediction_sets``
+    (the model's :class:`skin_model.conformal.PredictionSets`) its differential."""
     from .explain import heat_from_cam
 
     x = to_model_input(image, predictor.input_size)[None]
@@ -384,6 +392,8 @@ def diagnose(
     result = Diagnosis(probs, float(malignant_score(probs[None])[0]), malignant_threshold, model_input=x[0], heat=heat)
     if similar is not None:
         result.similar = similar[0]
+    if prediction_sets is not None:
+        result.prediction_set = prediction_sets.members(probs)[0]
     if checked is not None:
         result.out_of_distribution = bool(checked["out_of_distribution"][0])
         result.ood_reason = checked["ood_reason"][0]
@@ -424,6 +434,8 @@ class FilePrediction:
     similar_majority: str = ""
     # the quality a JPEG was saved at (images.estimate_jpeg_quality); None for other formats
     jpeg_quality: int | None = None
+    # the conformal prediction set, most probable class first (a model that has them)
+    prediction_set: list[str] | None = None
 
 
 def advice_text(not_a_lesion: str | None, unsure: bool, high_risk: bool) -> str:
@@ -487,12 +499,14 @@ def predict_files(
     reliability=None,
     cases=None,
     malignant_threshold: float | None = None,
+    prediction_sets: PredictionSets | None = None,
 ) -> list[FilePrediction]:
     """Predict every file; unreadable ones get a status saying why, never an exception.
     ``predictor`` is a :class:`Predictor` or an exported model; the referral advice
     comes from ``malignant_threshold`` (the model's) and ``reliability`` (a
     :class:`skin_model.reliability.ReliabilityCheck`), and ``cases`` (a
-    :class:`skin_model.cases.CaseIndex`) gives the similar lesions' majority.
+    :class:`skin_model.cases.CaseIndex`) gives the similar lesions' majority and
+    ``prediction_sets`` (:class:`skin_model.conformal.PredictionSets`) each differential.
     Two threads decode the next batch while the model runs on the current one (PIL
     releases the GIL while decoding and resizing)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -518,8 +532,9 @@ def predict_files(
                 abstain_below = reliability.abstain_below if reliability is not None else None
                 advice, high = referral_advice(probs, checked, abstain_below, malignant_threshold)
                 majorities = [""] * len(readable) if similar is None else [majority(c) or "" for c in similar]
-                for (row, _), p, a, h, m in zip(readable, probs, advice, high, majorities, strict=True):
-                    row.probs, row.advice, row.high_risk, row.similar_majority = p, a, h, m
+                sets = [None] * len(readable) if prediction_sets is None else prediction_sets.members(probs)
+                for (row, _), p, a, h, m, c in zip(readable, probs, advice, high, majorities, sets, strict=True):
+                    row.probs, row.advice, row.high_risk, row.similar_majority, row.prediction_set = p, a, h, m, c
             results += [row for row, _ in decoded]
             bar.update(len(decoded))
     return results
@@ -530,9 +545,10 @@ def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
     malignant_probability (empty where the file was not classified),
     high_malignant_risk (True when it reaches the model's referral threshold), advice
     (empty, or why a dermatologist should decide on this image),
-    similar_cases_majority (empty without a case index) and jpeg_quality (the quality
+    similar_cases_majority (empty without a case index), jpeg_quality (the quality
     a JPEG was saved at; the model reads heavily compressed pictures less well, see
-    ``benchmarks/jpeg_shortcut.py``)."""
+    ``benchmarks/jpeg_shortcut.py``) and prediction_set (the differential, classes
+    separated by "; ", most probable first; empty for a model without sets)."""
     rows = []
     for r in results:
         row: dict[str, object] = {
@@ -542,6 +558,7 @@ def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
             "advice": r.advice,
             "similar_cases_majority": r.similar_majority,
             "jpeg_quality": r.jpeg_quality,
+            "prediction_set": "" if r.prediction_set is None else "; ".join(r.prediction_set),
         }
         if r.probs is not None:
             row["predicted_class"] = CLASS_NAMES[int(np.argmax(r.probs))]
@@ -559,6 +576,7 @@ def predictions_table(results: list[FilePrediction]) -> pd.DataFrame:
         "advice",
         "similar_cases_majority",
         "jpeg_quality",
+        "prediction_set",
     ]
     table = pd.DataFrame(rows).reindex(columns=columns)
     table["jpeg_quality"] = table["jpeg_quality"].astype("Int64")  # whole numbers, empty for other formats

@@ -53,6 +53,7 @@ def test_upload_gives_probabilities_risk_and_heatmap(app: AppTest) -> None:
     # the shipped default has a reliability check: its confidence is shown unless the picture was flagged
     flagged = "does not look like a dermoscopic lesion" in texts
     assert ("Calibrated confidence in the top class" in texts) != flagged
+    assert ("Differential at 90% coverage: " in texts) != flagged  # the shipped model's prediction sets
     labels = [button.proto.label for button in app.get("download_button")]
     assert labels == ["Printable report", "Overlay PNG", "Report JSON", "Report CSV", "Heat map (.npy)"]
 
@@ -520,3 +521,23 @@ def test_evaluation_shows_a_confusion_cell_picture_by_picture(app: AppTest) -> N
     assert t != melanoma
     listed(t, p)
     assert "The pictures themselves show when the data set is on this machine" in _texts(app)
+
+
+def test_model_card_shows_the_prediction_sets_and_where_they_fell_short(app: AppTest) -> None:
+    import json
+
+    from skin_model.artifact import default_model_dir
+    from skin_model.conformal import PREDICTION_SETS_FILE
+
+    report = json.loads((default_model_dir() / PREDICTION_SETS_FILE).read_text())
+    app.switch_page("pages/model_card.py").run()
+    assert not app.exception, app.exception
+    [table] = [df.value for df in app.dataframe if "true class in the set" in df.value.columns]
+    assert table["split"].tolist() == ["validation", "test"]
+    assert table["true class in the set"].tolist()[1] == f"{report['test']['coverage']:.1%}"
+    scc = report["test"]["per_class"]["squamous cell carcinoma"]
+    assert table["Squamous cell carcinoma"].tolist()[1] == f"{scc['covered']}/{scc['images']}"
+    # the shipped test split's shortfall (4 of 9 carcinomas) is named; chance-sized ones are not
+    warning = next(w.value for w in app.warning if "held the true class clearly less often" in w.value)
+    assert f"Squamous cell carcinoma ({scc['covered']} of {scc['images']})" in warning
+    assert "Dermatofibroma" not in warning

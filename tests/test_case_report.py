@@ -117,6 +117,7 @@ def _page(**overrides) -> str:
         result=_diagnosis("melanoma", 0.7, calibrated_confidence=0.75, abstain_below=0.6),
         model=ModelFacts("lite", "effnet_lite2", 224, "cd" * 32, "The referral threshold was chosen on validation."),
         findings=[Finding("caution", "Unstable answer.", "Weigh <it> with care.")],
+        differential=Finding("note", "Differential at 90% coverage: Melanoma.", "All benign? No."),
         image_notes=["rotated upright using its EXIF orientation (6)"],
         created=datetime(2026, 11, 23, 9, 5, tzinfo=UTC),
     )
@@ -140,6 +141,7 @@ def test_report_page_is_self_contained_escaped_and_complete() -> None:
     assert page.index("<td>Melanoma</td>") < page.index("<td>Dermatofibroma</td>")
     assert "Calibrated confidence in the top class: 75%; the model answers only from 60%" in page
     assert "The referral threshold was chosen on validation." in page
+    assert "<strong>Differential at 90% coverage: Melanoma.</strong> All benign? No." in page
     assert "2026-11-23 09:05 UTC" in page and "(4000×3200 px; SHA-256 abababababababab…)" in page
     assert "weights SHA-256 cdcdcdcdcdcdcdcd…" in page
     assert "rotated upright using its EXIF orientation (6)" in page
