@@ -318,7 +318,15 @@ if summary_slot is not None:
             "risk first; # is the picture's number in the details below. Same columns as `python -m skin_model "
             "predict`."
         )
-        first = ["#", "file", "advice", "malignant_probability", "predicted_class", "similar_cases_majority"]
+        first = [
+            "#",
+            "file",
+            "advice",
+            "malignant_probability",
+            "predicted_class",
+            "prediction_set",
+            "similar_cases_majority",
+        ]
         st.dataframe(
             table,
             width="stretch",
