@@ -23,7 +23,13 @@ from skin_model.case_report import DISCLAIMER as REPORT_DISCLAIMER
 from skin_model.case_report import similar_cases_finding, stability_finding
 from skin_model.cases import CASES_REPORT_FILE, SimilarCase
 from skin_model.classes import CLASS_NAMES, MALIGNANT_CLASSES, plain_name
-from skin_model.conformal import PREDICTION_SETS_FILE, coverage_shortfalls
+from skin_model.conformal import (
+    PREDICTION_SETS_FILE,
+    class_thresholds,
+    coverage_shortfalls,
+    set_report,
+    split_half_coverage,
+)
 from skin_model.explain import METHOD_LABELS
 from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
 from skin_model.robustness import COMPRESSION_NOTE_BELOW, COMPRESSION_REPORT_FILE, StabilityCheck
@@ -497,6 +503,69 @@ def show_prediction_sets(summary: dict[str, Any]) -> None:
             "for every source.",
             icon="📉",
         )
+
+
+def show_prediction_set_explorer(summary: dict[str, Any], split: str) -> None:
+    """The differential's coverage against its width, for any coverage asked: thresholds
+    fitted on the stored validation probabilities, measured on ``split``'s."""
+    evaluation = summary["evaluation"]
+    val, shown = ((evaluation.get(s) or {}).get("scores") for s in ("val", split))
+    if not val or not shown:
+        st.info("This evaluation has no stored scores.")
+        return
+    shipped = summary["manifest"].get("prediction_set_alpha")
+    coverage = st.slider(
+        "Coverage asked for",
+        0.5,
+        0.99,
+        1 - float(shipped) if shipped is not None else 0.9,
+        0.01,
+        format="%.2f",
+        help="The differential the Diagnose page shows uses the model's recorded coverage"
+        + (f" ({1 - shipped:.0%})." if shipped is not None else " (this model has none: `python -m skin_model sets`)."),
+    )
+    alpha = round(1 - coverage, 4)
+    y_val, p_val = np.asarray(val["y_true"]), np.asarray(val["probs"])
+    y, probs = np.asarray(shown["y_true"]), np.asarray(shown["probs"])
+    report = set_report(probs, y, class_thresholds(p_val, y_val, alpha))
+    a, b, c = st.columns(3)
+    a.metric("True class in the set", f"{report['coverage']:.1%}")
+    b.metric("Classes per set", f"{report['mean_size']:.2f}")
+    c.metric("One class only", f"{report['single_class_share']:.0%}")
+    if split == "val":
+        halves = split_half_coverage(p_val, y_val, alpha, repeats=50)
+        st.caption(
+            f"Validation is where the thresholds are fitted, so these figures flatter them. Fitted on one half and "
+            f"measured on the other (50 random halvings): {halves['coverage_mean']:.1%} of true classes in the set "
+            f"(5th percentile {halves['coverage_5th_percentile']:.1%}), {halves['mean_size']:.2f} classes per set."
+        )
+    table = pd.DataFrame(
+        [
+            {"class": plain_name(c), "pictures": v["images"], "true class in the set": v["covered"] / v["images"]}
+            for c, v in report["per_class"].items()
+        ]
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "true class in the set": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)
+        },
+    )
+    short = coverage_shortfalls(report, alpha)
+    st.caption(
+        f"Class-conditional split conformal prediction: per class, the probability threshold that keeps at least "
+        f"{coverage:.0%} of that class's validation pictures in their set; the most probable class is always in. "
+        f"Measured on the {split_title(split)} split of {summary['name']}."
+        + (
+            " Below the coverage by more than chance (one-sided binomial test, p < 0.05): "
+            + ", ".join(f"{plain_name(c)} ({v['covered']} of {v['images']})" for c, v in short.items())
+            + "."
+            if short
+            else ""
+        )
+    )
 
 
 @st.cache_data

@@ -14,6 +14,7 @@ from pages.common import (
     model_summaries,
     reliability_figure,
     show_confused_pictures,
+    show_prediction_set_explorer,
     show_reliability,
     split_title,
 )
@@ -72,7 +73,7 @@ m2.metric("Macro AUC", f"{ev['macro_auc']:.3f}" if ev["macro_auc"] is not None e
 m3.metric("Malignant AUC", f"{ev['malignant']['roc_auc']:.3f}" if ev["malignant"]["roc_auc"] else "n/a")
 m4.metric("Accuracy", f"{ev['accuracy']:.3f}")
 
-tab_cm, tab_wrong, tab_curves, tab_table, tab_groups, tab_cal, tab_thr, tab_rel, tab_hist = st.tabs(
+tab_cm, tab_wrong, tab_curves, tab_table, tab_groups, tab_cal, tab_thr, tab_sets, tab_rel, tab_hist = st.tabs(
     [
         "Confusion matrix",
         "Mistakes, picture by picture",
@@ -81,6 +82,7 @@ tab_cm, tab_wrong, tab_curves, tab_table, tab_groups, tab_cal, tab_thr, tab_rel,
         "By image collection",
         "Calibration",
         "Benign/malignant threshold",
+        "Differential",
         "Reliability",
         "Training",
     ]
@@ -160,6 +162,8 @@ with tab_thr:
             )
         )
         st.caption(f"Using the stored {split}-split scores of {chosen['name']}.")
+with tab_sets:
+    show_prediction_set_explorer(chosen, split)
 with tab_rel:
     show_reliability(chosen)
 with tab_hist:

@@ -543,3 +543,30 @@ def test_model_card_shows_the_prediction_sets_and_where_they_fell_short(app: App
     warning = next(w.value for w in app.warning if "held the true class clearly less often" in w.value)
     assert f"Squamous cell carcinoma ({scc['covered']} of {scc['images']})" in warning
     assert "Dermatofibroma" not in warning
+
+
+def test_evaluation_differential_explorer_trades_coverage_for_width(app: AppTest) -> None:
+    import json
+
+    import numpy as np
+
+    from skin_model.artifact import default_model_dir
+    from skin_model.conformal import class_thresholds, set_report
+
+    evaluation = json.loads((default_model_dir() / "evaluation.json").read_text())
+    app.switch_page("pages/evaluation.py").run()
+    assert not app.exception, app.exception
+    slider = next(s for s in app.slider if s.label == "Coverage asked for")
+    assert slider.value == pytest.approx(0.9)  # the shipped model's recorded coverage
+    widths = []
+    for coverage in (0.8, 0.95):
+        slider.set_value(coverage).run()
+        assert not app.exception, app.exception
+        val, test = (evaluation[s]["scores"] for s in ("val", "test"))
+        thresholds = class_thresholds(np.array(val["probs"]), np.array(val["y_true"]), round(1 - coverage, 4))
+        expected = set_report(np.array(test["probs"]), np.array(test["y_true"]), thresholds)
+        metrics = {m.label: m.value for m in app.metric}
+        assert metrics["True class in the set"] == f"{expected['coverage']:.1%}"  # the test split is shown first
+        assert metrics["Classes per set"] == f"{expected['mean_size']:.2f}"
+        widths.append(expected["mean_size"])
+    assert widths[0] < widths[1]  # more coverage, wider differentials
