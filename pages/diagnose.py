@@ -48,8 +48,8 @@ st.title("Diagnose a skin lesion")
 show_disclaimer()
 
 uploads = st.file_uploader(
-    "Dermoscopic images (jpg, png, bmp, tiff, webp), or a zip of them",
-    type=["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp", "zip"],
+    "Dermoscopic images (jpg, png, heic, avif, bmp, tiff, webp), or a zip of them",
+    type=["jpg", "jpeg", "png", "heic", "heif", "avif", "bmp", "tif", "tiff", "webp", "zip"],
     accept_multiple_files=True,
     help="Several files give a worklist on top (referrals first, highest malignant risk first). "
     "A zip is unpacked in memory; unsafe entries are refused.",

@@ -15,6 +15,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from pillow_heif import register_heif_opener
+
+# Phones save HEIC by default (Pillow itself reads AVIF, not HEIF); the opener applies
+# the container's rotation itself and clears the EXIF orientation, so nothing turns twice.
+register_heif_opener()
 
 # Refuse anything over this many pixels *before* decoding it: a 30000x30000 PNG
 # compresses to a few KB but would need 2.7 GB of RAM once decoded.
@@ -67,7 +72,7 @@ _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b
 def _unreadable_reason(data: bytes) -> str:
     """Why Pillow could not identify ``data``, naming common look-alikes."""
     if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-        return "HEIC/HEIF/AVIF photos cannot be decoded here: export the picture as JPEG or PNG"
+        return "a damaged or unsupported HEIC/HEIF/AVIF file: export the picture as JPEG or PNG"
     for magic, kind in (
         (b"%PDF", "a PDF document"),
         (b"PK\x03\x04", "a zip archive"),

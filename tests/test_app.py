@@ -570,3 +570,18 @@ def test_evaluation_differential_explorer_trades_coverage_for_width(app: AppTest
         assert metrics["Classes per set"] == f"{expected['mean_size']:.2f}"
         widths.append(expected["mean_size"])
     assert widths[0] < widths[1]  # more coverage, wider differentials
+
+
+def test_a_phone_heic_picture_is_accepted_and_read(app: AppTest) -> None:
+    import io
+
+    from PIL import Image
+
+    assert {".heic", ".heif", ".avif"} <= set(app.file_uploader[0].proto.type)  # the browser lets them through
+    buffer = io.BytesIO()
+    lesion_like(seed=2).save(buffer, format="HEIF", quality=90)
+    app.file_uploader[0].set_value(("IMG_0001.HEIC", buffer.getvalue(), "image/heic")).run()
+    assert not app.exception, app.exception
+    assert not [e.value for e in app.error if "IMG_0001.HEIC:" in e.value]  # not refused
+    assert "Top 3" in _texts(app) and len(app.get("image")) == 2
+    assert Image.open(buffer).size == (300, 300) and "Uploaded image (300×300)" in _texts(app)

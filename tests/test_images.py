@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import ExifTags, Image
 
 from skin_model.images import MAX_PIXELS, MIN_SIDE, ImageLoadError, load_image
 from skin_model.pipeline import to_model_input
@@ -103,7 +103,7 @@ BAD_INPUTS = {
     "truncated jpeg": (jpeg_bytes(smooth_picture(4, 200))[:2000], "truncated"),
     "truncated png": (_png(smooth_picture(5, 200))[:500], "truncated|corrupt|cannot read"),
     "corrupt jpeg header": (b"\xff\xd8\xff\xe0" + b"\x00" * 200, "not an image|corrupt|cannot read"),
-    "heic without decoder": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, "HEIC"),
+    "broken heic": (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, "damaged .*HEIC"),
     "tiny 8x8": (_png(Image.new("RGB", (8, 8))), "at least"),
     "extreme aspect 4000x16": (_png(Image.new("RGB", (4000, 16))), "at least"),
 }
@@ -146,6 +146,22 @@ def test_webp_and_bmp_load() -> None:
     base = smooth_picture(6, 64)
     for fmt in ("WEBP", "BMP"):
         assert load_image(_save(base, fmt)).image.size == (64, 64)
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_formats_load_upright_once(fmt: str) -> None:
+    """HEIC (the iPhone default) and AVIF load, turned upright exactly once: a green
+    corner at the top left of a landscape picture stored with EXIF orientation 6 (turn
+    90° clockwise to view) ends up at the top right of a portrait one, as for a JPEG."""
+    picture = Image.new("RGB", (200, 120), (200, 30, 40))
+    picture.paste((10, 200, 10), (0, 0, 50, 40))
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    for data in (_save(picture, fmt, exif=exif.tobytes(), quality=95), _save(picture, "JPEG", exif=exif.tobytes())):
+        loaded = load_image(data)
+        assert loaded.image.size == (120, 200)
+        assert loaded.image.getpixel((115, 5))[1] > 180 and loaded.image.getpixel((5, 5))[0] > 180
+    assert load_image(_save(picture, fmt, quality=95)).original_format == fmt
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
