@@ -32,6 +32,7 @@ from skin_model.conformal import (
 )
 from skin_model.explain import METHOD_LABELS
 from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
+from skin_model.risk_context import NEIGHBOURS, RiskContext
 from skin_model.robustness import COMPRESSION_NOTE_BELOW, COMPRESSION_REPORT_FILE, StabilityCheck
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.sources import COLLECTION_TITLES, DataNotFoundError, resolve_data_dir, source_collection
@@ -503,6 +504,40 @@ def show_prediction_sets(summary: dict[str, Any]) -> None:
             "for every source.",
             icon="📉",
         )
+
+
+def show_risk_meaning(summary: dict[str, Any]) -> None:
+    """How often held-out lesions were malignant at each level of the malignant risk."""
+    contexts = [RiskContext.from_evaluation(summary["evaluation"], split) for split in ("val", "test")]
+    contexts = [c for c in contexts if c is not None]
+    if not contexts:
+        st.info(f"{summary['name']} ships no stored scores to read its risk against.")
+        return
+    st.markdown(
+        "The malignant risk is the summed probability of the four malignant or pre-malignant classes, from a model "
+        "trained with the classes balanced: a score to rank and refer by, not a calibrated probability. Per risk "
+        "band, how many held-out lesions were malignant (95 % Wilson intervals). The Diagnose page reads each "
+        f"picture's risk the same way against the {NEIGHBOURS} validation lesions with the closest risk."
+    )
+    rows = []
+    for context in contexts:
+        for row in context.table():
+            low, high = row["ci95"]
+            rows.append(
+                {
+                    "split": f"{split_title(context.split)} ({context.prevalence:.0%} malignant)",
+                    "risk": row["risk"],
+                    "lesions": row["lesions"],
+                    "mean risk": f"{row['mean risk']:.0%}",
+                    "malignant": f"{row['malignant']:.0%} ({low:.0%}-{high:.0%})",
+                }
+            )
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    st.caption(
+        "Where malignant lesions are rarer than among these pictures (a general practice, a screening "
+        "programme), the same risk means a lower chance of malignancy; the referral threshold was chosen for "
+        "sensitivity, not as a probability."
+    )
 
 
 def show_prediction_set_explorer(summary: dict[str, Any], split: str) -> None:

@@ -30,6 +30,7 @@ from skin_model.case_report import (
     compression_finding,
     explanation_caption,
     prediction_set_finding,
+    risk_meaning_finding,
     similar_cases_finding,
     stability_finding,
     verdict,
@@ -40,6 +41,7 @@ from skin_model.conformal import PREDICTION_SETS_FILE, PredictionSets
 from skin_model.explain import MALIGNANT_TARGET, METHODS, evidence_check, render_overlay
 from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import FilePrediction, diagnose, predictions_table, worklist_table
+from skin_model.risk_context import RiskContext
 from skin_model.robustness import COMPRESSION_REPORT_FILE, stability_check
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.subgroups import SUBGROUPS_FILE
@@ -81,6 +83,7 @@ compression_report = read_model_report(str(art.path / COMPRESSION_REPORT_FILE))
 subgroups_report = read_model_report(str(art.path / SUBGROUPS_FILE))
 model_facts = ModelFacts.from_artifact(art, read_model_report(str(art.path / EVALUATION_FILE)))
 prediction_sets = PredictionSets.from_manifest(art.manifest)
+risk_context = RiskContext.from_evaluation(read_model_report(str(art.path / EVALUATION_FILE)))
 sets_report = read_model_report(str(art.path / PREDICTION_SETS_FILE))
 st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
@@ -181,6 +184,10 @@ for number, (name, data) in enumerate(files, start=1):
     for finding in verdict(result):
         box, icon = show.get(finding.kind, (st.success, "✅"))
         box(f"**{finding.headline}** {finding.detail}", icon=icon)
+    risk_meaning = None
+    if risk_context is not None and not result.out_of_distribution:
+        risk_meaning = risk_meaning_finding(result.malignant_probability, risk_context)
+        st.caption(f"**{risk_meaning.headline}** {risk_meaning.detail}")
 
     chart_col, top_col = st.columns([3, 2])
     chart_col.plotly_chart(probability_chart(result.ranked, set(MALIGNANT_CLASSES)), width="stretch")
@@ -243,6 +250,7 @@ for number, (name, data) in enumerate(files, start=1):
         model=model_facts,
         findings=checks_said,
         differential=differential,
+        risk_meaning=risk_meaning,
         image_notes=loaded.notes,
         patient=patient,
         subgroups_report=subgroups_report,

@@ -13,6 +13,7 @@ from pages.common import (
     show_explanation_check,
     show_prediction_sets,
     show_reliability,
+    show_risk_meaning,
     show_robustness,
     show_subgroups,
 )
@@ -103,6 +104,9 @@ st.caption(
     "Validation selects the epoch and the threshold, so test numbers are the honest ones; the test split is "
     "small and lacks actinic keratosis and seborrheic keratosis (see the Dataset page)."
 )
+
+st.header("What does a malignant risk of X % mean?")
+show_risk_meaning(default)
 
 st.header("Knowing what it does not know")
 show_reliability(default)

@@ -23,6 +23,7 @@ from . import __version__
 from .cases import SimilarCase, case_votes, majority
 from .classes import CLASS_INFO, MALIGNANT_CLASSES, plain_name
 from .inference import UNSURE_BELOW, Diagnosis
+from .risk_context import RiskContext
 from .robustness import StabilityCheck, compression_note
 from .subgroups import ATTRIBUTES, patient_context
 
@@ -142,6 +143,22 @@ def prediction_set_finding(members: list[str], coverage: float, sets_report: dic
             )
         detail += "."
     return Finding("note", f"Differential at {coverage:.0%} coverage: {names}.", detail)
+
+
+def risk_meaning_finding(risk: float, context: RiskContext) -> Finding:
+    """What a malignant risk like this one has meant on held-out lesions (see
+    :mod:`skin_model.risk_context`)."""
+    a = context.around(risk)
+    low, high = a["ci95"]
+    split = "validation" if context.split == "val" else context.split
+    return Finding(
+        "note",
+        f"What a malignant risk of {risk:.0%} has meant:",
+        f"of the {a['lesions']} {split} lesions whose risk was closest to it ({a['risk_low']:.0%}-"
+        f"{a['risk_high']:.0%}), {a['malignant']} were malignant ({a['share']:.0%}, 95 % CI {low:.0%}-{high:.0%}). "
+        f"Malignant lesions made up {context.prevalence:.0%} of all {len(context.risks)} {split} lesions; where "
+        "they are rarer, the same risk means less.",
+    )
 
 
 def stability_finding(check: StabilityCheck, robustness_report: dict[str, Any] | None) -> Finding:
@@ -272,6 +289,7 @@ def case_report_html(
     model: ModelFacts,
     findings: Sequence[Finding] = (),
     differential: Finding | None = None,
+    risk_meaning: Finding | None = None,
     image_notes: Sequence[str] = (),
     patient: dict[str, str] | None = None,
     subgroups_report: dict[str, Any] | None = None,
@@ -282,6 +300,7 @@ def case_report_html(
     ``explanation`` describes the heat map (method, target, its evidence check);
     ``findings`` are the further statements shown with the result (stability, similar
     lesions, compression); ``differential`` the prediction set (:func:`prediction_set_finding`);
+    ``risk_meaning`` what such a risk has meant (:func:`risk_meaning_finding`);
     ``patient`` the details a clinician gave (attribute -> group,
     never given to the model), quoted with the model's validation figures for such
     patients from ``subgroups_report``.
@@ -315,6 +334,8 @@ def case_report_html(
         f"probability of the malignant and pre-malignant classes): <strong>{result.malignant_probability:.1%}"
         f"</strong>; referral threshold {result.malignant_threshold:.1%}.</p>",
     ]
+    if risk_meaning is not None:
+        parts.append(f'<p class="small"><strong>{e(risk_meaning.headline)}</strong> {e(risk_meaning.detail)}</p>')
     if differential is not None:
         parts.append(_finding_html(differential))
     if model.operating_point:

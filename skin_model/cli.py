@@ -356,6 +356,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         compression_finding,
         explanation_caption,
         prediction_set_finding,
+        risk_meaning_finding,
         similar_cases_finding,
         stability_finding,
     )
@@ -365,6 +366,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .images import ImageLoadError, load_image
     from .inference import Predictor, diagnose
     from .reliability import ReliabilityCheck
+    from .risk_context import RiskContext
     from .robustness import COMPRESSION_REPORT_FILE, stability_check
     from .robustness import REPORT_FILE as ROBUSTNESS_FILE
 
@@ -402,6 +404,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"malignant risk {result.malignant_probability:.1%} (referral threshold {artifact.malignant_threshold:.1%}); "
         f"advice: {result.advice or 'none from the model (not a diagnosis: a worrying lesion should be seen)'}"
     )
+    risk_meaning = None
+    context = RiskContext.from_evaluation(artifact.evaluation())
+    if context is not None and not result.out_of_distribution:
+        risk_meaning = risk_meaning_finding(result.malignant_probability, context)
+        print(risk_meaning.text)
     differential = None
     if result.prediction_set is not None and not result.out_of_distribution:
         sets_report = read_report(artifact.path, PREDICTION_SETS_FILE)
@@ -433,6 +440,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             model=ModelFacts.from_artifact(artifact),
             findings=[*findings, *([compression] if compression else [])],
             differential=differential,
+            risk_meaning=risk_meaning,
             image_notes=loaded.notes,
         )
         Path(args.report).write_text(page, encoding="utf-8")

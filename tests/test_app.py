@@ -54,6 +54,7 @@ def test_upload_gives_probabilities_risk_and_heatmap(app: AppTest) -> None:
     flagged = "does not look like a dermoscopic lesion" in texts
     assert ("Calibrated confidence in the top class" in texts) != flagged
     assert ("Differential at 90% coverage: " in texts) != flagged  # the shipped model's prediction sets
+    assert ("of the 60 validation lesions whose risk was closest to it" in texts) != flagged
     labels = [button.proto.label for button in app.get("download_button")]
     assert labels == ["Printable report", "Overlay PNG", "Report JSON", "Report CSV", "Heat map (.npy)"]
 
@@ -585,3 +586,17 @@ def test_a_phone_heic_picture_is_accepted_and_read(app: AppTest) -> None:
     assert not [e.value for e in app.error if "IMG_0001.HEIC:" in e.value]  # not refused
     assert "Top 3" in _texts(app) and len(app.get("image")) == 2
     assert Image.open(buffer).size == (300, 300) and "Uploaded image (300×300)" in _texts(app)
+
+
+def test_model_card_says_what_a_malignant_risk_has_meant(app: AppTest) -> None:
+    from skin_model.artifact import default_model_dir, read_evaluation
+    from skin_model.risk_context import RiskContext
+
+    context = RiskContext.from_evaluation(read_evaluation(default_model_dir()), "test")
+    app.switch_page("pages/model_card.py").run()
+    assert not app.exception, app.exception
+    [table] = [df.value for df in app.dataframe if "mean risk" in df.value.columns]
+    test_rows = table[table["split"].str.startswith("test")]
+    assert test_rows["lesions"].tolist() == [row["lesions"] for row in context.table()]
+    assert test_rows["split"].iloc[0] == f"test ({context.prevalence:.0%} malignant)"
+    assert table["split"].iloc[0].startswith("validation")

@@ -198,6 +198,9 @@ def test_explain_cli_writes_the_printable_report(tiny_model_dir: Path, tmp_path:
     assert f"{expected.malignant_probability:.1%}</strong>; referral threshold" in page
     assert "squeezed &lt;1&gt;.jpg (120×120 px" in page
     assert "Compressed picture." in page and "Stability: the answer" in page
+    # what such a risk has meant on the tiny model's own validation lesions, as printed
+    assert f"What a malignant risk of {expected.malignant_probability:.0%} has meant:" in result.stdout
+    assert f"<strong>What a malignant risk of {expected.malignant_probability:.0%} has meant:</strong>" in page
     assert "blurring the 10% of the picture this map rates highest" in page  # the map's own check
     assert len(_data_uris(page)) == 2
 
