@@ -81,9 +81,10 @@ cases_report = read_model_report(str(art.path / CASES_REPORT_FILE))
 robustness = read_model_report(str(art.path / ROBUSTNESS_FILE))
 compression_report = read_model_report(str(art.path / COMPRESSION_REPORT_FILE))
 subgroups_report = read_model_report(str(art.path / SUBGROUPS_FILE))
-model_facts = ModelFacts.from_artifact(art, read_model_report(str(art.path / EVALUATION_FILE)))
+evaluation = read_model_report(str(art.path / EVALUATION_FILE))
+model_facts = ModelFacts.from_artifact(art, evaluation)
 prediction_sets = PredictionSets.from_manifest(art.manifest)
-risk_context = RiskContext.from_evaluation(read_model_report(str(art.path / EVALUATION_FILE)))
+risk_context = RiskContext.from_evaluation(evaluation)
 sets_report = read_model_report(str(art.path / PREDICTION_SETS_FILE))
 st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
