@@ -26,13 +26,12 @@ from pages.common import (
 from skin_model.artifact import EVALUATION_FILE, ArtifactError
 from skin_model.case_report import (
     ModelFacts,
+    answer_checks,
     case_report_html,
     compression_finding,
     explanation_caption,
     prediction_set_finding,
     risk_meaning_finding,
-    similar_cases_finding,
-    stability_finding,
     verdict,
 )
 from skin_model.cases import CASES_REPORT_FILE
@@ -230,15 +229,6 @@ for number, (name, data) in enumerate(files, start=1):
     if result.similar is not None and not result.out_of_distribution:
         show_similar_cases(result.similar, result.predicted_class, cases_report)
 
-    checks_said = [
-        *([] if stability is None else [stability_finding(stability, robustness)]),
-        *(
-            [similar_cases_finding(result.similar, result.predicted_class, cases_report)]
-            if result.similar is not None and not result.out_of_distribution
-            else []
-        ),
-        *([compression] if compression else []),
-    ]
     printable = functools.partial(
         case_report_html,
         file_name=name,
@@ -249,7 +239,7 @@ for number, (name, data) in enumerate(files, start=1):
         explanation=f"{explanation}. {check.describe(target_label)}",
         result=result,
         model=model_facts,
-        findings=checks_said,
+        findings=answer_checks(result, stability, compression, robustness, cases_report),
         differential=differential,
         risk_meaning=risk_meaning,
         image_notes=loaded.notes,

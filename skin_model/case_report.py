@@ -190,6 +190,22 @@ def compression_finding(quality: int | None, compression_report: dict[str, Any] 
     return None if note is None else Finding("caution", "Compressed picture.", note)
 
 
+def answer_checks(
+    result: Diagnosis,
+    stability: StabilityCheck | None,
+    compression: Finding | None,
+    robustness_report: dict[str, Any] | None,
+    cases_report: dict[str, Any] | None,
+) -> list[Finding]:
+    """The checks on one answer a report lists, in the page's order: its stability under
+    small changes of the photo, what the similar training lesions say (not for a picture
+    that is not a lesion), and the compression caution."""
+    checks = [] if stability is None else [stability_finding(stability, robustness_report)]
+    if result.similar is not None and not result.out_of_distribution:
+        checks.append(similar_cases_finding(result.similar, result.predicted_class, cases_report))
+    return checks + ([compression] if compression else [])
+
+
 def operating_point(evaluation: dict[str, Any] | None) -> str | None:
     """What the referral threshold did on the held-out splits of ``evaluation.json``."""
     parts = []

@@ -352,13 +352,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .artifact import load_artifact, read_report
     from .case_report import (
         ModelFacts,
+        answer_checks,
         case_report_html,
         compression_finding,
         explanation_caption,
         prediction_set_finding,
         risk_meaning_finding,
-        similar_cases_finding,
-        stability_finding,
     )
     from .cases import CASES_REPORT_FILE, CaseIndex
     from .conformal import PREDICTION_SETS_FILE, PredictionSets
@@ -425,10 +424,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(describe_cases(result.similar))
     if args.report:
         shown = plain_name(label) if label in CLASS_NAMES else "malignant risk"
-        findings = [stability_finding(stability, read_report(artifact.path, ROBUSTNESS_FILE))]
-        if result.similar is not None:
-            cases_report = read_report(artifact.path, CASES_REPORT_FILE)
-            findings.append(similar_cases_finding(result.similar, result.predicted_class, cases_report))
+        robustness, cases_report = (read_report(artifact.path, name) for name in (ROBUSTNESS_FILE, CASES_REPORT_FILE))
         page = case_report_html(
             file_name=Path(args.image).name,
             file_sha256=hashlib.sha256(Path(args.image).read_bytes()).hexdigest(),
@@ -438,7 +434,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             explanation=f"{explanation_caption(METHOD_LABELS[args.method], shown)}. {evidence}",
             result=result,
             model=ModelFacts.from_artifact(artifact),
-            findings=[*findings, *([compression] if compression else [])],
+            findings=answer_checks(result, stability, compression, robustness, cases_report),
             differential=differential,
             risk_meaning=risk_meaning,
             image_notes=loaded.notes,
