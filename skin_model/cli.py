@@ -112,6 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a saved model on val/test and write evaluation.json next to it."""
     from .artifact import EVALUATION_FILE, load_artifact, read_evaluation, write_json
+    from .conformal import DEFAULT_ALPHA, PREDICTION_SETS_FILE, fit_from_evaluation, record_prediction_sets
     from .evaluation import evaluate_artifact, summary_table
 
     artifact = load_artifact(args.model)
@@ -126,6 +127,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     write_json(artifact.path / EVALUATION_FILE, merged)
     print(summary_table(results))
     print(f"wrote {artifact.path / EVALUATION_FILE}")
+    # the prediction sets are fitted on the stored validation probabilities: keep them in step
+    sets = fit_from_evaluation(merged, artifact.manifest.get("prediction_set_alpha", DEFAULT_ALPHA))
+    if sets is not None and "val" in results:
+        record_prediction_sets(artifact.path, artifact.name, sets)
+        print(f"refitted the prediction sets ({PREDICTION_SETS_FILE})")
     return 0
 
 
@@ -237,25 +243,15 @@ def cmd_cases(args: argparse.Namespace) -> int:
 
 def cmd_sets(args: argparse.Namespace) -> int:
     """Fit a model's prediction sets on its stored validation probabilities and measure them."""
-    import numpy as np
-
-    from .artifact import load_artifact, read_manifest, write_json, write_manifest
-    from .conformal import PREDICTION_SETS_FILE, fit_prediction_sets
+    from .artifact import load_artifact
+    from .conformal import PREDICTION_SETS_FILE, fit_from_evaluation, record_prediction_sets
 
     artifact = load_artifact(args.model)
-    evaluation = artifact.evaluation() or {}
-
-    def scores(split: str):
-        stored = (evaluation.get(split) or {}).get("scores")
-        return None if stored is None else (np.asarray(stored["probs"], float), np.asarray(stored["y_true"], int))
-
-    val = scores("val")
-    if val is None:
+    result = fit_from_evaluation(artifact.evaluation(), args.alpha)
+    if result is None:
         print(f"error: {artifact.path} has no stored validation probabilities: run `evaluate` first", file=sys.stderr)
         return 1
-    result = fit_prediction_sets(val, scores("test"), args.alpha)
-    write_json(artifact.path / PREDICTION_SETS_FILE, {"model": artifact.name, **result["report"]})
-    write_manifest(artifact.path, read_manifest(artifact.path) | result["manifest"])
+    record_prediction_sets(artifact.path, artifact.name, result)
     for split in ("val", "test"):
         r = result["report"].get(split)
         if r:

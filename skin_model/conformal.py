@@ -174,3 +174,28 @@ def fit_prediction_sets(
         f"{MARGIN}); the most probable class always is",
     }
     return {"manifest": entries, "report": report}
+
+
+def stored_scores(evaluation: dict[str, Any] | None, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(probabilities, labels) an ``evaluation.json`` stores for ``split``, or None."""
+    scores = ((evaluation or {}).get(split) or {}).get("scores")
+    if scores is None:
+        return None
+    return np.asarray(scores["probs"], float), np.asarray(scores["y_true"], int)
+
+
+def fit_from_evaluation(evaluation: dict[str, Any] | None, alpha: float = DEFAULT_ALPHA) -> dict[str, Any] | None:
+    """:func:`fit_prediction_sets` on a model's stored validation (and test) scores;
+    None when its evaluation stores no validation scores."""
+    val = stored_scores(evaluation, "val")
+    return None if val is None else fit_prediction_sets(val, stored_scores(evaluation, "test"), alpha)
+
+
+def record_prediction_sets(model_dir, model_name: str, result: dict[str, Any]) -> None:
+    """Write ``prediction_sets.json`` beside a model and its thresholds into its manifest."""
+    from pathlib import Path
+
+    from .artifact import read_manifest, write_json, write_manifest
+
+    write_json(Path(model_dir) / PREDICTION_SETS_FILE, {"model": model_name, **result["report"]})
+    write_manifest(Path(model_dir), read_manifest(Path(model_dir)) | result["manifest"])

@@ -15,6 +15,7 @@ import pandas as pd
 from . import artifact as artifact_io
 from .classes import CLASS_NAMES, MALIGNANT_CLASSES, MALIGNANT_MASK, malignant_score
 from .colour_constancy import DEFAULT_POWER, TARGET_GREY
+from .conformal import PREDICTION_SETS_FILE, fit_from_evaluation
 from .distribute import describe as describe_strategy
 from .distribute import fit_multi_worker, is_multi_worker, strategy_from_environment
 from .evaluation import by_collection, collections_of, evaluate_predictions, threshold_for_sensitivity, threshold_rule
@@ -451,8 +452,12 @@ def train(
         },
         "tensorflow_threads": tf.config.threading.get_intra_op_parallelism_threads(),
     }
-    artifact_io.save_artifact(model, out_dir, manifest_out)
+    # the differential's thresholds come from the validation probabilities just stored
+    sets = fit_from_evaluation(evaluation)
+    artifact_io.save_artifact(model, out_dir, manifest_out | (sets["manifest"] if sets else {}))
     artifact_io.write_json(out_dir / artifact_io.EVALUATION_FILE, evaluation)
+    if sets:
+        artifact_io.write_json(out_dir / PREDICTION_SETS_FILE, {"model": manifest_out["name"], **sets["report"]})
     pd.DataFrame(history).rename_axis("epoch").to_csv(out_dir / artifact_io.HISTORY_FILE)
     if not keep_weights:
         (out_dir / artifact_io.MODEL_FILE).unlink()

@@ -139,6 +139,32 @@ def test_finding_names_the_differential_and_its_measured_coverage() -> None:
     assert alone == "The only class the model cannot rule out at that coverage (malignant or pre-malignant)."
 
 
+def test_training_fits_the_sets_and_evaluate_keeps_them_in_step(
+    tiny_model_dir: Path, synthetic_data: tuple[Path, dict], tmp_path: Path
+) -> None:
+    from skin_model.artifact import load_artifact, read_report
+
+    artifact = load_artifact(tiny_model_dir)
+    probs, y = (np.asarray(artifact.evaluation()["val"]["scores"][k]) for k in ("probs", "y_true"))
+    sets = PredictionSets.from_manifest(artifact.manifest)
+    assert sets is not None and sets.alpha == 0.1  # fitted by `train` from the validation scores it stored
+    np.testing.assert_allclose(sets.thresholds, class_thresholds(probs, y, 0.1), atol=1e-6)
+    assert read_report(tiny_model_dir, PREDICTION_SETS_FILE)["val"]["images"] == len(y)
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    run_cli("sets", "--model", str(model), "--alpha", "0.3")
+    data = str(synthetic_data[0])
+    result = run_cli("evaluate", "--model", str(model), "--data", data, "--split", "val", "--quiet")
+    assert "refitted the prediction sets" in result.stdout
+    refitted = load_artifact(model)
+    assert PredictionSets.from_manifest(refitted.manifest).alpha == 0.3  # the coverage asked for is kept
+    probs, y = (np.asarray(refitted.evaluation()["val"]["scores"][k]) for k in ("probs", "y_true"))
+    np.testing.assert_allclose(
+        PredictionSets.from_manifest(refitted.manifest).thresholds, class_thresholds(probs, y, 0.3), atol=1e-6
+    )
+
+
 def test_sets_command_records_thresholds_the_loader_verifies_and_predict_uses(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -172,5 +198,3 @@ def test_sets_command_records_thresholds_the_loader_verifies_and_predict_uses(
     (model / "evaluation.json").unlink()
     refused = run_cli("sets", "--model", str(model), check=False)
     assert refused.returncode == 1 and "run `evaluate` first" in refused.stderr
-    plain = run_cli("predict", "--model", str(tiny_model_dir), str(pictures[0]), "--output", "-", "--quiet")
-    assert "prediction_set" in plain.stdout.splitlines()[0]  # the column is there, empty without sets

@@ -109,6 +109,9 @@ def test_export_and_predict_through_the_cli(tiny_model_dir: Path, tmp_path: Path
     np.testing.assert_allclose(
         table.iloc[0][list(CLASS_NAMES)].to_numpy(float), keras_row[list(CLASS_NAMES)].to_numpy(float), atol=1e-4
     )
+    # the model folder carries prediction sets (fitted when it was trained); the export does not
+    assert keras_row["prediction_set"].split("; ")[0] == keras_row["predicted_class"]
+    assert table["prediction_set"].isna().all()
 
 
 def test_int8_export_without_data_says_why(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
