@@ -20,7 +20,7 @@ import streamlit as st
 
 from skin_model import artifact as artifact_io
 from skin_model.case_report import DISCLAIMER as REPORT_DISCLAIMER
-from skin_model.case_report import similar_cases_finding, stability_finding
+from skin_model.case_report import Finding, similar_cases_finding, stability_finding
 from skin_model.cases import CASES_REPORT_FILE, SimilarCase
 from skin_model.classes import CLASS_NAMES, MALIGNANT_CLASSES, plain_name
 from skin_model.conformal import (
@@ -31,6 +31,7 @@ from skin_model.conformal import (
     split_half_coverage,
 )
 from skin_model.explain import METHOD_LABELS
+from skin_model.follow_up import PhotoToPhoto
 from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
 from skin_model.risk_context import NEIGHBOURS, RiskContext
 from skin_model.robustness import COMPRESSION_NOTE_BELOW, COMPRESSION_REPORT_FILE, StabilityCheck
@@ -644,6 +645,63 @@ def load_audit() -> dict[str, Any] | None:
 def load_manifest_table() -> pd.DataFrame | None:
     path = AUDIT_DIR / "manifest.csv"
     return pd.read_csv(path) if path.is_file() else None
+
+
+# the picture formats the uploaders accept (the loader reads them all; see skin_model.images)
+IMAGE_TYPES = ["jpg", "jpeg", "png", "heic", "heif", "avif", "bmp", "tif", "tiff", "webp"]
+
+# how each kind of statement is shown: a reason to refer in red, a caution in amber
+FINDING_BOXES = {
+    "not_a_lesion": ("error", "🚫"),
+    "high_risk": ("error", "🚩"),
+    "unsure": ("warning", "❓"),
+    "caution": ("warning", "⚠️"),
+    "below_threshold": ("success", "✅"),
+    "note": ("info", "ℹ️"),
+}
+
+
+def show_finding(finding: Finding) -> None:
+    """One statement about a result, in the box its kind calls for."""
+    box, icon = FINDING_BOXES[finding.kind]
+    getattr(st, box)(f"**{finding.headline}** {finding.detail}".strip(), icon=icon)
+
+
+@st.cache_data
+def photo_to_photo(model_dir: str) -> PhotoToPhoto | None:
+    """How much the model's answer differed between two photos of one validation lesion."""
+    path = Path(model_dir)
+    fingerprint = (read_json(path / artifact_io.MANIFEST_FILE) or {}).get("data_fingerprint")
+    evaluation = read_json(path / artifact_io.EVALUATION_FILE)
+    return PhotoToPhoto.from_stored(load_manifest_table(), evaluation, fingerprint)
+
+
+def comparison_chart(earlier: np.ndarray, later: np.ndarray) -> go.Figure:
+    """The nine class probabilities of two pictures side by side, one row per class."""
+    names = [plain_name(n) for n in CLASS_NAMES][::-1]
+    fig = go.Figure(
+        [
+            go.Bar(
+                name=name,
+                y=names,
+                x=values[::-1],
+                orientation="h",
+                marker_color=colour,
+                text=[f"{v:.0%}" for v in values[::-1]],
+                textposition="outside",
+                hovertemplate="%{y}: %{x:.1%}<extra></extra>",
+            )
+            for name, values, colour in (("earlier", earlier, "#9ecae1"), ("later", later, "#08519c"))
+        ]
+    )
+    fig.update_layout(
+        barmode="group",
+        xaxis=dict(range=[0, 1.1], tickformat=".0%", title="probability"),
+        height=460,
+        margin=dict(l=10, r=10, t=10, b=10),
+        legend=dict(orientation="h", traceorder="normal"),
+    )
+    return fig
 
 
 def probability_chart(ranked: list[tuple[str, float]], malignant: set[str]) -> go.Figure:

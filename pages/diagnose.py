@@ -10,6 +10,7 @@ import json
 import streamlit as st
 
 from pages.common import (
+    IMAGE_TYPES,
     METHOD_LABELS,
     load_model_bundle,
     npy_bytes,
@@ -19,6 +20,7 @@ from pages.common import (
     probability_chart,
     read_model_report,
     show_disclaimer,
+    show_finding,
     show_patient_context,
     show_similar_cases,
     show_stability,
@@ -50,7 +52,7 @@ show_disclaimer()
 
 uploads = st.file_uploader(
     "Dermoscopic images (jpg, png, heic, avif, bmp, tiff, webp), or a zip of them",
-    type=["jpg", "jpeg", "png", "heic", "heif", "avif", "bmp", "tif", "tiff", "webp", "zip"],
+    type=[*IMAGE_TYPES, "zip"],
     accept_multiple_files=True,
     help="Several files give a worklist on top (referrals first, highest malignant risk first). "
     "A zip is unpacked in memory; unsafe entries are refused.",
@@ -180,10 +182,8 @@ for number, (name, data) in enumerate(files, start=1):
     right.caption(check.describe(target_label))
 
     # the referral decision, in the words of the printable report
-    show = {"not_a_lesion": (st.error, "🚫"), "high_risk": (st.error, "🚩"), "unsure": (st.warning, "❓")}
     for finding in verdict(result):
-        box, icon = show.get(finding.kind, (st.success, "✅"))
-        box(f"**{finding.headline}** {finding.detail}", icon=icon)
+        show_finding(finding)
     risk_meaning = None
     if risk_context is not None and not result.out_of_distribution:
         risk_meaning = risk_meaning_finding(result.malignant_probability, risk_context)

@@ -600,3 +600,36 @@ def test_model_card_says_what_a_malignant_risk_has_meant(app: AppTest) -> None:
     assert test_rows["lesions"].tolist() == [row["lesions"] for row in context.table()]
     assert test_rows["split"].iloc[0] == f"test ({context.prevalence:.0%} malignant)"
     assert table["split"].iloc[0].startswith("validation")
+
+
+def test_follow_up_page_compares_two_pictures(app: AppTest) -> None:
+    app.switch_page("pages/follow_up.py").run()
+    assert not app.exception, app.exception
+    assert "Upload both pictures" in _texts(app)
+    earlier, later = app.file_uploader
+    earlier.set_value(("before.jpg", jpeg_bytes(lesion_like(seed=4)), "image/jpeg"))
+    later.set_value(("after.png", b"not a picture", "image/png")).run()
+    assert not app.exception, app.exception
+    assert any(e.value.startswith("after.png: ") for e in app.error) and "Upload both pictures" in _texts(app)
+    app.file_uploader[1].set_value(("after.jpg", jpeg_bytes(lesion_like(seed=5)), "image/jpeg")).run()
+    assert not app.exception, app.exception
+    assert [h.value for h in app.subheader] == ["What changed"]
+    texts = _texts(app)
+    # synthetic pictures may be flagged as not lesions; either way the page says what it can
+    assert "No comparison" in texts or ("Malignant risk " in texts and "The model reads each picture" in texts)
+
+
+def test_follow_up_page_on_two_real_pictures(app: AppTest, real_data_dir) -> None:
+    pictures = sorted(real_data_dir.glob("skin-cancer-isic/*/Test/nevus/*.jpg"))[:2]
+    if len(pictures) < 2:
+        pytest.skip(f"no nevus test images under {real_data_dir}")
+    app.switch_page("pages/follow_up.py").run()
+    for uploader, picture in zip(app.file_uploader, pictures, strict=True):
+        uploader.set_value((picture.name, picture.read_bytes(), "image/jpeg"))
+    app.run()
+    assert not app.exception, app.exception
+    texts = _texts(app)
+    if "No comparison" in texts:
+        pytest.skip("a real test picture was flagged as not a lesion")
+    assert "percentage points)" in texts and "validation pairs" in texts  # the shipped photo-to-photo spread
+    assert len(app.get("plotly_chart")) == 1 and len(app.get("image")) == 2
