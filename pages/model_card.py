@@ -8,6 +8,8 @@ import streamlit as st
 from pages.common import (
     DISCLAIMER,
     model_summaries,
+    photo_to_photo,
+    plain_name,
     show_cases_report,
     show_compression_report,
     show_explanation_check,
@@ -17,6 +19,7 @@ from pages.common import (
     show_robustness,
     show_subgroups,
 )
+from skin_model.classes import CLASS_NAMES
 from skin_model.robustness import COMPRESSION_NOTE_BELOW
 from skin_model.sources import COLLECTION_TITLES
 from skin_model.subgroups import validation_groups
@@ -165,6 +168,14 @@ if len(sites) > 1:
         f"{sites[worst]['balanced_accuracy']:.3f} against {sites[best]['balanced_accuracy']:.3f} on the {best}). "
         "Patient records describe only the lesions of some classes; there are no figures by patient group for "
         f"{', '.join(described['classes_not_described'])}."
+    )
+spread = photo_to_photo(default["path"])
+if spread is not None:
+    missing = sorted(set(CLASS_NAMES) - set(spread.classes))
+    st.markdown(
+        "- **Follow-up comparisons:** the model reads each picture on its own and was never trained to detect "
+        f"change. The Follow-up page sets a change of the malignant risk against {spread.pairs} pairs of photos of "
+        f"{spread.lesions} unchanged validation lesions, none of them {', '.join(map(plain_name, missing))}."
     )
 st.markdown(
     "- **Skin types:** ISIC images come mostly from fair-skinned patients in Europe, the USA and Australia; "

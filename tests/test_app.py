@@ -633,3 +633,26 @@ def test_follow_up_page_on_two_real_pictures(app: AppTest, real_data_dir) -> Non
         pytest.skip("a real test picture was flagged as not a lesion")
     assert "percentage points)" in texts and "validation pairs" in texts  # the shipped photo-to-photo spread
     assert len(app.get("plotly_chart")) == 1 and len(app.get("image")) == 2
+
+
+def test_model_card_names_the_classes_the_follow_up_spread_lacks(app: AppTest) -> None:
+    app.switch_page("pages/model_card.py").run()
+    assert not app.exception, app.exception
+    import json
+
+    import pandas as pd
+
+    from skin_model.artifact import default_model_dir
+    from skin_model.follow_up import PhotoToPhoto
+    from skin_model.paths import AUDIT_DIR
+
+    model = default_model_dir()
+    spread = PhotoToPhoto.from_stored(
+        pd.read_csv(AUDIT_DIR / "manifest.csv"),
+        json.loads((model / "evaluation.json").read_text()),
+        json.loads((model / "manifest.json").read_text())["data_fingerprint"],
+    )
+    line = next(m.value for m in app.markdown if "**Follow-up comparisons:**" in m.value)
+    assert f"{spread.pairs} pairs of photos of {spread.lesions} unchanged validation lesions" in line
+    # the shipped validation split has several photos only of lesions from HAM10000's classes
+    assert "none of them Melanoma, Mole (melanocytic nevus), Seborrheic keratosis" in line
