@@ -21,10 +21,12 @@ and measures the held-out test split.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .artifact import read_manifest, write_json, write_manifest
 from .classes import CLASS_NAMES, MALIGNANT_MASK
 
 PREDICTION_SETS_FILE = "prediction_sets.json"
@@ -191,11 +193,8 @@ def fit_from_evaluation(evaluation: dict[str, Any] | None, alpha: float = DEFAUL
     return None if val is None else fit_prediction_sets(val, stored_scores(evaluation, "test"), alpha)
 
 
-def record_prediction_sets(model_dir, model_name: str, result: dict[str, Any]) -> None:
+def record_prediction_sets(model_dir: str | Path, model_name: str, result: dict[str, Any]) -> None:
     """Write ``prediction_sets.json`` beside a model and its thresholds into its manifest."""
-    from pathlib import Path
-
-    from .artifact import read_manifest, write_json, write_manifest
-
-    write_json(Path(model_dir) / PREDICTION_SETS_FILE, {"model": model_name, **result["report"]})
-    write_manifest(Path(model_dir), read_manifest(Path(model_dir)) | result["manifest"])
+    model_dir = Path(model_dir)
+    write_json(model_dir / PREDICTION_SETS_FILE, {"model": model_name, **result["report"]})
+    write_manifest(model_dir, read_manifest(model_dir) | result["manifest"])
