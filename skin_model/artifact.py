@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import colour_constancy  # noqa: F401  (registers the ShadesOfGray layer for loading)
 from .classes import CLASS_NAMES
 from .folding import fold_batch_norms
 from .paths import TRAINED_MODELS_DIR
@@ -161,6 +160,8 @@ def read_evaluation(model_dir: Path) -> dict[str, Any] | None:
 def load_artifact(model_dir: str | Path | None = None) -> ModelArtifact:
     """Load and verify a model folder (default: the project's default model)."""
     import keras
+
+    from . import colour_constancy  # noqa: F401  (registers the ShadesOfGray layer for loading)
 
     model_dir = Path(model_dir) if model_dir else default_model_dir()
     manifest = read_manifest(model_dir)
