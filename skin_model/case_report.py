@@ -15,7 +15,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 
@@ -31,12 +31,16 @@ from .subgroups import ATTRIBUTES, patient_context
 REPORT_PICTURE_SIDE = 512
 
 
+# what a statement is: a reason to refer (the first three), the comfort of a low risk, a
+# reason to read the answer with care, or plain information
+FindingKind = Literal["not_a_lesion", "high_risk", "unsure", "below_threshold", "caution", "note"]
+
+
 @dataclass(frozen=True)
 class Finding:
-    """One statement about a result: a short headline, its detail, and whether it is a
-    reason to refer (``refer``) or to read the answer with care (``caution``)."""
+    """One statement about a result: its kind, a short headline and its detail."""
 
-    kind: str  # "not_a_lesion", "high_risk", "unsure", "below_threshold", "caution" or "note"
+    kind: FindingKind
     headline: str
     detail: str = ""
 

@@ -400,7 +400,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         f"advice: {result.advice or 'none from the model (not a diagnosis: a worrying lesion should be seen)'}"
     )
     risk_meaning = None
-    context = RiskContext.from_evaluation(artifact.evaluation())
+    evaluation = artifact.evaluation()
+    context = RiskContext.from_evaluation(evaluation)
     if context is not None and not result.out_of_distribution:
         risk_meaning = risk_meaning_finding(result.malignant_probability, context)
         print(risk_meaning.text)
@@ -429,7 +430,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
             overlay=render_overlay(image, heat, opacity=args.opacity),
             explanation=f"{explanation_caption(METHOD_LABELS[args.method], shown)}. {evidence}",
             result=result,
-            model=ModelFacts.from_artifact(artifact),
+            model=ModelFacts.from_artifact(artifact, evaluation),
             findings=answer_checks(result, stability, compression, robustness, cases_report),
             differential=differential,
             risk_meaning=risk_meaning,
