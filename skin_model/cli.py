@@ -88,6 +88,7 @@ def train_config_from_args(args: argparse.Namespace):
         jpeg=args.jpeg,
         colour_constancy=args.colour_constancy,
         light=args.light,
+        train_fraction=args.train_fraction,
     )
 
 
@@ -541,6 +542,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="P",
         help="augmentation: with probability P change a picture's exposure (x0.75-1.25) and white balance "
         "(+-10%% per channel) only, as another light would (default 0)",
+    )
+    train.add_argument(
+        "--train-fraction",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="train on about F of each class's training pictures, whole lesion groups (learning curves; default 1)",
     )
     train.add_argument(
         "--layer-decay",

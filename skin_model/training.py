@@ -73,6 +73,9 @@ class TrainConfig:
     # augmentation: probability of a light change alone, exposure and white balance
     # (pipeline.light_change); 0 = off
     light: float = 0.0
+    # train on this share of the training split's pictures (whole lesion groups, per class;
+    # for learning curves: how much would more data help?). 1 = all
+    train_fraction: float = 1.0
     # pretrained backbones: layer-wise learning-rate decay, the learning rate of block k
     # is layer_decay ** (last block - k) times the head's, so that deeper unfreezing
     # moves the generic early blocks less; None = one rate for all
@@ -307,6 +310,24 @@ def freeze_for_finetuning(model, first_trainable: str, train_batch_norm: bool = 
     return len(model.trainable_weights)
 
 
+def training_subset(rows: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """About ``fraction`` of each class's training pictures, taken as whole groups (a
+    lesion's or a duplicate's pictures stay together), in a seeded random order; the rows
+    keep their order. A class keeps at least one group."""
+    if fraction >= 1:
+        return rows
+    if not 0 < fraction < 1:
+        raise ValueError(f"the training fraction must lie in (0, 1], not {fraction}")
+    rng = np.random.default_rng(seed)
+    keep: list[str] = []
+    for _, members in rows.groupby("final_label", sort=True):
+        sizes = members.groupby("group_id", sort=True).size()
+        order = sizes.index.to_numpy()[rng.permutation(len(sizes))]
+        taken = np.cumsum(sizes.loc[order].to_numpy())
+        keep += order[: max(1, int(np.searchsorted(taken, fraction * len(members))) + 1)].tolist()
+    return rows[rows["group_id"].isin(keep)]
+
+
 def train(
     config: TrainConfig,
     manifest: Manifest,
@@ -330,6 +351,7 @@ def train(
     keras.utils.set_random_seed(config.seed)
     size = config.resolved_input_size()
     splits = {name: manifest.kept(name) for name in ("train", "val", "test")}
+    splits["train"] = training_subset(splits["train"], config.train_fraction, config.seed)
     arrays = {name: load_arrays(rows, size, cache_dir, progress) for name, rows in splits.items() if len(rows)}
     x_train, y_train = arrays["train"]
     x_val, y_val = arrays.get("val", arrays["train"])

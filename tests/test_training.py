@@ -578,3 +578,24 @@ def test_explain_cli_notes_a_heavily_compressed_jpeg(tiny_model_dir: Path, tmp_p
     notes = [line for line in result.stdout.splitlines() if line.startswith("note: ")]
     # the tiny model ships no compression report: the fact without figures
     assert len(notes) == 1 and "saved at quality about 60" in notes[0] and "saved again" not in notes[0]
+
+
+def test_training_subset_keeps_whole_groups_and_each_class_share(synthetic_manifest) -> None:
+    from skin_model.training import training_subset
+
+    rows = synthetic_manifest.kept("train")
+    half = training_subset(rows, 0.5, seed=3)
+    assert half.equals(training_subset(rows, 0.5, seed=3))  # seeded
+    assert training_subset(rows, 1.0, seed=3).equals(rows)
+    for label, members in rows.groupby("final_label"):
+        kept = half[half["final_label"] == label]
+        largest = members.groupby("group_id").size().max()
+        # the smallest run of whole groups reaching half of the class
+        assert 0.5 * len(members) <= len(kept) < 0.5 * len(members) + largest
+    # a group is kept whole or not at all
+    assert (
+        half.groupby("group_id").size() == rows[rows["group_id"].isin(half["group_id"])].groupby("group_id").size()
+    ).all()
+    assert list(half.index) == sorted(half.index)  # the rows keep their order
+    with pytest.raises(ValueError, match="fraction"):
+        training_subset(rows, 0.0, seed=3)
