@@ -30,6 +30,7 @@ from skin_model.conformal import (
     set_report,
     split_half_coverage,
 )
+from skin_model.evaluation import stored_scores
 from skin_model.explain import METHOD_LABELS
 from skin_model.follow_up import PhotoToPhoto
 from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
@@ -545,8 +546,8 @@ def show_prediction_set_explorer(summary: dict[str, Any], split: str) -> None:
     """The differential's coverage against its width, for any coverage asked: thresholds
     fitted on the stored validation probabilities, measured on ``split``'s."""
     evaluation = summary["evaluation"]
-    val, shown = ((evaluation.get(s) or {}).get("scores") for s in ("val", split))
-    if not val or not shown:
+    val, shown = (stored_scores(evaluation, s) for s in ("val", split))
+    if val is None or shown is None:
         st.info("This evaluation has no stored scores.")
         return
     shipped = summary["manifest"].get("prediction_set_alpha")
@@ -561,8 +562,7 @@ def show_prediction_set_explorer(summary: dict[str, Any], split: str) -> None:
         + (f" ({1 - shipped:.0%})." if shipped is not None else " (this model has none: `python -m skin_model sets`)."),
     )
     alpha = round(1 - coverage, 4)
-    y_val, p_val = np.asarray(val["y_true"]), np.asarray(val["probs"])
-    y, probs = np.asarray(shown["y_true"]), np.asarray(shown["probs"])
+    (p_val, y_val), (probs, y) = val, shown
     report = set_report(probs, y, class_thresholds(p_val, y_val, alpha))
     a, b, c = st.columns(3)
     a.metric("True class in the set", f"{report['coverage']:.1%}")

@@ -28,6 +28,7 @@ import numpy as np
 
 from .artifact import read_manifest, write_json, write_manifest
 from .classes import CLASS_NAMES, MALIGNANT_MASK
+from .evaluation import stored_scores
 
 PREDICTION_SETS_FILE = "prediction_sets.json"
 DEFAULT_ALPHA = 0.1
@@ -176,14 +177,6 @@ def fit_prediction_sets(
         f"{MARGIN}); the most probable class always is",
     }
     return {"manifest": entries, "report": report}
-
-
-def stored_scores(evaluation: dict[str, Any] | None, split: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(probabilities, labels) an ``evaluation.json`` stores for ``split``, or None."""
-    scores = ((evaluation or {}).get(split) or {}).get("scores")
-    if scores is None:
-        return None
-    return np.asarray(scores["probs"], float), np.asarray(scores["y_true"], int)
 
 
 def fit_from_evaluation(evaluation: dict[str, Any] | None, alpha: float = DEFAULT_ALPHA) -> dict[str, Any] | None:

@@ -337,6 +337,14 @@ def collections_of(rows) -> np.ndarray:
     return np.array([source_collection(source) for source in rows["source"]])
 
 
+def stored_scores(evaluation: dict[str, Any] | None, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(probabilities, labels) an ``evaluation.json`` stores for ``split``, or None."""
+    scores = ((evaluation or {}).get(split) or {}).get("scores")
+    if not scores:
+        return None
+    return np.asarray(scores["probs"], dtype=float), np.asarray(scores["y_true"], dtype=int)
+
+
 def stored_split_scores(table, evaluation: dict[str, Any], split: str, data_fingerprint: str | None):
     """The kept rows of ``split`` in a manifest ``table`` with the labels and
     probabilities the model's evaluation stored for them, row by row: ``(rows, y, probs)``.
@@ -346,14 +354,15 @@ def stored_split_scores(table, evaluation: dict[str, Any], split: str, data_fing
 
     if table_fingerprint(table) != data_fingerprint:
         raise ValueError("the data's fingerprint differs from the one the model was evaluated on")
-    scores = (evaluation.get(split) or {}).get("scores")
-    if scores is None:
+    stored = stored_scores(evaluation, split)
+    if stored is None:
         raise ValueError(f"the model's evaluation stores no scores for the {split} split")
+    probs, stored_y = stored
     rows = kept_rows(table, split)
     y = np.array([CLASS_NAMES.index(label) for label in rows["final_label"]])
-    if y.tolist() != scores["y_true"]:
+    if y.tolist() != stored_y.tolist():
         raise ValueError(f"the stored {split} labels do not follow the split's rows")
-    return rows, y, np.asarray(scores["probs"], dtype=float)
+    return rows, y, probs
 
 
 def confused_pictures(rows, y: np.ndarray, probs: np.ndarray, true_class: int, predicted_class: int):

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .classes import MALIGNANT_MASK, malignant_score
+from .evaluation import stored_scores
 from .subgroups import wilson_interval
 
 # how many held-out lesions with the closest risk a picture's risk is read against
@@ -38,11 +39,11 @@ class RiskContext:
     @classmethod
     def from_evaluation(cls, evaluation: dict[str, Any] | None, split: str = "val") -> RiskContext | None:
         """From the scores an ``evaluation.json`` stores (None without them)."""
-        scores = ((evaluation or {}).get(split) or {}).get("scores")
-        if not scores:
+        stored = stored_scores(evaluation, split)
+        if stored is None:
             return None
-        probs = np.asarray(scores["probs"], float)
-        return cls(split, malignant_score(probs), MALIGNANT_MASK[np.asarray(scores["y_true"], int)])
+        probs, y = stored
+        return cls(split, malignant_score(probs), MALIGNANT_MASK[y])
 
     @property
     def prevalence(self) -> float:
