@@ -185,7 +185,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _load_predictor(model: str | None, tta: bool):
     """(predictor, reliability check or None, case index or None, malignant referral
     threshold, prediction sets or None) for a model folder or an export (which has no
-    check, index or sets)."""
+    check or index; its sets are the ones its manifest records, see ``export``)."""
     from .export import is_exported_model, load_exported
 
     if model and is_exported_model(model):
@@ -193,8 +193,16 @@ def _load_predictor(model: str | None, tta: bool):
             print(
                 "note: --tta is ignored for an export (its test-time augmentation is fixed at export)", file=sys.stderr
             )
+        from .conformal import PredictionSets
+
         exported = load_exported(model)
-        return exported, None, None, float(exported.manifest["malignant_threshold"]), None
+        return (
+            exported,
+            None,
+            None,
+            float(exported.manifest["malignant_threshold"]),
+            PredictionSets.from_manifest(exported.manifest),
+        )
     from .artifact import load_artifact
     from .cases import CaseIndex
     from .conformal import PredictionSets
@@ -302,8 +310,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     import json
 
     from .artifact import load_artifact
-    from .export import export_model, load_exported, manifest_path, parity_report, record_parity
-    from .inference import Predictor
+    from .conformal import PredictionSets
+    from .export import check_export, export_model, manifest_path
     from .pipeline import load_arrays
 
     artifact = load_artifact(args.model)
@@ -330,13 +338,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     exported = export_model(artifact, out, args.format, args.quantize, tta, representative, args.float_above)
     print(f"wrote {exported} and {manifest_path(exported)}")
     if manifest is not None and not args.no_parity:
-        keras_predictor, export_predictor = Predictor.from_artifact(artifact, tta=tta), load_exported(exported)
-        parity = {}
-        for split in ("val", "test") if args.parity_split == "both" else (args.parity_split,):
-            x, y = load_arrays(manifest.kept(split), artifact.input_size, progress=not args.quiet)
-            parity[split] = parity_report(keras_predictor.predict_arrays(x), export_predictor.predict_arrays(x), y)
-        record_parity(exported, parity)
-        print(json.dumps(parity, indent=1))
+        splits = {
+            split: load_arrays(manifest.kept(split), artifact.input_size, progress=not args.quiet)
+            for split in (("val", "test") if args.parity_split == "both" else (args.parity_split,))
+        }
+        checked = check_export(artifact, exported, splits, tta)
+        print(json.dumps(checked["parity"], indent=1))
+        if checked["prediction_sets"] is not None:
+            report = checked["prediction_sets"]
+            measured = "; ".join(
+                f"{split} {report[split]['coverage']:.1%} with {report[split]['mean_size']:.2f} classes"
+                for split in ("val", "test")
+                if split in report
+            )
+            print(f"prediction sets refitted on the export's validation probabilities: {measured}")
+    sets = PredictionSets.from_manifest(json.loads(manifest_path(exported).read_text()))
+    if sets is None:
+        print("note: this export carries no prediction sets (see `export --help`)", file=sys.stderr)
     return 0
 
 
@@ -681,7 +699,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="export a model to SavedModel (TF Serving) or TFLite, with a parity check",
         description="Export the model's serving function (pixels in, probabilities out, with its test-time "
         "augmentation) as a SavedModel or a TFLite file, optionally quantized; with a data set, compare it with "
-        "the Keras model on a held-out split and record the result in the export's manifest.",
+        "the Keras model on a held-out split and record the result in the export's manifest. The export carries "
+        "the model's prediction sets (the differential `predict` lists): refitted on the export's own validation "
+        "probabilities when the check reads validation, else the model's own when the export computes the same "
+        "probabilities (float32 or float16 with the model's test-time augmentation), else none.",
     )
     _add_data_flag(export)
     _add_model_flag(export)

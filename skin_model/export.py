@@ -11,6 +11,12 @@ Every export gets a JSON manifest (``export.json`` inside a SavedModel folder,
 ``<file>.json`` beside a ``.tflite`` file) with the class names, input size,
 preprocessing, source model checksum, the exported files' SHA-256 (verified when
 loading) and, when data was given, the parity check against the Keras model.
+
+An export also carries the model's prediction sets (its differential at a stated
+coverage, :mod:`skin_model.conformal`): fitted again on the export's own validation
+probabilities when the parity check reads validation, else the source model's
+thresholds when the export computes the same probabilities (float32 or float16, the
+test-time augmentation the thresholds were fitted with), else none.
 """
 
 from __future__ import annotations
@@ -210,6 +216,7 @@ def export_model(
         "output": "class probabilities in class_names order",
         "tta": use_tta,
         "malignant_threshold": artifact.malignant_threshold,
+        **inherited_prediction_sets(artifact, quantize, use_tta),
         "source_model": artifact.name,
         "source_manifest_sha256": artifact.manifest.get("manifest_sha256"),
         "representative_images": 0 if representative is None else len(representative),
@@ -229,11 +236,56 @@ def export_model(
     return out
 
 
-def record_parity(export: Path, parity: dict[str, Any]) -> None:
-    """Add a parity report to an export's manifest (the exported files are unchanged)."""
+SET_KEYS = ("prediction_set_alpha", "prediction_set_thresholds", "prediction_set_rule")
+SAME_PROBABILITIES = ("none", "float16")  # quantizations whose outputs match the source's to 1e-3
+
+
+def inherited_prediction_sets(artifact: ModelArtifact, quantize: str, tta: bool) -> dict[str, Any]:
+    """The source model's prediction-set entries for an export that computes its
+    probabilities (float32 or float16, and the test-time augmentation its validation
+    scores, hence its thresholds, were computed with); empty otherwise: int8 moves
+    probabilities by up to tenths, and thresholds fitted on other probabilities would
+    not keep their coverage."""
+    if "prediction_set_thresholds" not in artifact.manifest or quantize not in SAME_PROBABILITIES:
+        return {}
+    if tta != bool(artifact.manifest.get("tta", False)):
+        return {}
+    return {key: artifact.manifest[key] for key in SET_KEYS if key in artifact.manifest} | {
+        "prediction_set_fitted_on": f"the source model's validation probabilities ({artifact.name})"
+    }
+
+
+def check_export(
+    artifact: ModelArtifact,
+    export: Path,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    tta: bool | None = None,
+) -> dict[str, Any]:
+    """Compare an export with the Keras model on ``splits`` (name -> images, labels),
+    record the parity in the export's manifest and, when validation is among them,
+    refit the prediction sets on the export's own validation probabilities (the
+    source's coverage; the test split, if given, measured with them). Returns
+    ``{"parity": ..., "prediction_sets": report or None}``."""
+    from .conformal import DEFAULT_ALPHA, fit_prediction_sets
+    from .inference import Predictor
+
+    keras_predictor, export_predictor = Predictor.from_artifact(artifact, tta=tta), load_exported(export)
+    parity, served = {}, {}
+    for split, (x, y) in splits.items():
+        served[split] = (export_predictor.predict_arrays(x), np.asarray(y))
+        parity[split] = parity_report(keras_predictor.predict_arrays(x), served[split][0], served[split][1])
     path = manifest_path(export)
-    manifest = json.loads(path.read_text())
-    write_json(path, {**manifest, "parity": parity})
+    manifest = {**json.loads(path.read_text()), "parity": parity}
+    sets = None
+    if "val" in served:
+        alpha = float(artifact.manifest.get("prediction_set_alpha", DEFAULT_ALPHA))
+        sets = fit_prediction_sets(served["val"], served.get("test"), alpha)
+        manifest |= sets["manifest"] | {
+            "prediction_set_fitted_on": "this export's own validation probabilities",
+            "prediction_sets": sets["report"],
+        }
+    write_json(path, manifest)
+    return {"parity": parity, "prediction_sets": None if sets is None else sets["report"]}
 
 
 class ExportedPredictor:

@@ -11,8 +11,10 @@ import pytest
 
 from skin_model.artifact import ArtifactError, load_artifact
 from skin_model.classes import CLASS_NAMES
-from skin_model.export import export_model, is_exported_model, load_exported, parity_report
+from skin_model.conformal import PredictionSets, class_thresholds
+from skin_model.export import check_export, export_model, is_exported_model, load_exported, parity_report
 from skin_model.inference import Predictor
+from skin_model.pipeline import load_arrays
 
 from .conftest import run_cli
 from .synthetic import jpeg_bytes, smooth_picture
@@ -109,9 +111,56 @@ def test_export_and_predict_through_the_cli(tiny_model_dir: Path, tmp_path: Path
     np.testing.assert_allclose(
         table.iloc[0][list(CLASS_NAMES)].to_numpy(float), keras_row[list(CLASS_NAMES)].to_numpy(float), atol=1e-4
     )
-    # the model folder carries prediction sets (fitted when it was trained); the export does not
+    # the model folder carries prediction sets (fitted when it was trained), and so does its
+    # float32 export, whose probabilities are the model's
     assert keras_row["prediction_set"].split("; ")[0] == keras_row["predicted_class"]
-    assert table["prediction_set"].isna().all()
+    assert table.iloc[0]["prediction_set"] == keras_row["prediction_set"]
+
+
+@pytest.mark.parametrize(
+    ("quantize", "tta", "inherits"),
+    [("none", False, True), ("float16", False, True), ("dynamic", False, False), ("none", True, False)],
+)
+def test_an_export_keeps_the_models_sets_only_when_it_computes_its_probabilities(
+    tiny_model_dir: Path, tmp_path: Path, quantize: str, tta: bool, inherits: bool
+) -> None:
+    artifact = load_artifact(tiny_model_dir)
+    assert artifact.manifest["tta"] is False  # the sets were fitted on single-view probabilities
+    out = export_model(artifact, tmp_path / "m.tflite", "tflite", quantize, tta=tta)
+    manifest = load_exported(out).manifest
+    if inherits:
+        assert manifest["prediction_set_thresholds"] == artifact.manifest["prediction_set_thresholds"]
+        assert manifest["prediction_set_alpha"] == artifact.manifest["prediction_set_alpha"]
+        assert "source model" in manifest["prediction_set_fitted_on"]
+    else:  # quantized weights, or 8 views averaged instead of the one the thresholds saw
+        assert PredictionSets.from_manifest(manifest) is None
+
+
+def test_the_parity_check_refits_the_sets_on_the_exports_own_probabilities(
+    tiny_model_dir: Path, synthetic_manifest, tmp_path: Path
+) -> None:
+    artifact = load_artifact(tiny_model_dir)
+    cache = tmp_path / "cache"
+    splits = {
+        split: load_arrays(synthetic_manifest.kept(split), artifact.input_size, cache, progress=False)
+        for split in ("val", "test")
+    }
+    out = export_model(artifact, tmp_path / "q.tflite", "tflite", "int8", representative=splits["val"][0][:8])
+    assert PredictionSets.from_manifest(load_exported(out).manifest) is None  # int8: none inherited
+    checked = check_export(artifact, out, splits)
+    exported = load_exported(out)  # the checksum still holds: only the manifest grew
+    assert set(exported.manifest["parity"]) == {"val", "test"} == set(checked["parity"])
+    alpha = artifact.manifest["prediction_set_alpha"]
+    val_probs, val_y = exported.predict_arrays(splits["val"][0]), splits["val"][1]
+    sets = PredictionSets.from_manifest(exported.manifest)
+    np.testing.assert_allclose(sets.thresholds, class_thresholds(val_probs, val_y, alpha), atol=1e-6)
+    assert sets.alpha == alpha and exported.manifest["prediction_set_fitted_on"].startswith("this export's own")
+    # the recorded coverage is what these sets do on the export's own test probabilities
+    test_probs, test_y = exported.predict_arrays(splits["test"][0]), splits["test"][1]
+    members = sets.members(test_probs)
+    held = np.mean([CLASS_NAMES[c] in m for c, m in zip(test_y, members, strict=True)])
+    assert checked["prediction_sets"]["test"]["coverage"] == pytest.approx(held, abs=1e-4)
+    assert exported.manifest["prediction_sets"]["val"]["images"] == len(val_y)
 
 
 def test_int8_export_without_data_says_why(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
