@@ -126,6 +126,16 @@ def split_title(split: str) -> str:
     return SPLIT_TITLES.get(split, split)
 
 
+def split_sizes_sentence(sizes: dict[str, int] | None) -> str:
+    """ "Trained on 2,697 pictures; 675 validation and 74 test pictures held out." from a
+    manifest's ``split_sizes``."""
+    if not sizes:
+        return "Split sizes were not recorded."
+    held_out = [f"{sizes[s]:,} {split_title(s)}" for s in ("val", "test") if s in sizes]
+    trained = f"Trained on {sizes['train']:,} pictures" if "train" in sizes else "Training pictures not recorded"
+    return f"{trained}; {' and '.join(held_out)} pictures held out." if held_out else f"{trained}."
+
+
 def read_json(path: Path) -> Any:
     return artifact_io.read_report(path.parent, path.name)
 

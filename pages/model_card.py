@@ -18,6 +18,7 @@ from pages.common import (
     show_risk_meaning,
     show_robustness,
     show_subgroups,
+    split_sizes_sentence,
 )
 from skin_model.classes import CLASS_NAMES
 from skin_model.robustness import COMPRESSION_NOTE_BELOW
@@ -67,7 +68,8 @@ st.markdown(
     "keratosis here), cleaned by the project's audit: byte-identical and near-duplicate copies removed, label "
     "conflicts resolved with the official ground truth or dropped, leaked Test images removed.\n"
     "- Labels cross-checked with ISIC 2019, ISIC 2017, HAM10000 and ISBI 2016 ground truth.\n"
-    f"- Split sizes: {mf.get('split_sizes')}. Train/validation/test never share a picture or a lesion.\n"
+    f"- {split_sizes_sentence(mf.get('split_sizes'))} Train, validation and test never share a picture or a "
+    "lesion.\n"
     "- Licences: ISIC archive images are CC-BY-NC (some CC-0), © the International Skin Imaging Collaboration. "
     "HAM10000: Tschandl P., Rosendahl C., Kittler H., *The HAM10000 dataset, a large collection of multi-source "
     "dermatoscopic images of common pigmented skin lesions*, Sci. Data 5, 180161 (2018), CC-BY-NC. ISIC 2017: "

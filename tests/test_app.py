@@ -668,3 +668,29 @@ def test_the_pages_shared_module_leaves_tensorflow_for_the_model_load() -> None:
     probe = "import sys, pages.common; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_model_card_says_how_many_pictures_trained_and_judged_the_model(app: AppTest) -> None:
+    import json
+
+    from skin_model.artifact import default_model_dir
+
+    app.switch_page("pages/model_card.py").run()
+    assert not app.exception, app.exception
+    sizes = json.loads((default_model_dir() / "manifest.json").read_text())["split_sizes"]
+    expected = (
+        f"Trained on {sizes['train']:,} pictures; {sizes['val']:,} validation and {sizes['test']:,} test "
+        "pictures held out."
+    )
+    assert expected in _texts(app)
+    assert "{'train'" not in _texts(app)  # not a raw dictionary
+
+
+def test_split_sizes_sentence_by_hand() -> None:
+    from pages.common import split_sizes_sentence
+
+    assert split_sizes_sentence({"train": 2697, "val": 675, "test": 74}) == (
+        "Trained on 2,697 pictures; 675 validation and 74 test pictures held out."
+    )
+    assert split_sizes_sentence({"train": 10}) == "Trained on 10 pictures."
+    assert split_sizes_sentence(None) == "Split sizes were not recorded."
