@@ -250,6 +250,41 @@ def cmd_cases(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Measure the model on the user's own labelled pictures, against its own figures."""
+    import pandas as pd
+
+    from .artifact import load_artifact, write_json
+    from .export import is_exported_model
+    from .local_validation import format_report, read_labelled_folder, validate_folder
+    from .paths import AUDIT_DIR
+
+    if args.model and is_exported_model(args.model):
+        print(
+            "error: validate takes a model folder; an export's own parity check (`export`) compares it with its model",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        rows = read_labelled_folder(args.folder)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    artifact = load_artifact(args.model)
+    audit = AUDIT_DIR / "manifest.csv"
+    audit_table = pd.read_csv(audit) if audit.is_file() else None
+    report, table = validate_folder(rows, artifact, audit_table, progress=not args.quiet)
+    print(format_report(report))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.output, index=False)
+        print(f"wrote {args.output}", file=sys.stderr)
+    if args.json:
+        write_json(Path(args.json), report)
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0 if report["evaluated"] else 1
+
+
 def cmd_sets(args: argparse.Namespace) -> int:
     """Fit a model's prediction sets on its stored validation probabilities and measure them."""
     from .artifact import load_artifact
@@ -680,6 +715,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_flag(sets)
     sets.add_argument("--alpha", type=float, default=0.1, help="1 - the coverage asked for (default 0.1: 90 %%)")
     sets.set_defaults(func=cmd_sets)
+
+    validate = sub.add_parser(
+        "validate",
+        help="measure the model on your own labelled pictures (FOLDER/<class>/...) against its published figures",
+        description="Run the model on pictures filed by diagnosis (FOLDER/<class>/*, class folders named as the "
+        "model's classes or by their ISIC/HAM10000 codes, e.g. MEL, NV, BKL, akiec) and print balanced accuracy, "
+        "macro and malignant AUC and the referral's sensitivity and specificity with 95 %% bootstrap intervals "
+        "beside the model's validation and test figures. Pictures the model trained on (same bytes, same ISIC "
+        "id, or a near-identical copy) are left out and counted.",
+    )
+    validate.add_argument("folder", help="folder of class folders")
+    _add_model_flag(validate)
+    validate.add_argument("-o", "--output", metavar="CSV", help="also write the per-picture table")
+    validate.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    validate.add_argument("--quiet", action="store_true", help="no progress bars")
+    validate.set_defaults(func=cmd_validate)
 
     bench = sub.add_parser(
         "bench",

@@ -1,0 +1,181 @@
+"""`validate`: the model measured on a user's own labelled pictures, training pictures left out."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from skin_model.artifact import load_artifact
+from skin_model.classes import CLASS_NAMES
+from skin_model.local_validation import (
+    class_of_folder,
+    compare,
+    format_report,
+    headline_figures,
+    read_labelled_folder,
+    seen_in_training,
+    validate_folder,
+)
+
+from .conftest import run_cli
+
+
+def test_class_folders_by_name_or_code() -> None:
+    assert class_of_folder("Melanoma") == "melanoma"
+    assert class_of_folder("MEL") == "melanoma"
+    assert class_of_folder("basal_cell-carcinoma") == "basal cell carcinoma"
+    assert class_of_folder("bkl") == "pigmented benign keratosis"
+    assert class_of_folder("akiec") == "actinic keratosis"
+    assert class_of_folder("NV") == "nevus"
+    assert class_of_folder("psoriasis") is None
+
+
+def test_reading_a_folder_refuses_unknown_class_folders(tmp_path: Path) -> None:
+    (tmp_path / "MEL").mkdir()
+    (tmp_path / "MEL" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "MEL" / ".hidden.jpg").write_bytes(b"x")
+    (tmp_path / "MEL" / "notes.txt").write_text("not a picture")
+    (tmp_path / "nevus" / "deeper").mkdir(parents=True)
+    (tmp_path / "nevus" / "deeper" / "b.png").write_bytes(b"x")
+    rows = read_labelled_folder(tmp_path)
+    assert rows[["name", "label"]].values.tolist() == [["MEL/a.jpg", "melanoma"], ["nevus/deeper/b.png", "nevus"]]
+    (tmp_path / "moles").mkdir()
+    with pytest.raises(ValueError, match="folders that name no class: moles"):
+        read_labelled_folder(tmp_path)
+    with pytest.raises(ValueError, match="no pictures"):
+        read_labelled_folder((tmp_path / "empty").mkdir() or tmp_path / "empty")
+
+
+def test_headline_figures_by_hand() -> None:
+    mel, nev, bcc = (CLASS_NAMES.index(c) for c in ("melanoma", "nevus", "basal cell carcinoma"))
+
+    def probs_for(top: int, second: int, p: float) -> np.ndarray:
+        row = np.zeros(len(CLASS_NAMES))
+        row[top], row[second] = p, 1 - p
+        return row
+
+    y = np.array([mel, mel, nev, nev, bcc])
+    probs = np.array(
+        [
+            probs_for(mel, nev, 0.9),  # right; malignant risk 0.9
+            probs_for(nev, mel, 0.6),  # a melanoma answered nevus; risk 0.4
+            probs_for(nev, mel, 0.8),  # right; risk 0.2
+            probs_for(mel, nev, 0.7),  # a nevus answered melanoma; risk 0.7
+            probs_for(bcc, nev, 0.5),  # right; risk 0.5
+        ]
+    )
+    figures = headline_figures(y, probs, threshold=0.45, bootstrap=50)
+    # recall: melanoma 1/2, nevus 1/2, basal cell carcinoma 1/1
+    assert figures["balanced_accuracy"]["value"] == pytest.approx((0.5 + 0.5 + 1) / 3, abs=1e-4)
+    # malignant risks 0.9, 0.4, 0.5 against benign 0.2, 0.7: 4 of 6 pairs ranked right
+    assert figures["malignant_auc"]["value"] == pytest.approx(4 / 6, abs=1e-4)
+    # referred at 0.45: malignant 0.9 and 0.5 (2 of 3), benign 0.7 (so 1 of 2 not referred)
+    assert figures["referral_sensitivity"]["value"] == pytest.approx(2 / 3, abs=1e-4)
+    assert figures["referral_specificity"]["value"] == 0.5
+    low, high = figures["balanced_accuracy"]["ci95"]
+    assert 0 <= low <= high <= 1
+
+
+def test_compare_against_a_reference() -> None:
+    yours = {"a": {"value": 0.6, "ci95": [0.5, 0.7]}, "b": {"value": 0.6, "ci95": [0.5, 0.7]}}
+    yours |= {"c": {"value": 0.6, "ci95": [0.5, 0.7]}, "d": {"value": None, "ci95": None}}
+    verdicts = compare(yours, {"a": 0.8, "b": 0.65, "c": 0.4, "d": 0.9})
+    assert verdicts == {"a": "lower", "b": "consistent", "c": "higher", "d": ""}
+
+
+def test_training_pictures_are_recognised_by_bytes_id_or_near_copy() -> None:
+    audit = pd.DataFrame(
+        {
+            "split": ["train", "train", "val"],
+            "sha256": ["s1", "s2", "s3"],
+            "isic_id": ["ISIC_0000001", None, "ISIC_0000003"],
+            "phash": ["ffffffffffffffff", "0000000000000000", "00000000ffffffff"],
+        }
+    )
+    files = pd.DataFrame(
+        {
+            "name": ["mel/renamed.jpg", "nv/ISIC_0000001_small.png", "x/c.jpg", "x/d.jpg", "x/ISIC_0000003.jpg", "e"],
+            "sha256": ["s1", "zz", "zz", "zz", "s3", "zz"],
+            # 4 bits from the second training hash; 5 bits; a validation picture's hash; unreadable
+            "phash": ["1", "1", "000000000000000f", "000000000000001f", "00000000ffffffff", None],
+        }
+    )
+    assert seen_in_training(files, audit).tolist() == [
+        "identical to a training picture",
+        "ISIC_0000001 is a training picture",
+        "a near-identical copy of a training picture",
+        "",
+        "",  # a validation picture: the model never trained on it
+        "",
+    ]
+
+
+@pytest.fixture(scope="module")
+def labelled_folder(synthetic_manifest, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The synthetic test split filed by class (some folders by code), plus a training
+    picture under a new name, the same picture re-saved smaller, and a broken file."""
+    root = tmp_path_factory.mktemp("clinic")
+    folder_of = {"melanoma": "MEL", "nevus": "Nevus", "basal cell carcinoma": "bcc"}
+    for row in synthetic_manifest.kept("test").itertuples():
+        target = root / folder_of.get(row.final_label, row.final_label) / Path(row.path).name
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(Path(row.path).read_bytes())
+    train = synthetic_manifest.kept("train").iloc[0]
+    copy_folder = root / folder_of.get(train.final_label, train.final_label)
+    copy_folder.mkdir(exist_ok=True)
+    (copy_folder / "from the archive.jpg").write_bytes(Path(train.path).read_bytes())
+    buffer = io.BytesIO()
+    Image.open(train.path).convert("RGB").resize((150, 150)).save(buffer, "PNG")
+    (copy_folder / "resaved.png").write_bytes(buffer.getvalue())
+    (root / "MEL" / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0")
+    return root, {"copy": f"{copy_folder.name}/from the archive.jpg", "resaved": f"{copy_folder.name}/resaved.png"}
+
+
+def test_validate_measures_the_held_out_pictures_and_leaves_out_the_training_ones(
+    tiny_model_dir: Path, synthetic_manifest, labelled_folder
+) -> None:
+    root, planted = labelled_folder
+    artifact = load_artifact(tiny_model_dir)
+    rows = read_labelled_folder(root)
+    report, table = validate_folder(rows, artifact, synthetic_manifest.table, progress=False, bootstrap=20)
+    by_name = table.set_index("file")
+    assert by_name.loc[planted["copy"], "seen_in_training"] == "identical to a training picture"
+    assert by_name.loc[planted["resaved"], "seen_in_training"] == "a near-identical copy of a training picture"
+    assert by_name.loc["MEL/truncated.jpg", "status"].startswith("unreadable")
+    assert report["training_check"] == "made against the audit of the model's data"
+    assert report["unreadable"] == 1 and report["pictures"] == len(rows)
+    assert report["evaluated"] + report["seen_in_training"] + report["unreadable"] == len(rows)
+    # the figures are the evaluated pictures' own: recomputed here from the per-picture table
+    used = table[table["evaluated"]]
+    assert report["evaluated"] == len(used) and not used["seen_in_training"].any()
+    assert report["accuracy"] == pytest.approx((used["predicted_class"] == used["true_class"]).mean(), abs=1e-4)
+    assert report["per_class_counts"] == used["true_class"].value_counts().sort_index().to_dict()
+    # the model's own figures stand beside them, from its evaluation.json
+    evaluation = json.loads((tiny_model_dir / "evaluation.json").read_text())
+    assert report["model_figures"]["val"]["balanced_accuracy"] == evaluation["val"]["balanced_accuracy"]
+    assert "prediction_sets" in report  # the tiny model has them (fitted when it was trained)
+    text = format_report(report)
+    assert f"{len(rows)} pictures: {report['evaluated']} evaluated, 1 unreadable" in text
+
+
+def test_validate_through_the_cli(tiny_model_dir: Path, labelled_folder, tmp_path: Path) -> None:
+    root, _ = labelled_folder
+    out, report = tmp_path / "per-picture.csv", tmp_path / "report.json"
+    result = run_cli("validate", str(root), "--model", str(tiny_model_dir), "-o", str(out), "--json", str(report))
+    assert "balanced accuracy" in result.stdout and "model, validation" in result.stdout
+    saved = json.loads(report.read_text())
+    # the shipped audit describes other data than the tiny model's: no claim of a check
+    assert saved["training_check"].startswith("not made")
+    assert len(pd.read_csv(out)) == saved["pictures"]
+    (root / "moles").mkdir()
+    try:
+        refused = run_cli("validate", str(root), "--model", str(tiny_model_dir), check=False)
+    finally:
+        (root / "moles").rmdir()
+    assert refused.returncode == 2 and "folders that name no class: moles" in refused.stderr
