@@ -64,3 +64,41 @@ def test_subgroup_benchmark_aligns_the_shipped_scores_with_the_patients(real_dat
     assert sum(g["n_images"] for g in val["attributes"]["sex"].values()) <= val["described"]
     assert sum(g["n_images"] for g in val["attributes"]["confirmation"].values()) == val["described"]
     assert "melanoma" in val["classes_not_described"]
+
+
+def test_validate_on_the_test_split_reproduces_the_shipped_test_figures(real_data_dir: Path, tmp_path: Path) -> None:
+    """Filed by class like a clinic's folder, the test split gives `validate` the shipped
+    evaluation's test figures exactly, and a training picture among them is left out."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from skin_model.artifact import default_model_dir, load_artifact
+    from skin_model.classes import CLASS_NAMES
+    from skin_model.evaluation import stored_split_scores
+    from skin_model.local_validation import read_labelled_folder, validate_folder
+    from skin_model.paths import AUDIT_DIR
+
+    audit = pd.read_csv(AUDIT_DIR / "manifest.csv")
+    artifact = load_artifact(default_model_dir())
+    evaluation = json.loads((artifact.path / "evaluation.json").read_text())
+    rows, _, stored = stored_split_scores(audit, evaluation, "test", artifact.manifest["data_fingerprint"])
+    names = []
+    for row in rows.itertuples():
+        target = tmp_path / row.final_label / Path(row.path).name
+        target.parent.mkdir(exist_ok=True)
+        target.symlink_to(real_data_dir / row.path)
+        names.append(f"{row.final_label}/{target.name}")
+    trained = audit[audit["split"] == "train"].iloc[0]
+    (tmp_path / trained.final_label).mkdir(exist_ok=True)
+    (tmp_path / trained.final_label / "archive copy.jpg").symlink_to(real_data_dir / trained.path)
+
+    report, table = validate_folder(read_labelled_folder(tmp_path), artifact, audit, progress=False, bootstrap=50)
+    assert report["seen_in_training"] == 1 and report["evaluated"] == len(rows) == 74
+    by_name = table.set_index("file")
+    assert by_name.loc[f"{trained.final_label}/archive copy.jpg", "seen_in_training"]
+    served = by_name.loc[names, list(CLASS_NAMES)].to_numpy(float)
+    np.testing.assert_allclose(served, stored, atol=2e-4)
+    assert report["figures"]["balanced_accuracy"]["value"] == pytest.approx(evaluation["test"]["balanced_accuracy"])
+    assert report["figures"]["malignant_auc"]["value"] == pytest.approx(evaluation["test"]["malignant"]["roc_auc"])
