@@ -480,8 +480,9 @@ def referral_advice(
     return advice, high
 
 
-def _decode_for_model(item: tuple[Path, str], size: int) -> tuple[FilePrediction, np.ndarray | None]:
-    """One file's result row (status "ok", or why it is unreadable) and its model input."""
+def _decode_for_model(item: tuple[Path | bytes, str], size: int) -> tuple[FilePrediction, np.ndarray | None]:
+    """One file's result row (status "ok", or why it is unreadable) and its model input;
+    the file is a path or its bytes."""
     path, name = item
     try:
         loaded = load_image(path)
@@ -493,7 +494,7 @@ def _decode_for_model(item: tuple[Path, str], size: int) -> tuple[FilePrediction
 
 def predict_files(
     predictor,
-    files: list[tuple[Path, str]],
+    files: list[tuple[Path | bytes, str]],
     batch_size: int = 64,
     progress: bool = True,
     reliability=None,

@@ -56,30 +56,67 @@ def class_of_folder(name: str) -> str | None:
     return FOLDER_NAMES.get(_normalised(name))
 
 
+def _unknown_folders_error(unknown: list[str]) -> ValueError:
+    return ValueError(
+        f"folders that name no class: {', '.join(unknown)}; name each folder after one of "
+        f"{', '.join(CLASS_NAMES)} (or its ISIC code, e.g. MEL, NV, BKL)"
+    )
+
+
 def read_labelled_folder(root: str | Path) -> pd.DataFrame:
-    """``path, name, label`` for every picture in ``root/<class folder>/`` (any depth
-    below it). Raises ValueError naming the folders that are no class (a typo must
-    not drop a diagnosis silently) or when no picture is found."""
+    """``source`` (the file's path), ``name``, ``label`` for every picture in
+    ``root/<class folder>/`` (any depth below it). Raises ValueError naming the folders
+    that are no class (a typo must not drop a diagnosis silently) or when no picture
+    is found."""
     root = Path(root)
     if not root.is_dir():
         raise ValueError(f"{root} is not a folder")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     unknown = [p.name for p in folders if class_of_folder(p.name) is None]
     if unknown:
-        raise ValueError(
-            f"folders that name no class: {', '.join(unknown)}; name each folder after one of "
-            f"{', '.join(CLASS_NAMES)} (or its ISIC code, e.g. MEL, NV, BKL)"
-        )
+        raise _unknown_folders_error(unknown)
     rows = []
     for folder in folders:
         label = class_of_folder(folder.name)
         for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in READ_SUFFIXES):
             name = file.relative_to(root).as_posix()
             if not any(part.startswith(".") for part in name.split("/")):
-                rows.append({"path": file, "name": name, "label": label})
+                rows.append({"source": file, "name": name, "label": label})
     if not rows:
         raise ValueError(f"no pictures found in class folders under {root}")
-    return pd.DataFrame(rows, columns=["path", "name", "label"])
+    return pd.DataFrame(rows, columns=["source", "name", "label"])
+
+
+def read_labelled_zip(members: list[tuple[str, bytes]]) -> pd.DataFrame:
+    """The same table for the files of a zip archive (:func:`skin_model.images.zip_members`),
+    ``source`` holding each file's bytes: a file's class is the first folder on its
+    path that names one, so ``MEL/a.jpg`` and ``my clinic/MEL/a.jpg`` both read as
+    melanoma. Every file must lie in a class folder (else ValueError naming the folders)."""
+    rows, unknown = [], set()
+    for name, data in members:
+        *folders, _ = name.split("/")
+        label = next((class_of_folder(f) for f in folders if class_of_folder(f)), None)
+        if label is None:
+            unknown.add("/".join(folders) or "(top level)")
+        else:
+            rows.append({"source": data, "name": name, "label": label})
+    if unknown:
+        raise _unknown_folders_error(sorted(unknown))
+    if not rows:
+        raise ValueError("no pictures found in class folders in the archive")
+    return pd.DataFrame(rows, columns=["source", "name", "label"])
+
+
+def picture_hashes(source: str | Path | bytes) -> tuple[str, str | None]:
+    """(SHA-256 of the bytes, perceptual hash or None when the picture cannot be read)."""
+    from .hashing import content_hash, perceptual_hash
+    from .images import ImageLoadError, load_image
+
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    try:
+        return content_hash(data), perceptual_hash(load_image(data).image)
+    except ImageLoadError:
+        return content_hash(data), None
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
@@ -255,20 +292,20 @@ def validate_folder(
     progress: bool = True,
     bootstrap: int = BOOTSTRAP,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Run a model folder's artifact on labelled pictures (:func:`read_labelled_folder`)
-    as ``predict`` does, and measure it on the readable pictures it did not train on.
+    """Run a model folder's artifact on labelled pictures (:func:`read_labelled_folder`
+    or :func:`read_labelled_zip`) as ``predict`` does, and measure it on the readable pictures it did not train on.
     ``audit_table``: the audit's manifest of the model's data, or None when it is not
     at hand (the report then says the training check could not be made). Returns
     (report, per-picture table)."""
     from .cases import CaseIndex
     from .conformal import PredictionSets, set_report
     from .inference import Predictor, predict_files, predictions_table
-    from .manifest import describe_files, table_fingerprint
+    from .manifest import table_fingerprint
     from .reliability import ReliabilityCheck
 
     rows = rows.reset_index(drop=True)
-    described, _ = describe_files([str(p) for p in rows["path"]], progress=progress)
-    files = pd.concat([rows[["name"]], described[["sha256", "phash"]]], axis=1)
+    hashes = [picture_hashes(source) for source in rows["source"]]
+    files = pd.DataFrame({"name": rows["name"], "sha256": [h[0] for h in hashes], "phash": [h[1] for h in hashes]})
     fingerprint_ok = audit_table is not None and table_fingerprint(audit_table) == artifact.manifest.get(
         "data_fingerprint"
     )
@@ -276,7 +313,7 @@ def validate_folder(
     sets = PredictionSets.from_manifest(artifact.manifest)
     results = predict_files(
         Predictor.from_artifact(artifact),
-        list(zip(rows["path"], rows["name"], strict=True)),
+        list(zip(rows["source"], rows["name"], strict=True)),
         progress=progress,
         reliability=ReliabilityCheck.from_artifact(artifact),
         cases=CaseIndex.from_artifact(artifact),

@@ -19,6 +19,7 @@ from skin_model.local_validation import (
     format_report,
     headline_figures,
     read_labelled_folder,
+    read_labelled_zip,
     seen_in_training,
     validate_folder,
 )
@@ -50,6 +51,14 @@ def test_reading_a_folder_refuses_unknown_class_folders(tmp_path: Path) -> None:
         read_labelled_folder(tmp_path)
     with pytest.raises(ValueError, match="no pictures"):
         read_labelled_folder((tmp_path / "empty").mkdir() or tmp_path / "empty")
+
+
+def test_reading_a_zip_takes_the_first_folder_that_names_a_class() -> None:
+    rows = read_labelled_zip([("my clinic/MEL/a.jpg", b"1"), ("NV/2024/b.jpg", b"2"), ("akiec/c.png", b"3")])
+    assert rows["label"].tolist() == ["melanoma", "nevus", "actinic keratosis"]
+    assert rows["source"].tolist() == [b"1", b"2", b"3"] and rows["name"].tolist()[0] == "my clinic/MEL/a.jpg"
+    with pytest.raises(ValueError, match=r"name no class: \(top level\), moles"):
+        read_labelled_zip([("loose.jpg", b"1"), ("moles/x.jpg", b"2"), ("MEL/y.jpg", b"3")])
 
 
 def test_headline_figures_by_hand() -> None:
@@ -162,6 +171,10 @@ def test_validate_measures_the_held_out_pictures_and_leaves_out_the_training_one
     assert "prediction_sets" in report  # the tiny model has them (fitted when it was trained)
     text = format_report(report)
     assert f"{len(rows)} pictures: {report['evaluated']} evaluated, 1 unreadable" in text
+    # the same pictures as a zip's bytes (the app's way) give the same report
+    from_bytes = rows.assign(source=[Path(p).read_bytes() for p in rows["source"]])
+    again, _ = validate_folder(from_bytes, artifact, synthetic_manifest.table, progress=False, bootstrap=20)
+    assert again == report
 
 
 def test_validate_through_the_cli(tiny_model_dir: Path, labelled_folder, tmp_path: Path) -> None:
