@@ -31,6 +31,7 @@ from .sources import IMAGE_SUFFIXES, isic_id_of
 # close, so the rule leaves out a handful of look-alikes rather than keep a copy.
 COPY_MAX_BITS = 4
 BOOTSTRAP = 1000
+SPLITS = ("val", "test")
 READ_SUFFIXES = IMAGE_SUFFIXES | {".heic", ".heif", ".avif"}
 
 
@@ -156,40 +157,51 @@ def _interval(values: list[float]) -> list[float] | None:
     return np.percentile(values, [2.5, 97.5]).round(4).tolist() if values else None
 
 
-def headline_figures(
-    y: np.ndarray, probs: np.ndarray, threshold: float, bootstrap: int = BOOTSTRAP, seed: int = 0
-) -> dict[str, dict[str, Any]]:
-    """Balanced accuracy, macro AUC, malignant AUC and the referral's sensitivity and
-    specificity at ``threshold``, each with a 95 % percentile bootstrap interval
-    (None where the pictures cannot give the figure, e.g. no benign lesion)."""
+def figures_of(
+    y: np.ndarray, probs: np.ndarray, threshold: float, weights: np.ndarray | None = None
+) -> dict[str, float | None]:
+    """Balanced accuracy (mean recall of the classes present), macro AUC (one class
+    against the others, mean over the classes present), malignant AUC and the
+    referral's sensitivity and specificity at ``threshold``; None where the pictures
+    cannot give a figure (e.g. no benign lesion). ``weights`` per picture let one set
+    of pictures stand in for another case mix (None: all equal)."""
     from sklearn import metrics
 
     from .classes import MALIGNANT_MASK
-    from .evaluation import _macro_auc
 
     y = np.asarray(y)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
     malignant = MALIGNANT_MASK[y]
     score = malignant_score(probs)
     referred = score >= threshold
+    present = [k for k in range(len(CLASS_NAMES)) if (y == k).any()]
+    recalls = [float((probs[y == k].argmax(1) == k).mean()) for k in present]
+    aucs = [metrics.roc_auc_score(y == k, probs[:, k], sample_weight=w) for k in present if (y != k).any()]
+    both = 0 < malignant.sum() < len(y)
+    return {
+        "balanced_accuracy": float(np.mean(recalls)) if recalls else None,
+        "macro_auc": float(np.mean(aucs)) if aucs else None,
+        "malignant_auc": float(metrics.roc_auc_score(malignant, score, sample_weight=w)) if both else None,
+        "referral_sensitivity": float(np.average(referred[malignant], weights=w[malignant]))
+        if malignant.any()
+        else None,
+        "referral_specificity": float(np.average(~referred[~malignant], weights=w[~malignant]))
+        if (~malignant).any()
+        else None,
+    }
 
-    def figures(idx: np.ndarray) -> dict[str, float | None]:
-        yy, pp, mm, rr = y[idx], probs[idx], malignant[idx], referred[idx]
-        both = 0 < mm.sum() < len(mm)
-        return {
-            "balanced_accuracy": float(metrics.balanced_accuracy_score(yy, pp.argmax(1))),
-            "macro_auc": _macro_auc(yy, pp),
-            "malignant_auc": float(metrics.roc_auc_score(mm, score[idx])) if both else None,
-            "referral_sensitivity": float(rr[mm].mean()) if mm.any() else None,
-            "referral_specificity": float((~rr[~mm]).mean()) if (~mm).any() else None,
-        }
 
-    import warnings
-
-    with warnings.catch_warnings():  # a resample may lack a class the model answers
-        warnings.simplefilter("ignore", UserWarning)
-        point = figures(np.arange(len(y)))
-        rng = np.random.default_rng(seed)
-        draws = [figures(rng.integers(0, len(y), len(y))) for _ in range(bootstrap)]
+def headline_figures(
+    y: np.ndarray, probs: np.ndarray, threshold: float, bootstrap: int = BOOTSTRAP, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """:func:`figures_of` with a 95 % percentile bootstrap interval for each."""
+    y = np.asarray(y)
+    point = figures_of(y, probs, threshold)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(bootstrap):
+        idx = rng.integers(0, len(y), len(y))
+        draws.append(figures_of(y[idx], probs[idx], threshold))
     return {
         key: {
             "value": None if value is None else round(value, 4),
@@ -199,16 +211,32 @@ def headline_figures(
     }
 
 
-def model_figures(evaluation: dict[str, Any], split: str) -> dict[str, float | None]:
-    """The same headline figures from a model's ``evaluation.json`` for ``split``."""
-    ev = evaluation.get(split) or {}
-    mal = ev.get("malignant") or {}
+def matched_model_figures(
+    evaluation: dict[str, Any], split: str, counts: dict[str, int], threshold: float
+) -> dict[str, Any]:
+    """The model's own figures on ``split`` (probabilities stored in its evaluation),
+    on its pictures of the classes in ``counts`` only and weighted to that case mix:
+    AUCs, sensitivity and specificity depend on which lesions are being told apart
+    (melanoma against nevus is harder than against the nine classes), so a folder
+    of two classes is compared with the model on those two. ``missing``: classes of
+    yours the split has no picture of (left out of its figures)."""
+    from .evaluation import stored_scores
+
+    stored = stored_scores(evaluation, split)
+    if stored is None:
+        return {"figures": dict.fromkeys(FIGURE_TITLES), "pictures": 0, "missing": sorted(counts)}
+    probs, y = stored
+    wanted = {CLASS_NAMES.index(name): n for name, n in counts.items()}
+    have = {k: int((y == k).sum()) for k in wanted if (y == k).any()}
+    keep = np.isin(y, list(have))
+    total = sum(wanted[k] for k in have)
+    kept_total = sum(have.values())
+    weights = np.array([(wanted[k] / total) / (have[k] / kept_total) for k in y[keep]])
+    figures = figures_of(y[keep], probs[keep], threshold, weights) if keep.any() else dict.fromkeys(FIGURE_TITLES)
     return {
-        "balanced_accuracy": ev.get("balanced_accuracy"),
-        "macro_auc": ev.get("macro_auc"),
-        "malignant_auc": mal.get("roc_auc"),
-        "referral_sensitivity": mal.get("sensitivity"),
-        "referral_specificity": mal.get("specificity"),
+        "figures": {k: None if v is None else round(v, 4) for k, v in figures.items()},
+        "pictures": int(keep.sum()),
+        "missing": sorted(CLASS_NAMES[k] for k in wanted if k not in have),
     }
 
 
@@ -238,8 +266,57 @@ FIGURE_TITLES = {
 }
 
 
+def figure_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per headline figure: yours with its interval, the model's validation and
+    test values, and how yours compares with validation."""
+    rows = []
+    for key, title in FIGURE_TITLES.items():
+        figure = report["figures"][key]
+        rows.append(
+            {
+                "figure": title,
+                "your pictures": figure["value"],
+                "95% CI": None if figure["ci95"] is None else f"{figure['ci95'][0]:.3f}-{figure['ci95'][1]:.3f}",
+                "model, validation": report["model_figures"]["val"].get(key),
+                "model, test": report["model_figures"]["test"].get(key),
+                "against validation": report["against_validation"].get(key, ""),
+            }
+        )
+    return rows
+
+
+def conclusion(report: dict[str, Any]) -> tuple[str, str]:
+    """(kind, sentence): 'lower' when some figure is below validation beyond chance,
+    'uncertain' for fewer than 100 pictures, else 'consistent'."""
+    lower = [FIGURE_TITLES[k] for k, v in report.get("against_validation", {}).items() if v == "lower"]
+    if lower:
+        return "lower", (
+            f"Lower than on the model's validation split beyond chance: {', '.join(lower)}. Do not rely on the "
+            "model's published figures for pictures like these."
+        )
+    if report["evaluated"] < 100:
+        return "uncertain", (
+            "No figure differs from validation beyond chance, but with fewer than 100 pictures the intervals are "
+            "wide: a real gap of several points could hide in them."
+        )
+    return "consistent", "No figure is lower than on the model's validation split beyond chance."
+
+
+def comparison_note(report: dict[str, Any]) -> str:
+    """What the model's columns are: its own pictures of your classes, weighted to your mix."""
+    pictures = report["model_pictures"]
+    note = (
+        f"The model's columns: its validation ({pictures['val']}) and test ({pictures['test']}) pictures of your "
+        "classes only, weighted to your case mix, so the comparison is like for like."
+    )
+    for split, title in (("val", "validation"), ("test", "test")):
+        if report["model_missing_classes"][split]:
+            note += f" Its {title} split has no {', '.join(report['model_missing_classes'][split])}."
+    return note
+
+
 def format_report(report: dict[str, Any]) -> str:
-    """The printed summary of :func:`skin_model.cli` ``validate``'s report."""
+    """The printed summary of ``python -m skin_model validate``."""
     lines = [
         f"{report['pictures']} pictures: {report['evaluated']} evaluated, {report['unreadable']} unreadable, "
         f"{report['seen_in_training']} left out as pictures the model trained on.",
@@ -248,20 +325,16 @@ def format_report(report: dict[str, Any]) -> str:
         return "\n".join(lines)
     counts = ", ".join(f"{name} {n}" for name, n in report["per_class_counts"].items())
     lines.append(f"Diagnoses: {counts}.")
-    header = f"{'':22}{'your pictures (95 % CI)':>28}{'model, validation':>20}{'model, test':>14}"
-    lines += ["", header]
-    for key, title in FIGURE_TITLES.items():
-        figure = report["figures"][key]
-        if figure["value"] is None:
-            yours = "n/a"
-        else:
-            ci = figure["ci95"]
-            yours = f"{figure['value']:.3f} ({ci[0]:.3f}-{ci[1]:.3f})" if ci else f"{figure['value']:.3f}"
-        refs = [report["model_figures"][s].get(key) for s in ("val", "test")]
+    lines += ["", f"{'':22}{'your pictures (95 % CI)':>28}{'model, validation':>20}{'model, test':>14}"]
+    for row in figure_rows(report):
+        value = row["your pictures"]
+        yours = "n/a" if value is None else f"{value:.3f}" + (f" ({row['95% CI']})" if row["95% CI"] else "")
+        refs = [row[c] for c in ("model, validation", "model, test")]
         ref_text = [f"{r:.3f}" if r is not None else "-" for r in refs]
-        verdict = report["against_validation"].get(key)
-        flag = {"lower": "  lower than validation", "higher": "  higher than validation"}.get(verdict, "")
-        lines.append(f"{title:22}{yours:>28}{ref_text[0]:>20}{ref_text[1]:>14}{flag}")
+        verdict = row["against validation"]
+        flag = f"  {verdict} than validation" if verdict in ("lower", "higher") else ""
+        lines.append(f"{row['figure']:22}{yours:>28}{ref_text[0]:>20}{ref_text[1]:>14}{flag}")
+    lines.append(comparison_note(report))
     lines.append("")
     if report.get("prediction_sets"):
         sets = report["prediction_sets"]
@@ -269,19 +342,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"Differential at {sets['coverage_target']:.0%} coverage held the true diagnosis for "
             f"{sets['coverage']:.1%} of your pictures ({sets['mean_size']:.2f} classes on average)."
         )
-    lower = [FIGURE_TITLES[k] for k, v in report["against_validation"].items() if v == "lower"]
-    if lower:
-        lines.append(
-            f"Lower than on the model's validation split beyond chance: {', '.join(lower)}. Do not rely on the "
-            "model's published figures for pictures like these."
-        )
-    elif report["evaluated"] < 100:
-        lines.append(
-            "No figure differs from validation beyond chance, but with fewer than 100 pictures the intervals are "
-            "wide: a real gap of several points could hide in them."
-        )
-    else:
-        lines.append("No figure is lower than on the model's validation split beyond chance.")
+    lines.append(conclusion(report)[1])
     return "\n".join(lines)
 
 
@@ -291,12 +352,14 @@ def validate_folder(
     audit_table: pd.DataFrame | None,
     progress: bool = True,
     bootstrap: int = BOOTSTRAP,
+    predictor=None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Run a model folder's artifact on labelled pictures (:func:`read_labelled_folder`
     or :func:`read_labelled_zip`) as ``predict`` does, and measure it on the readable pictures it did not train on.
     ``audit_table``: the audit's manifest of the model's data, or None when it is not
     at hand (the report then says the training check could not be made). Returns
-    (report, per-picture table)."""
+    (report, per-picture table). ``predictor``: the artifact's :class:`Predictor` when
+    one is already loaded (the app's), else one is made."""
     from .cases import CaseIndex
     from .conformal import PredictionSets, set_report
     from .inference import Predictor, predict_files, predictions_table
@@ -312,7 +375,7 @@ def validate_folder(
     seen = seen_in_training(files, audit_table) if fingerprint_ok else pd.Series("", index=rows.index, dtype=object)
     sets = PredictionSets.from_manifest(artifact.manifest)
     results = predict_files(
-        Predictor.from_artifact(artifact),
+        predictor if predictor is not None else Predictor.from_artifact(artifact),
         list(zip(rows["source"], rows["name"], strict=True)),
         progress=progress,
         reliability=ReliabilityCheck.from_artifact(artifact),
@@ -340,8 +403,13 @@ def validate_folder(
         else "not made: the audit of the data this model was trained on is not at hand",
         "evaluated": int(used.sum()),
         "per_class_counts": {name: int((y == k).sum()) for k, name in enumerate(CLASS_NAMES) if (y == k).any()},
-        "model_figures": {split: model_figures(evaluation, split) for split in ("val", "test")},
     }
+    counts = report["per_class_counts"]
+    threshold = artifact.malignant_threshold
+    matched = {split: matched_model_figures(evaluation, split, counts, threshold) for split in SPLITS}
+    report["model_figures"] = {split: matched[split]["figures"] for split in SPLITS}
+    report["model_pictures"] = {split: matched[split]["pictures"] for split in SPLITS}
+    report["model_missing_classes"] = {split: matched[split]["missing"] for split in SPLITS}
     if used.any():
         report["figures"] = headline_figures(y, probs, artifact.malignant_threshold, bootstrap)
         report["against_validation"] = compare(report["figures"], report["model_figures"]["val"])

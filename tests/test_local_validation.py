@@ -18,6 +18,7 @@ from skin_model.local_validation import (
     compare,
     format_report,
     headline_figures,
+    matched_model_figures,
     read_labelled_folder,
     read_labelled_zip,
     seen_in_training,
@@ -89,6 +90,35 @@ def test_headline_figures_by_hand() -> None:
     assert figures["referral_specificity"]["value"] == 0.5
     low, high = figures["balanced_accuracy"]["ci95"]
     assert 0 <= low <= high <= 1
+
+
+def test_the_models_figures_are_taken_on_your_classes_and_case_mix() -> None:
+    names = ("melanoma", "nevus", "seborrheic keratosis", "basal cell carcinoma")
+    mel, nev, sk, bcc = (CLASS_NAMES.index(c) for c in names)
+    y = [mel, mel, nev, nev, sk, bcc]
+    risks = [0.9, 0.6, 0.55, 0.1, 0.2, 0.95]  # melanoma probability (the malignant risk); the rest on the true class
+    probs = np.zeros((len(y), len(CLASS_NAMES)))
+    for i, (label, risk) in enumerate(zip(y, risks, strict=True)):
+        probs[i, mel] = risk
+        probs[i, label if label != mel else nev] += 1 - risk
+    evaluation = {"val": {"scores": {"y_true": y, "probs": probs.tolist()}}}
+    counts = {"melanoma": 1, "nevus": 1, "seborrheic keratosis": 2, "vascular lesion": 3}
+    matched = matched_model_figures(evaluation, "val", counts, threshold=0.45)
+    # the basal cell carcinoma is not one of your classes; vascular lesions are missing there
+    assert matched["pictures"] == 5 and matched["missing"] == ["vascular lesion"]
+    # your mix among the classes it has: 1/4, 1/4, 2/4 against its 2/5, 2/5, 1/5, so each
+    # melanoma and nevus weighs 0.625 and the keratosis 2.5; benign lesions not referred:
+    # one nevus (0.1) and the keratosis, of the two nevi (one referred at 0.55) and the keratosis
+    assert matched["figures"]["referral_specificity"] == pytest.approx((0.625 + 2.5) / (2 * 0.625 + 2.5), abs=1e-4)
+    assert matched["figures"]["referral_sensitivity"] == 1.0
+    # recall: melanoma 2/2, nevus 1/2 (the 0.55 one is answered melanoma), keratosis 1/1
+    assert matched["figures"]["balanced_accuracy"] == pytest.approx((1 + 0.5 + 1) / 3, abs=1e-4)
+    assert stored_or_none(matched_model_figures({}, "test", counts, 0.45))
+
+
+def stored_or_none(matched: dict) -> bool:
+    """A split without stored scores gives no figures and misses every class."""
+    return matched["pictures"] == 0 and set(matched["figures"].values()) == {None}
 
 
 def test_compare_against_a_reference() -> None:
@@ -165,9 +195,12 @@ def test_validate_measures_the_held_out_pictures_and_leaves_out_the_training_one
     assert report["evaluated"] == len(used) and not used["seen_in_training"].any()
     assert report["accuracy"] == pytest.approx((used["predicted_class"] == used["true_class"]).mean(), abs=1e-4)
     assert report["per_class_counts"] == used["true_class"].value_counts().sort_index().to_dict()
-    # the model's own figures stand beside them, from its evaluation.json
+    # the model's own figures stand beside them: its stored validation scores of the same classes
     evaluation = json.loads((tiny_model_dir / "evaluation.json").read_text())
-    assert report["model_figures"]["val"]["balanced_accuracy"] == evaluation["val"]["balanced_accuracy"]
+    assert report["model_pictures"]["val"] == sum(
+        label in report["per_class_counts"] for label in np.array(CLASS_NAMES)[evaluation["val"]["scores"]["y_true"]]
+    )
+    assert set(report["model_figures"]["val"]) == set(report["figures"])
     assert "prediction_sets" in report  # the tiny model has them (fitted when it was trained)
     text = format_report(report)
     assert f"{len(rows)} pictures: {report['evaluated']} evaluated, 1 unreadable" in text

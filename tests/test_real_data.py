@@ -102,3 +102,7 @@ def test_validate_on_the_test_split_reproduces_the_shipped_test_figures(real_dat
     np.testing.assert_allclose(served, stored, atol=2e-4)
     assert report["figures"]["balanced_accuracy"]["value"] == pytest.approx(evaluation["test"]["balanced_accuracy"])
     assert report["figures"]["malignant_auc"]["value"] == pytest.approx(evaluation["test"]["malignant"]["roc_auc"])
+    # the model's test column, taken on its test pictures of these classes and this mix, is these very figures
+    # (stored probabilities are rounded to 5 decimals, so ties may break differently in the 4th)
+    for key, figure in report["figures"].items():
+        assert report["model_figures"]["test"][key] == pytest.approx(figure["value"], abs=2e-4)
