@@ -11,6 +11,7 @@ pages = [
     st.Page("pages/diagnose.py", title="Diagnose", icon="🔬", default=True),
     st.Page("pages/follow_up.py", title="Follow-up", icon="🔁"),
     st.Page("pages/evaluation.py", title="Evaluation", icon="📊"),
+    st.Page("pages/your_pictures.py", title="Your pictures", icon="🧪"),
     st.Page("pages/dataset.py", title="Dataset", icon="🗂️"),
     st.Page("pages/model_card.py", title="Model card", icon="📄"),
 ]

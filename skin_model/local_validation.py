@@ -105,7 +105,8 @@ def read_labelled_zip(members: list[tuple[str, bytes]]) -> pd.DataFrame:
         raise _unknown_folders_error(sorted(unknown))
     if not rows:
         raise ValueError("no pictures found in class folders in the archive")
-    return pd.DataFrame(rows, columns=["source", "name", "label"])
+    # in name order, as a folder is read: the bootstrap resamples by position
+    return pd.DataFrame(rows, columns=["source", "name", "label"]).sort_values("name", ignore_index=True)
 
 
 def picture_hashes(source: str | Path | bytes) -> tuple[str, str | None]:

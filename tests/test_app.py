@@ -694,3 +694,60 @@ def test_split_sizes_sentence_by_hand() -> None:
     )
     assert split_sizes_sentence({"train": 10}) == "Trained on 10 pictures."
     assert split_sizes_sentence(None) == "Split sizes were not recorded."
+
+
+def _class_zip(files: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_your_pictures_page_explains_before_any_upload(app: AppTest) -> None:
+    app.switch_page("pages/your_pictures.py").run()
+    assert not app.exception, app.exception
+    assert app.title[0].value == "Does it work on your pictures?"
+    assert "Upload a zip to measure the model on your pictures" in _texts(app)
+    assert "not a medical device" in _texts(app)
+
+
+def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest) -> None:
+    app.switch_page("pages/your_pictures.py").run()
+    files = {f"clinic/MEL/m{k}.jpg": jpeg_bytes(lesion_like(seed=40 + k)) for k in range(3)}
+    files |= {f"clinic/nevus/n{k}.jpg": jpeg_bytes(lesion_like(seed=50 + k)) for k in range(3)}
+    files["clinic/nevus/broken.jpg"] = b"\xff\xd8\xff\xe0"
+    app.file_uploader[0].set_value(("clinic.zip", _class_zip(files), "application/zip")).run()
+    assert not app.exception, app.exception
+    texts = _texts(app)
+    assert "**7** pictures: **6** evaluated, 1 unreadable, 0 left out as pictures the model trained on" in texts
+    assert "Diagnoses: Melanoma 3, Mole (melanocytic nevus) 3." in texts
+    # six pictures cannot show a gap: the page says so rather than vouch for the model
+    assert "fewer than 100 pictures the intervals are wide" in texts or "Lower than on the model's" in texts
+    figures, per_class, left_out = (frame.value for frame in app.dataframe)
+    assert figures["figure"].tolist() == [
+        "balanced accuracy",
+        "macro AUC",
+        "malignant AUC",
+        "referral sensitivity",
+        "referral specificity",
+    ]
+    # the model's columns: its own melanomas and nevi (the shipped test split has 16 + 16)
+    assert "its validation (374) and test (32) pictures of your classes only" in texts
+    assert per_class["pictures"].tolist() == [3, 3]
+    assert left_out["file"].tolist() == ["clinic/nevus/broken.jpg"]
+    assert left_out["reason"].iloc[0].startswith("unreadable")
+    labels = [button.proto.label for button in app.get("download_button")]
+    assert labels == ["Per-picture table (CSV)", "Report (JSON)"]
+
+
+def test_your_pictures_page_names_folders_that_are_no_class(app: AppTest) -> None:
+    app.switch_page("pages/your_pictures.py").run()
+    files = {"MEL/a.jpg": jpeg_bytes(lesion_like(seed=1)), "moles/b.jpg": jpeg_bytes(lesion_like(seed=2))}
+    app.file_uploader[0].set_value(("mixed.zip", _class_zip(files), "application/zip")).run()
+    assert not app.exception, app.exception
+    assert any("folders that name no class: moles" in e.value for e in app.error)
+    assert not app.dataframe
