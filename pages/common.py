@@ -87,6 +87,21 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return out.getvalue()
 
 
+def use_app_navigation() -> None:
+    """Call first on every page. Streamlit starts a server in its old multipage mode
+    whenever a ``pages/`` folder sits beside the entry script, and keeps it until some
+    run of ``app.py`` calls ``st.navigation``: a first visitor arriving by a page's
+    link (a bookmark, after a restart) got the page run on its own, without
+    ``app.py``'s set-up and navigation, and every file of ``pages/`` (``common``
+    included) listed as a page. This switches the server to ``app.py``'s navigation
+    and reruns, so ``app.py`` runs and shows the page asked for."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def show_disclaimer() -> None:
     st.warning(DISCLAIMER, icon="⚠️")
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages.common import class_counts_figure, legend_caption, load_audit, load_manifest_table
+from pages.common import class_counts_figure, legend_caption, load_audit, load_manifest_table, use_app_navigation
 from skin_model.classes import CLASS_NAMES
 from skin_model.images import ImageLoadError, load_image
 from skin_model.sources import DATA_ENV_VAR
 
+use_app_navigation()
 st.title("Dataset audit")
 audit = load_audit()
 if audit is None:

@@ -24,6 +24,7 @@ from pages.common import (
     show_patient_context,
     show_similar_cases,
     show_stability,
+    use_app_navigation,
 )
 from skin_model.artifact import EVALUATION_FILE, ArtifactError
 from skin_model.case_report import (
@@ -47,6 +48,7 @@ from skin_model.robustness import COMPRESSION_REPORT_FILE, stability_check
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.subgroups import SUBGROUPS_FILE
 
+use_app_navigation()
 st.title("Diagnose a skin lesion")
 show_disclaimer()
 

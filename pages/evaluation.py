@@ -17,10 +17,12 @@ from pages.common import (
     show_prediction_set_explorer,
     show_reliability,
     split_title,
+    use_app_navigation,
 )
 from skin_model.evaluation import malignant_operating_point
 from skin_model.sources import COLLECTION_TITLES
 
+use_app_navigation()
 st.title("Evaluation")
 models = [m for m in model_summaries() if m["evaluation"]]
 if not models:

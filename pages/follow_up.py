@@ -14,6 +14,7 @@ from pages.common import (
     plain_name,
     show_disclaimer,
     show_finding,
+    use_app_navigation,
 )
 from skin_model.artifact import ArtifactError
 from skin_model.case_report import explanation_caption, verdict
@@ -23,6 +24,7 @@ from skin_model.follow_up import compare
 from skin_model.images import ImageLoadError, load_image
 from skin_model.inference import diagnose
 
+use_app_navigation()
 st.title("Has it changed? Two pictures of one lesion")
 show_disclaimer()
 st.markdown(

@@ -19,12 +19,14 @@ from pages.common import (
     show_robustness,
     show_subgroups,
     split_sizes_sentence,
+    use_app_navigation,
 )
 from skin_model.classes import CLASS_NAMES
 from skin_model.robustness import COMPRESSION_NOTE_BELOW
 from skin_model.sources import COLLECTION_TITLES
 from skin_model.subgroups import validation_groups
 
+use_app_navigation()
 st.title("Model card")
 models = model_summaries()
 default = next((m for m in models if m["default"]), None)

@@ -8,12 +8,13 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages.common import load_manifest_table, load_model_bundle, plain_name, show_disclaimer
+from pages.common import load_manifest_table, load_model_bundle, plain_name, show_disclaimer, use_app_navigation
 from skin_model.artifact import ArtifactError
 from skin_model.classes import CLASS_NAMES
 from skin_model.images import ImageLoadError, zip_members
 from skin_model.local_validation import comparison_note, conclusion, figure_rows, read_labelled_zip, validate_folder
 
+use_app_navigation()
 st.title("Does it work on your pictures?")
 show_disclaimer()
 st.markdown(

@@ -105,3 +105,24 @@ def test_upload_flow_in_a_real_browser(server_url: str, tmp_path: Path) -> None:
             for name in ("diagnose.png", "evaluation.png"):
                 shutil.copy(tmp_path / name, Path(os.environ["SKIN_SCREENSHOT_DIR"]) / name)
         browser.close()
+
+
+def test_a_page_link_opened_first_on_a_fresh_server_gets_the_apps_navigation() -> None:
+    """Streamlit starts in its old multipage mode while a `pages/` folder sits beside
+    app.py: before `use_app_navigation`, a bookmark opened first after a restart ran the
+    page alone, centred, with every file of `pages/` (`common` too) listed as a page."""
+    with running_app() as (url, _), playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(f"{url}/model_card", wait_until="domcontentloaded")
+        page.get_by_text("Intended use").first.wait_for(timeout=120_000)
+        wait_until_idle(page)
+        nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+        titles = [line.strip() for line in nav.splitlines() if line.strip().isascii() and line.strip()]
+        assert titles == ["Diagnose", "Follow-up", "Evaluation", "Your pictures", "Dataset", "Model card"]
+        assert "common" not in nav
+        assert page.url.endswith("/model_card")
+        # app.py's wide layout: the page's text runs wider than Streamlit's centred 736 px column
+        block = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()
+        assert block["width"] > 900
+        browser.close()
