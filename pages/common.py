@@ -800,8 +800,9 @@ def show_confused_pictures(summary: dict[str, Any], split: str) -> None:
             cols[k % 6].image(image, caption=isic_id, alt=f"{CLASS_NAMES[true_class]} answered {CLASS_NAMES[answered]}")
 
 
-def confusion_figure(cm: list[list[int]], normalise: bool, split: str) -> go.Figure:
-    """Annotated confusion matrix, counts or row-normalised (recall per true class)."""
+def confusion_figure(cm: list[list[int]], normalise: bool, of: str) -> go.Figure:
+    """Annotated confusion matrix, counts or row-normalised (recall per true class);
+    ``of`` names the pictures in the title ("test split", "your pictures")."""
     counts = np.asarray(cm, dtype=float)
     rows = counts.sum(axis=1, keepdims=True)
     values = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) if normalise else counts
@@ -819,7 +820,7 @@ def confusion_figure(cm: list[list[int]], normalise: bool, split: str) -> go.Fig
         )
     )
     fig.update_layout(
-        title=f"Confusion matrix ({'row-normalised' if normalise else 'counts'}) — {split} split",
+        title=f"Confusion matrix ({'row-normalised' if normalise else 'counts'}) — {of}",
         xaxis_title="predicted",
         yaxis_title="true",
         yaxis_autorange="reversed",

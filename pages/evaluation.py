@@ -91,7 +91,7 @@ tab_cm, tab_wrong, tab_curves, tab_table, tab_groups, tab_cal, tab_thr, tab_sets
 )
 with tab_cm:
     normalise = st.toggle("Row-normalised (recall per true class)", value=False)
-    st.plotly_chart(confusion_figure(ev["confusion_matrix"], normalise, split), width="stretch")
+    st.plotly_chart(confusion_figure(ev["confusion_matrix"], normalise, f"{split} split"), width="stretch")
     st.caption(legend_caption())
 with tab_wrong:
     show_confused_pictures(chosen, split)

@@ -8,11 +8,25 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages.common import load_manifest_table, load_model_bundle, plain_name, show_disclaimer, use_app_navigation
+from pages.common import (
+    confusion_figure,
+    legend_caption,
+    load_manifest_table,
+    load_model_bundle,
+    plain_name,
+    show_disclaimer,
+    use_app_navigation,
+)
 from skin_model.artifact import ArtifactError
 from skin_model.classes import CLASS_NAMES
 from skin_model.images import ImageLoadError, zip_members
-from skin_model.local_validation import comparison_note, conclusion, figure_rows, read_labelled_zip, validate_folder
+from skin_model.local_validation import (
+    comparison_note,
+    conclusion,
+    figure_rows,
+    read_labelled_zip,
+    validate_folder,
+)
 
 use_app_navigation()
 st.title("Does it work on your pictures?")
@@ -98,6 +112,24 @@ else:
         hide_index=True,
         column_config={"named correctly": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)},
     )
+
+    missed = pd.DataFrame(report["missed_malignant"])
+    st.subheader("Malignant lesions not referred")
+    if missed.empty:
+        st.markdown("Every evaluated malignant or pre-malignant lesion reached the referral threshold.")
+    else:
+        st.caption(
+            f"Their malignant risk stayed below the threshold of {art.malignant_threshold:.0%}; an 'advice' entry "
+            "means the answer was still sent to a dermatologist as uncertain or not a lesion."
+        )
+        st.dataframe(
+            missed.assign(true_class=missed["true_class"].map(plain_name)),
+            hide_index=True,
+            column_config={"malignant_probability": st.column_config.NumberColumn("malignant risk", format="%.2f")},
+        )
+    normalise = st.toggle("Row-normalised (recall per true class)", key="your_pictures_normalise")
+    st.plotly_chart(confusion_figure(report["confusion_matrix"], normalise, "your pictures"), width="stretch")
+    st.caption(legend_caption())
 
 left_out = table[(table["seen_in_training"] != "") | (table["status"] != "ok")]
 if len(left_out):

@@ -316,6 +316,18 @@ def comparison_note(report: dict[str, Any]) -> str:
     return note
 
 
+def missed_malignant(table: pd.DataFrame) -> pd.DataFrame:
+    """The evaluated malignant or pre-malignant lesions the model did not refer for
+    their risk (the misses a referral tool must not hide), highest risk first."""
+    from .classes import MALIGNANT_CLASSES
+
+    evaluated = table[table["evaluated"].astype(bool)]
+    referred = evaluated["high_malignant_risk"].astype(bool)
+    missed = evaluated[evaluated["true_class"].isin(MALIGNANT_CLASSES) & ~referred]
+    columns = ["file", "true_class", "predicted_class", "malignant_probability", "advice"]
+    return missed.sort_values("malignant_probability", ascending=False)[columns].reset_index(drop=True)
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The printed summary of ``python -m skin_model validate``."""
     lines = [
@@ -343,6 +355,13 @@ def format_report(report: dict[str, Any]) -> str:
             f"Differential at {sets['coverage_target']:.0%} coverage held the true diagnosis for "
             f"{sets['coverage']:.1%} of your pictures ({sets['mean_size']:.2f} classes on average)."
         )
+    missed = report.get("missed_malignant", [])
+    lines.append(f"Malignant or pre-malignant lesions not referred for their risk: {len(missed)}.")
+    lines += [
+        f"  {m['file']}: {m['true_class']}, answered {m['predicted_class']}, malignant risk "
+        f"{m['malignant_probability']:.2f}" + (f" ({m['advice']})" if m["advice"] else "")
+        for m in missed
+    ]
     lines.append(conclusion(report)[1])
     return "\n".join(lines)
 
@@ -361,6 +380,8 @@ def validate_folder(
     at hand (the report then says the training check could not be made). Returns
     (report, per-picture table). ``predictor``: the artifact's :class:`Predictor` when
     one is already loaded (the app's), else one is made."""
+    from sklearn.metrics import confusion_matrix
+
     from .cases import CaseIndex
     from .conformal import PredictionSets, set_report
     from .inference import Predictor, predict_files, predictions_table
@@ -415,6 +436,9 @@ def validate_folder(
         report["figures"] = headline_figures(y, probs, artifact.malignant_threshold, bootstrap)
         report["against_validation"] = compare(report["figures"], report["model_figures"]["val"])
         report["accuracy"] = round(float((probs.argmax(1) == y).mean()), 4)
+        labels = list(range(len(CLASS_NAMES)))
+        report["confusion_matrix"] = confusion_matrix(y, probs.argmax(1), labels=labels).tolist()
+        report["missed_malignant"] = missed_malignant(table).to_dict("records")
         report["per_class_recall"] = {
             name: round(float((probs[y == k].argmax(1) == k).mean()), 4)
             for k, name in enumerate(CLASS_NAMES)

@@ -727,7 +727,10 @@ def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest) -> Non
     assert "Diagnoses: Melanoma 3, Mole (melanocytic nevus) 3." in texts
     # six pictures cannot show a gap: the page says so rather than vouch for the model
     assert "fewer than 100 pictures the intervals are wide" in texts or "Lower than on the model's" in texts
-    figures, per_class, left_out = (frame.value for frame in app.dataframe)
+    frames = [frame.value for frame in app.dataframe]
+    figures = next(f for f in frames if "figure" in f.columns)
+    per_class = next(f for f in frames if "named correctly" in f.columns)
+    left_out = next(f for f in frames if "reason" in f.columns)
     assert figures["figure"].tolist() == [
         "balanced accuracy",
         "macro AUC",
@@ -742,6 +745,14 @@ def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest) -> Non
     assert left_out["reason"].iloc[0].startswith("unreadable")
     labels = [button.proto.label for button in app.get("download_button")]
     assert labels == ["Per-picture table (CSV)", "Report (JSON)"]
+    # the misses a referral tool must not hide, and where the answers went
+    assert any(h.value == "Malignant lesions not referred" for h in app.subheader)
+    missed = [f for f in frames if "malignant_probability" in f.columns]
+    assert missed or "Every evaluated malignant or pre-malignant lesion reached the referral threshold" in texts
+    if missed:
+        assert set(missed[0]["true_class"]) == {"Melanoma"}
+    chart = app.get("plotly_chart")[0].proto.spec
+    assert "Confusion matrix (counts) — your pictures" in chart
 
 
 def test_your_pictures_page_names_folders_that_are_no_class(app: AppTest) -> None:

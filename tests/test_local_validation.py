@@ -12,13 +12,14 @@ import pytest
 from PIL import Image
 
 from skin_model.artifact import load_artifact
-from skin_model.classes import CLASS_NAMES
+from skin_model.classes import CLASS_NAMES, MALIGNANT_CLASSES
 from skin_model.local_validation import (
     class_of_folder,
     compare,
     format_report,
     headline_figures,
     matched_model_figures,
+    missed_malignant,
     read_labelled_folder,
     read_labelled_zip,
     seen_in_training,
@@ -123,6 +124,23 @@ def stored_or_none(matched: dict) -> bool:
     return matched["pictures"] == 0 and set(matched["figures"].values()) == {None}
 
 
+def test_missed_malignant_lesions_by_hand() -> None:
+    table = pd.DataFrame(
+        {
+            "file": ["a", "b", "c", "d", "e"],
+            "true_class": ["melanoma", "melanoma", "nevus", "actinic keratosis", "melanoma"],
+            "predicted_class": ["nevus", "melanoma", "nevus", "nevus", ""],
+            "malignant_probability": [0.2, 0.9, 0.1, 0.25, None],
+            "high_malignant_risk": [False, True, False, False, None],
+            "advice": ["", "high malignant risk: refer", "", "uncertain: refer", ""],
+            "evaluated": [True, True, True, True, False],  # e: unreadable
+        }
+    )
+    missed = missed_malignant(table)
+    assert missed["file"].tolist() == ["d", "a"]  # highest risk first; the referred and the benign are not misses
+    assert missed["advice"].tolist() == ["uncertain: refer", ""]
+
+
 def test_compare_against_a_reference() -> None:
     yours = {"a": {"value": 0.6, "ci95": [0.5, 0.7]}, "b": {"value": 0.6, "ci95": [0.5, 0.7]}}
     yours |= {"c": {"value": 0.6, "ci95": [0.5, 0.7]}, "d": {"value": None, "ci95": None}}
@@ -204,7 +222,12 @@ def test_validate_measures_the_held_out_pictures_and_leaves_out_the_training_one
     )
     assert set(report["model_figures"]["val"]) == set(report["figures"])
     assert "prediction_sets" in report  # the tiny model has them (fitted when it was trained)
+    cm = np.array(report["confusion_matrix"])
+    assert cm.sum() == report["evaluated"] and np.trace(cm) / cm.sum() == pytest.approx(report["accuracy"], abs=1e-4)
+    referred = used["high_malignant_risk"].astype(bool)
+    assert len(report["missed_malignant"]) == int((used["true_class"].isin(MALIGNANT_CLASSES) & ~referred).sum())
     text = format_report(report)
+    assert f"not referred for their risk: {len(report['missed_malignant'])}." in text
     assert f"{len(rows)} pictures: {report['evaluated']} evaluated, 1 unreadable" in text
     # the same pictures as a zip's bytes (the app's way) give the same report
     from_bytes = rows.assign(source=[Path(p).read_bytes() for p in rows["source"]])
