@@ -3,6 +3,7 @@ folders), like for like against its own figures, before anyone relies on it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pandas as pd
@@ -42,7 +43,8 @@ with st.expander("How to prepare the zip"):
         + "\n".join(f"- `{name}`" for name in CLASS_NAMES)
         + "\n\nor `AK`/`akiec`, `BCC`, `DF`, `MEL`, `NV`, `BKL`, `SK`, `SCC`, `VASC`. A wrapping folder is fine "
         "(`my clinic/MEL/a.jpg`). Pictures the model was trained on are recognised and left out, so they cannot "
-        "flatter it. At most 500 pictures; the zip is read in memory and nothing is stored. The same check runs "
+        "flatter it. At most 500 pictures; the zip is read in memory, and the result is kept only in this browser "
+        "session. The same check runs "
         "on a folder with `python -m skin_model validate FOLDER`."
     )
 try:
@@ -53,6 +55,7 @@ except ArtifactError as exc:
 
 upload = st.file_uploader("Zip of class folders", type=["zip"], key="validation_zip")
 if upload is None:
+    st.session_state.pop("your_pictures_result", None)
     st.info("Upload a zip to measure the model on your pictures. Nothing is stored.")
     st.stop()
 
@@ -65,8 +68,23 @@ except (ImageLoadError, ValueError) as exc:
 if refused:
     st.warning(f"{len(refused)} entries of the zip were refused: " + "; ".join(f"{n} ({r})" for n, r in refused[:5]))
 
-with st.spinner(f"Reading {len(rows)} pictures with the model (with its test-time views: a few per second)…"):
-    report, table = validate_folder(rows, art, load_manifest_table(), progress=False, predictor=predictor)
+# kept in this session so that a toggle below does not run the model on every picture again
+key = (art.manifest.get("weights_sha256"), hashlib.sha256(upload.getvalue()).hexdigest())
+kept = st.session_state.get("your_pictures_result")
+if kept is None or kept[0] != key:
+    bar = st.progress(0.0, text=f"Reading {len(rows)} pictures with the model…")
+
+    def show_progress(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Read {done} of {total} pictures with the model…")
+
+    with st.spinner("Measuring…"):
+        measured = validate_folder(
+            rows, art, load_manifest_table(), progress=False, predictor=predictor, on_progress=show_progress
+        )
+    bar.empty()
+    kept = (key, *measured)
+    st.session_state["your_pictures_result"] = kept
+_, report, table = kept
 
 st.markdown(
     f"**{report['pictures']}** pictures: **{report['evaluated']}** evaluated, {report['unreadable']} unreadable, "

@@ -4,7 +4,7 @@ test-time augmentation, and file/folder prediction with a status per file."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -501,6 +501,7 @@ def predict_files(
     cases=None,
     malignant_threshold: float | None = None,
     prediction_sets: PredictionSets | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[FilePrediction]:
     """Predict every file; unreadable ones get a status saying why, never an exception.
     ``predictor`` is a :class:`Predictor` or an exported model; the referral advice
@@ -509,7 +510,8 @@ def predict_files(
     :class:`skin_model.cases.CaseIndex`) gives the similar lesions' majority and
     ``prediction_sets`` (:class:`skin_model.conformal.PredictionSets`) each differential.
     Two threads decode the next batch while the model runs on the current one (PIL
-    releases the GIL while decoding and resizing)."""
+    releases the GIL while decoding and resizing). ``on_progress(done, total)`` is
+    called after each batch (a page's progress bar)."""
     from concurrent.futures import ThreadPoolExecutor
 
     results: list[FilePrediction] = []
@@ -538,6 +540,8 @@ def predict_files(
                     row.probs, row.advice, row.high_risk, row.similar_majority, row.prediction_set = p, a, h, m, c
             results += [row for row, _ in decoded]
             bar.update(len(decoded))
+            if on_progress is not None:
+                on_progress(len(results), len(files))
     return results
 
 

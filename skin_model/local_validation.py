@@ -373,13 +373,15 @@ def validate_folder(
     progress: bool = True,
     bootstrap: int = BOOTSTRAP,
     predictor=None,
+    on_progress=None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Run a model folder's artifact on labelled pictures (:func:`read_labelled_folder`
     or :func:`read_labelled_zip`) as ``predict`` does, and measure it on the readable pictures it did not train on.
     ``audit_table``: the audit's manifest of the model's data, or None when it is not
     at hand (the report then says the training check could not be made). Returns
     (report, per-picture table). ``predictor``: the artifact's :class:`Predictor` when
-    one is already loaded (the app's), else one is made."""
+    one is already loaded (the app's), else one is made; ``on_progress(done, total)``
+    follows the model's batches."""
     from sklearn.metrics import confusion_matrix
 
     from .cases import CaseIndex
@@ -404,6 +406,7 @@ def validate_folder(
         cases=CaseIndex.from_artifact(artifact),
         malignant_threshold=artifact.malignant_threshold,
         prediction_sets=sets,
+        on_progress=on_progress,
     )
     table = predictions_table(results)
     table.insert(1, "true_class", rows["label"])

@@ -715,7 +715,7 @@ def test_your_pictures_page_explains_before_any_upload(app: AppTest) -> None:
     assert "not a medical device" in _texts(app)
 
 
-def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest) -> None:
+def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
     app.switch_page("pages/your_pictures.py").run()
     files = {f"clinic/MEL/m{k}.jpg": jpeg_bytes(lesion_like(seed=40 + k)) for k in range(3)}
     files |= {f"clinic/nevus/n{k}.jpg": jpeg_bytes(lesion_like(seed=50 + k)) for k in range(3)}
@@ -753,6 +753,17 @@ def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest) -> Non
         assert set(missed[0]["true_class"]) == {"Melanoma"}
     chart = app.get("plotly_chart")[0].proto.spec
     assert "Confusion matrix (counts) — your pictures" in chart
+    # a toggle reruns the page, not the model on every picture
+    import skin_model.local_validation
+
+    calls = []
+    real = skin_model.local_validation.validate_folder
+    monkeypatch.setattr(
+        skin_model.local_validation, "validate_folder", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    app.toggle(key="your_pictures_normalise").set_value(True).run()
+    assert not app.exception, app.exception
+    assert calls == [] and "Confusion matrix (row-normalised) — your pictures" in app.get("plotly_chart")[0].proto.spec
 
 
 def test_your_pictures_page_names_folders_that_are_no_class(app: AppTest) -> None:

@@ -202,7 +202,11 @@ def test_validate_measures_the_held_out_pictures_and_leaves_out_the_training_one
     root, planted = labelled_folder
     artifact = load_artifact(tiny_model_dir)
     rows = read_labelled_folder(root)
-    report, table = validate_folder(rows, artifact, synthetic_manifest.table, progress=False, bootstrap=20)
+    steps: list[tuple[int, int]] = []
+    report, table = validate_folder(
+        rows, artifact, synthetic_manifest.table, progress=False, bootstrap=20, on_progress=lambda *s: steps.append(s)
+    )
+    assert steps and steps[-1] == (len(rows), len(rows))  # the page's progress bar reaches the end
     by_name = table.set_index("file")
     assert by_name.loc[planted["copy"], "seen_in_training"] == "identical to a training picture"
     assert by_name.loc[planted["resaved"], "seen_in_training"] == "a near-identical copy of a training picture"
