@@ -140,10 +140,17 @@ else:
             f"Their malignant risk stayed below the threshold of {art.malignant_threshold:.0%}; an 'advice' entry "
             "means the answer was still sent to a dermatologist as uncertain or not a lesion."
         )
+        shown = pd.DataFrame(
+            {
+                "file": missed["file"],
+                "diagnosis": missed["true_class"].map(plain_name),
+                "answered": missed["predicted_class"].map(plain_name),
+                "malignant risk": missed["malignant_probability"],
+                "advice": missed["advice"],
+            }
+        )
         st.dataframe(
-            missed.assign(true_class=missed["true_class"].map(plain_name)),
-            hide_index=True,
-            column_config={"malignant_probability": st.column_config.NumberColumn("malignant risk", format="%.2f")},
+            shown, hide_index=True, column_config={"malignant risk": st.column_config.NumberColumn(format="%.2f")}
         )
     normalise = st.toggle("Row-normalised (recall per true class)", key="your_pictures_normalise")
     st.plotly_chart(confusion_figure(report["confusion_matrix"], normalise, "your pictures"), width="stretch")

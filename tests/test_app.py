@@ -747,10 +747,14 @@ def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest, monkey
     assert labels == ["Per-picture table (CSV)", "Report (JSON)"]
     # the misses a referral tool must not hide, and where the answers went
     assert any(h.value == "Malignant lesions not referred" for h in app.subheader)
-    missed = [f for f in frames if "malignant_probability" in f.columns]
+    missed = [f for f in frames if "malignant risk" in f.columns]
     assert missed or "Every evaluated malignant or pre-malignant lesion reached the referral threshold" in texts
     if missed:
-        assert set(missed[0]["true_class"]) == {"Melanoma"}
+        assert set(missed[0]["diagnosis"]) == {"Melanoma"}
+        from skin_model.artifact import default_model_dir, read_manifest
+
+        threshold = read_manifest(default_model_dir())["malignant_threshold"]
+        assert (missed[0]["malignant risk"] < threshold).all()
     chart = app.get("plotly_chart")[0].proto.spec
     assert "Confusion matrix (counts) — your pictures" in chart
     # a toggle reruns the page, not the model on every picture
