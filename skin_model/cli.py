@@ -256,7 +256,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from .artifact import load_artifact, write_json
     from .export import is_exported_model
-    from .local_validation import format_report, read_labelled_folder, validate_folder
+    from .local_validation import format_report, read_labelled_csv, read_labelled_folder, validate_folder
     from .paths import AUDIT_DIR
 
     if args.model and is_exported_model(args.model):
@@ -265,15 +265,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    labels_file = None
     try:
-        rows = read_labelled_folder(args.folder)
-    except ValueError as exc:
+        if args.labels:
+            rows, labels_file = read_labelled_csv(args.folder, args.labels)
+        else:
+            rows = read_labelled_folder(args.folder)
+    except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if labels_file:
+        print(
+            f"{args.labels}: {len(rows)} pictures labelled; {labels_file['pictures_without_label']} pictures without "
+            f"a label and {labels_file['labels_without_picture']} labels without a picture ignored; "
+            f"{labels_file['labels_naming_no_class']} rows name no class of this model"
+        )
     artifact = load_artifact(args.model)
     audit = AUDIT_DIR / "manifest.csv"
     audit_table = pd.read_csv(audit) if audit.is_file() else None
     report, table = validate_folder(rows, artifact, audit_table, progress=not args.quiet)
+    if labels_file:
+        report["labels_file"] = {"path": str(args.labels), **labels_file}
     print(format_report(report))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -725,7 +737,14 @@ def build_parser() -> argparse.ArgumentParser:
         "beside the model's validation and test figures. Pictures the model trained on (same bytes, same ISIC "
         "id, or a near-identical copy) are left out and counted.",
     )
-    validate.add_argument("folder", help="folder of class folders")
+    validate.add_argument("folder", help="folder of class folders (or of pictures labelled by --labels)")
+    validate.add_argument(
+        "--labels",
+        metavar="CSV",
+        help="label the pictures from a CSV instead of class folders: an ISIC 2017/2019 ground-truth file, or any "
+        "CSV with an image column (image_id, image, file, ...) and a diagnosis column (label, diagnosis, dx, class; "
+        "names or codes), such as HAM10000's metadata",
+    )
     _add_model_flag(validate)
     validate.add_argument("-o", "--output", metavar="CSV", help="also write the per-picture table")
     validate.add_argument("--json", metavar="PATH", help="also write the report as JSON")

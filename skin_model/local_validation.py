@@ -109,6 +109,71 @@ def read_labelled_zip(members: list[tuple[str, bytes]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["source", "name", "label"]).sort_values("name", ignore_index=True)
 
 
+ID_COLUMNS = ("image_id", "image", "isic_id", "file", "filename", "name")
+LABEL_COLUMNS = ("label", "diagnosis", "dx", "class")
+
+
+def _csv_labels(csv_path: Path) -> pd.DataFrame:
+    """``key, label`` from an ISIC ground-truth CSV (2017 Part 3, 2019 one-hot) or any
+    CSV with an image column (image_id, image, file, ...) and a diagnosis column
+    (label, diagnosis, dx, class; names or codes as for folders, e.g. HAM10000's)."""
+    from .sources import DataNotFoundError, read_ground_truth_csv
+
+    try:
+        truth = read_ground_truth_csv(csv_path)
+        return pd.DataFrame({"key": truth["isic_id"], "label": truth["label"]})
+    except DataNotFoundError:
+        pass
+    table = pd.read_csv(csv_path, dtype=str)
+    lowered = {c.lower(): c for c in table.columns}
+    id_column = next((lowered[c] for c in ID_COLUMNS if c in lowered), None)
+    label_column = next((lowered[c] for c in LABEL_COLUMNS if c in lowered), None)
+    if id_column is None or label_column is None:
+        raise ValueError(
+            f"{csv_path.name}: needs an image column ({', '.join(ID_COLUMNS)}) and a diagnosis column "
+            f"({', '.join(LABEL_COLUMNS)}), or the ISIC 2017/2019 ground-truth layout"
+        )
+    table = table.dropna(subset=[id_column, label_column])
+    labels = table[label_column].map(class_of_folder)
+    unknown = sorted(set(table[label_column][labels.isna()]))
+    if unknown:
+        raise ValueError(f"{csv_path.name}: diagnoses that name no class: {', '.join(unknown)}")
+    return pd.DataFrame({"key": table[id_column].str.strip(), "label": labels})
+
+
+def read_labelled_csv(root: str | Path, csv_path: str | Path) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The :func:`read_labelled_folder` table for pictures anywhere under ``root``
+    labelled by a CSV (matched by file name, name without extension, or ISIC id), and
+    counts of what did not match: pictures without a label and labels without a
+    picture, and rows whose label names no class here (ISIC 2019's UNK)."""
+    root, csv_path = Path(root), Path(csv_path)
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder")
+    labels = _csv_labels(csv_path)
+    no_class = int(labels["label"].isna().sum())
+    by_key = {k: v for k, v in zip(labels["key"], labels["label"], strict=True) if not pd.isna(v)}
+    listed = set(labels["key"])
+    rows, used, unlabelled = [], set(), 0
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in READ_SUFFIXES):
+        name = file.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in name.split("/")):
+            continue
+        key = next((k for k in (file.name, file.stem, isic_id_of(file.name)) if k in by_key), None)
+        if key is None:  # no label, or one that names no class here (counted apart)
+            unlabelled += not any(k in listed for k in (file.name, file.stem, isic_id_of(file.name)))
+            continue
+        used.add(key)
+        rows.append({"source": file, "name": name, "label": by_key[key]})
+    if not rows:
+        raise ValueError(f"no picture under {root} has a diagnosis in {csv_path.name}")
+    counts = {
+        "pictures_without_label": unlabelled,
+        "labels_without_picture": len(set(by_key) - used),
+        "labels_naming_no_class": no_class,
+    }
+    return pd.DataFrame(rows, columns=["source", "name", "label"]), counts
+
+
 def picture_hashes(source: str | Path | bytes) -> tuple[str, str | None]:
     """(SHA-256 of the bytes, perceptual hash or None when the picture cannot be read)."""
     from .hashing import content_hash, perceptual_hash

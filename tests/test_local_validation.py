@@ -20,6 +20,7 @@ from skin_model.local_validation import (
     headline_figures,
     matched_model_figures,
     missed_malignant,
+    read_labelled_csv,
     read_labelled_folder,
     read_labelled_zip,
     seen_in_training,
@@ -63,6 +64,38 @@ def test_reading_a_zip_takes_the_first_folder_that_names_a_class() -> None:
     assert rows["source"].tolist() == [b"2", b"3", b"1"]
     with pytest.raises(ValueError, match=r"name no class: \(top level\), moles"):
         read_labelled_zip([("loose.jpg", b"1"), ("moles/x.jpg", b"2"), ("MEL/y.jpg", b"3")])
+
+
+def test_reading_labels_from_a_csv(tmp_path: Path) -> None:
+    pictures = tmp_path / "pictures"
+    (pictures / "batch 2").mkdir(parents=True)
+    for name in ("ISIC_0000001.jpg", "ISIC_0000002_downsampled.jpg", "batch 2/lesion-7.png", "unlisted.jpg"):
+        (pictures / name).write_bytes(b"x")
+    # HAM10000's metadata layout: image_id and dx codes
+    ham = tmp_path / "ham.csv"
+    ham.write_text("lesion_id,image_id,dx\nH1,ISIC_0000001,mel\nH2,ISIC_0000002,bkl\nH3,lesion-7,nv\nH4,gone,df\n")
+    rows, counts = read_labelled_csv(pictures, ham)
+    assert rows[["name", "label"]].values.tolist() == [
+        ["ISIC_0000001.jpg", "melanoma"],
+        ["ISIC_0000002_downsampled.jpg", "pigmented benign keratosis"],  # matched by its ISIC id
+        ["batch 2/lesion-7.png", "nevus"],  # matched by its name without extension
+    ]
+    assert counts == {"pictures_without_label": 1, "labels_without_picture": 1, "labels_naming_no_class": 0}
+    # the ISIC 2019 one-hot layout; UNK names no class here
+    isic = tmp_path / "isic2019.csv"
+    isic.write_text(
+        "image,MEL,NV,BCC,AK,BKL,DF,VASC,SCC,UNK\nISIC_0000001,0,0,1,0,0,0,0,0,0\nISIC_0000002,0,0,0,0,0,0,0,0,1\n"
+    )
+    rows, counts = read_labelled_csv(pictures, isic)
+    assert rows["label"].tolist() == ["basal cell carcinoma"] and counts["labels_naming_no_class"] == 1
+    typo = tmp_path / "typo.csv"
+    typo.write_text("file,diagnosis\nunlisted.jpg,melanomma\n")
+    with pytest.raises(ValueError, match="diagnoses that name no class: melanomma"):
+        read_labelled_csv(pictures, typo)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="needs an image column"):
+        read_labelled_csv(pictures, wrong)
 
 
 def test_headline_figures_by_hand() -> None:
