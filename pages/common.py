@@ -133,6 +133,15 @@ def load_model_bundle(model_dir: str | None = None):
     return bundle
 
 
+def model_bundle_or_stop():
+    """:func:`load_model_bundle`, or the reason it failed shown on the page, which then stops."""
+    try:
+        return load_model_bundle()
+    except artifact_io.ArtifactError as exc:
+        st.error(f"The model could not be loaded: {exc}")
+        st.stop()
+
+
 SPLIT_TITLES = {"val": "validation", "test": "test"}
 
 

@@ -12,7 +12,7 @@ import streamlit as st
 from pages.common import (
     IMAGE_TYPES,
     METHOD_LABELS,
-    load_model_bundle,
+    model_bundle_or_stop,
     npy_bytes,
     patient_detail_inputs,
     plain_name,
@@ -26,7 +26,7 @@ from pages.common import (
     show_stability,
     use_app_navigation,
 )
-from skin_model.artifact import EVALUATION_FILE, ArtifactError
+from skin_model.artifact import EVALUATION_FILE
 from skin_model.case_report import (
     ModelFacts,
     answer_checks,
@@ -75,11 +75,7 @@ for upload in [*(uploads or []), *([photo] if photo is not None else [])]:
         refused += [(f"{upload.name}/{name}", reason) for name, reason in skipped]
     else:
         files.append((upload.name, upload.getvalue()))
-try:
-    art, predictor, explainer, reliability, cases = load_model_bundle()
-except ArtifactError as exc:
-    st.error(f"The model could not be loaded: {exc}")
-    st.stop()
+art, predictor, explainer, reliability, cases = model_bundle_or_stop()
 cases_report = read_model_report(str(art.path / CASES_REPORT_FILE))
 robustness = read_model_report(str(art.path / ROBUSTNESS_FILE))
 compression_report = read_model_report(str(art.path / COMPRESSION_REPORT_FILE))

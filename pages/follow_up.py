@@ -9,14 +9,13 @@ from pages.common import (
     IMAGE_TYPES,
     METHOD_LABELS,
     comparison_chart,
-    load_model_bundle,
+    model_bundle_or_stop,
     photo_to_photo,
     plain_name,
     show_disclaimer,
     show_finding,
     use_app_navigation,
 )
-from skin_model.artifact import ArtifactError
 from skin_model.case_report import explanation_caption, verdict
 from skin_model.conformal import PredictionSets
 from skin_model.explain import render_overlay
@@ -32,11 +31,7 @@ st.markdown(
     "the page shows both answers and says whether the change of the malignant risk stands out from how much two "
     "photos of one unchanged lesion differ."
 )
-try:
-    art, predictor, _, reliability, _ = load_model_bundle()
-except ArtifactError as exc:
-    st.error(f"The model could not be loaded: {exc}")
-    st.stop()
+art, predictor, _, reliability, _ = model_bundle_or_stop()
 prediction_sets = PredictionSets.from_manifest(art.manifest)
 
 results = {}

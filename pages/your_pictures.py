@@ -13,12 +13,11 @@ from pages.common import (
     confusion_figure,
     legend_caption,
     load_manifest_table,
-    load_model_bundle,
+    model_bundle_or_stop,
     plain_name,
     show_disclaimer,
     use_app_navigation,
 )
-from skin_model.artifact import ArtifactError
 from skin_model.classes import CLASS_NAMES
 from skin_model.images import ImageLoadError, zip_members
 from skin_model.local_validation import (
@@ -47,11 +46,7 @@ with st.expander("How to prepare the zip"):
         "session. The same check runs "
         "on a folder with `python -m skin_model validate FOLDER`."
     )
-try:
-    art, predictor, _, _, _ = load_model_bundle()
-except ArtifactError as exc:
-    st.error(f"The model could not be loaded: {exc}")
-    st.stop()
+art, predictor, _, _, _ = model_bundle_or_stop()
 
 upload = st.file_uploader("Zip of class folders", type=["zip"], key="validation_zip")
 if upload is None:

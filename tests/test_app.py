@@ -777,3 +777,24 @@ def test_your_pictures_page_names_folders_that_are_no_class(app: AppTest) -> Non
     assert not app.exception, app.exception
     assert any("folders that name no class: moles" in e.value for e in app.error)
     assert not app.dataframe
+
+
+def test_model_pages_say_why_when_the_model_cannot_be_loaded(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    import skin_model.artifact
+    from pages.common import load_model_bundle
+
+    def refuse(*args, **kwargs):
+        raise skin_model.artifact.ArtifactError("model.keras does not match the checksum in manifest.json")
+
+    monkeypatch.setattr(skin_model.artifact, "load_artifact", refuse)
+    load_model_bundle.clear()
+    try:
+        for page in ("pages/diagnose.py", "pages/follow_up.py", "pages/your_pictures.py"):
+            app.switch_page(page).run()
+            assert not app.exception, (page, app.exception)
+            errors = [e.value for e in app.error]
+            assert errors == ["The model could not be loaded: model.keras does not match the checksum in manifest.json"]
+            if page != "pages/diagnose.py":  # (the Diagnose uploader shows first, while the model loads)
+                assert not app.file_uploader  # the page stops before asking for pictures
+    finally:
+        load_model_bundle.clear()  # later tests load the real model again
