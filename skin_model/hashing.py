@@ -46,7 +46,8 @@ def thumbnail_signature(image: Image.Image) -> np.ndarray:
     return vec / norm if norm > 0 else vec
 
 
-def _as_uint64(hashes: Iterable[str]) -> np.ndarray:
+def hashes_as_uint64(hashes: Iterable[str]) -> np.ndarray:
+    """Perceptual hashes (hex strings) as 64-bit integers, for XOR-and-count distances."""
     return np.array([int(h, 16) for h in hashes], dtype=np.uint64)
 
 
@@ -60,7 +61,7 @@ def near_duplicate_pairs(
     """All index pairs ``(i, j, hash distance, thumbnail correlation)`` with
     ``i < j`` passing both near-duplicate tests; vectorised over chunks so
     thousands of images take about a second."""
-    values = _as_uint64(hashes)
+    values = hashes_as_uint64(hashes)
     for start in range(0, len(values), chunk):
         block = values[start : start + chunk]
         dist = np.bitwise_count(block[:, None] ^ values[None, :])

@@ -4,9 +4,11 @@ A clinic's dermatoscope, patients and lighting are not the ones the model was
 validated on, and its published figures need not hold there. ``python -m skin_model
 validate FOLDER`` reads pictures filed by diagnosis (``FOLDER/<class>/*``; class
 folders named as the model's classes, or by their ISIC / HAM10000 codes such as
-``MEL`` or ``bkl``), runs the shipped model on them exactly as ``predict`` does, and
-sets the figures beside the model's own validation and test figures, with 95 %
-bootstrap intervals so a small folder does not pass for a verdict.
+``MEL`` or ``bkl``; or any layout with ``--labels CSV``; the app's "Your pictures"
+page takes a zip), runs the model on them exactly as ``predict`` does, and sets the
+figures, with 95 % bootstrap intervals so a small folder does not pass for a verdict,
+beside the model's own figures on its validation and test pictures of the same
+classes weighted to the same case mix, so that the comparison is like for like.
 
 Pictures the model trained on would flatter it, so each one is checked against the
 audit's manifest of the model's data (same bytes, same ISIC id in the file name, or a
@@ -24,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .classes import CLASS_NAMES, HAM10000_CODES, ISIC2019_CODES, malignant_score
+from .hashing import hashes_as_uint64
 from .sources import IMAGE_SUFFIXES, isic_id_of
 
 # A perceptual hash this close to a training picture's marks a copy: on the audit's
@@ -43,7 +46,6 @@ FOLDER_NAMES: dict[str, str] = {
     **{_normalised(name): name for name in CLASS_NAMES},
     **{_normalised(code): name for code, name in ISIC2019_CODES.items()},
     **{_normalised(code): name for code, name in HAM10000_CODES.items()},
-    "akiec": "actinic keratosis",
     "sk": "seborrheic keratosis",
     "nevi": "nevus",
     "naevus": "nevus",
@@ -186,11 +188,9 @@ def picture_hashes(source: str | Path | bytes) -> tuple[str, str | None]:
         return content_hash(data), None
 
 
-def _popcount(x: np.ndarray) -> np.ndarray:
-    count = np.zeros(x.shape, np.uint8)
-    for bit in range(64):
-        count += ((x >> np.uint64(bit)) & np.uint64(1)).astype(np.uint8)
-    return count
+def bit_distances(phash: str, hashes: np.ndarray) -> np.ndarray:
+    """Bits by which one perceptual hash differs from each of ``hashes`` (as uint64)."""
+    return np.bitwise_count(hashes ^ hashes_as_uint64([phash])[0])
 
 
 def seen_in_training(files: pd.DataFrame, audit_table: pd.DataFrame) -> pd.Series:
@@ -200,7 +200,7 @@ def seen_in_training(files: pd.DataFrame, audit_table: pd.DataFrame) -> pd.Serie
     train = audit_table[audit_table["split"] == "train"]
     shas = set(train["sha256"])
     ids = set(train["isic_id"].dropna())
-    hashes = np.array([int(h, 16) for h in train["phash"].dropna()], dtype=np.uint64)
+    hashes = hashes_as_uint64(train["phash"].dropna())
     reasons = []
     for name, sha, phash in zip(files["name"], files["sha256"], files["phash"], strict=True):
         isic_id = isic_id_of(Path(name).name)
@@ -208,11 +208,7 @@ def seen_in_training(files: pd.DataFrame, audit_table: pd.DataFrame) -> pd.Serie
             reasons.append("identical to a training picture")
         elif isic_id is not None and isic_id in ids:
             reasons.append(f"{isic_id} is a training picture")
-        elif (
-            isinstance(phash, str)
-            and len(hashes)
-            and _popcount(hashes ^ np.uint64(int(phash, 16))).min() <= COPY_MAX_BITS
-        ):
+        elif isinstance(phash, str) and len(hashes) and bit_distances(phash, hashes).min() <= COPY_MAX_BITS:
             reasons.append("a near-identical copy of a training picture")
         else:
             reasons.append("")
