@@ -46,7 +46,7 @@ with st.expander("How to prepare the zip"):
         "session. The same check runs "
         "on a folder with `python -m skin_model validate FOLDER`."
     )
-art, predictor, _, _, _ = model_bundle_or_stop()
+art, predictor, _, reliability, cases = model_bundle_or_stop()
 
 upload = st.file_uploader("Zip of class folders", type=["zip"], key="validation_zip")
 if upload is None:
@@ -74,7 +74,12 @@ if kept is None or kept[0] != key:
 
     with st.spinner("Measuring…"):
         measured = validate_folder(
-            rows, art, load_manifest_table(), progress=False, predictor=predictor, on_progress=show_progress
+            rows,
+            art,
+            load_manifest_table(),
+            progress=False,
+            loaded=(predictor, reliability, cases),
+            on_progress=show_progress,
         )
     bar.empty()
     kept = (key, *measured)

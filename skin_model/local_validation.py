@@ -433,15 +433,16 @@ def validate_folder(
     audit_table: pd.DataFrame | None,
     progress: bool = True,
     bootstrap: int = BOOTSTRAP,
-    predictor=None,
+    loaded: tuple | None = None,
     on_progress=None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Run a model folder's artifact on labelled pictures (:func:`read_labelled_folder`
-    or :func:`read_labelled_zip`) as ``predict`` does, and measure it on the readable pictures it did not train on.
-    ``audit_table``: the audit's manifest of the model's data, or None when it is not
-    at hand (the report then says the training check could not be made). Returns
-    (report, per-picture table). ``predictor``: the artifact's :class:`Predictor` when
-    one is already loaded (the app's), else one is made; ``on_progress(done, total)``
+    """Run a model folder's artifact on labelled pictures (:func:`read_labelled_folder`,
+    :func:`read_labelled_csv` or :func:`read_labelled_zip`) as ``predict`` does, and
+    measure it on the readable pictures it did not train on. ``audit_table``: the
+    audit's manifest of the model's data, or None when it is not at hand (the report
+    then says the training check could not be made). Returns (report, per-picture
+    table). ``loaded``: the artifact's (predictor, reliability check, case index) when
+    already loaded (the app's), else they are loaded; ``on_progress(done, total)``
     follows the model's batches."""
     from sklearn.metrics import confusion_matrix
 
@@ -459,13 +460,21 @@ def validate_folder(
     )
     seen = seen_in_training(files, audit_table) if fingerprint_ok else pd.Series("", index=rows.index, dtype=object)
     sets = PredictionSets.from_manifest(artifact.manifest)
+    threshold = artifact.malignant_threshold
+    if loaded is None:
+        loaded = (
+            Predictor.from_artifact(artifact),
+            ReliabilityCheck.from_artifact(artifact),
+            CaseIndex.from_artifact(artifact),
+        )
+    predictor, reliability, cases = loaded
     results = predict_files(
-        predictor if predictor is not None else Predictor.from_artifact(artifact),
+        predictor,
         list(zip(rows["source"], rows["name"], strict=True)),
         progress=progress,
-        reliability=ReliabilityCheck.from_artifact(artifact),
-        cases=CaseIndex.from_artifact(artifact),
-        malignant_threshold=artifact.malignant_threshold,
+        reliability=reliability,
+        cases=cases,
+        malignant_threshold=threshold,
         prediction_sets=sets,
         on_progress=on_progress,
     )
@@ -491,13 +500,12 @@ def validate_folder(
         "per_class_counts": {name: int((y == k).sum()) for k, name in enumerate(CLASS_NAMES) if (y == k).any()},
     }
     counts = report["per_class_counts"]
-    threshold = artifact.malignant_threshold
     matched = {split: matched_model_figures(evaluation, split, counts, threshold) for split in SPLITS}
     report["model_figures"] = {split: matched[split]["figures"] for split in SPLITS}
     report["model_pictures"] = {split: matched[split]["pictures"] for split in SPLITS}
     report["model_missing_classes"] = {split: matched[split]["missing"] for split in SPLITS}
     if used.any():
-        report["figures"] = headline_figures(y, probs, artifact.malignant_threshold, bootstrap)
+        report["figures"] = headline_figures(y, probs, threshold, bootstrap)
         report["against_validation"] = compare(report["figures"], report["model_figures"]["val"])
         report["accuracy"] = round(float((probs.argmax(1) == y).mean()), 4)
         labels = list(range(len(CLASS_NAMES)))
