@@ -734,8 +734,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the model on pictures filed by diagnosis (FOLDER/<class>/*, class folders named as the "
         "model's classes or by their ISIC/HAM10000 codes, e.g. MEL, NV, BKL, akiec) and print balanced accuracy, "
         "macro and malignant AUC and the referral's sensitivity and specificity with 95 %% bootstrap intervals "
-        "beside the model's validation and test figures. Pictures the model trained on (same bytes, same ISIC "
-        "id, or a near-identical copy) are left out and counted.",
+        "beside the model's own figures on its validation and test pictures of the same classes, weighted to your "
+        "case mix, and list the malignant lesions not referred. Pictures the model trained on (same bytes, same "
+        "ISIC id, or a near-identical copy) are left out and counted.",
     )
     validate.add_argument("folder", help="folder of class folders (or of pictures labelled by --labels)")
     validate.add_argument(
