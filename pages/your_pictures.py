@@ -54,19 +54,16 @@ if upload is None:
     st.info("Upload a zip to measure the model on your pictures. Nothing is stored.")
     st.stop()
 
-try:
-    members, refused = zip_members(upload.getvalue())
-    rows = read_labelled_zip(members)
-except (ImageLoadError, ValueError) as exc:
-    st.error(f"{upload.name}: {exc}")
-    st.stop()
-if refused:
-    st.warning(f"{len(refused)} entries of the zip were refused: " + "; ".join(f"{n} ({r})" for n, r in refused[:5]))
-
-# kept in this session so that a toggle below does not run the model on every picture again
+# kept in this session so that a toggle below neither unpacks the zip nor runs the model again
 key = (art.manifest.get("weights_sha256"), hashlib.sha256(upload.getvalue()).hexdigest())
 kept = st.session_state.get("your_pictures_result")
 if kept is None or kept[0] != key:
+    try:
+        members, refused = zip_members(upload.getvalue())
+        rows = read_labelled_zip(members)
+    except (ImageLoadError, ValueError) as exc:
+        st.error(f"{upload.name}: {exc}")
+        st.stop()
     bar = st.progress(0.0, text=f"Reading {len(rows)} pictures with the model…")
 
     def show_progress(done: int, total: int) -> None:
@@ -82,9 +79,11 @@ if kept is None or kept[0] != key:
             on_progress=show_progress,
         )
     bar.empty()
-    kept = (key, *measured)
+    kept = (key, refused, *measured)
     st.session_state["your_pictures_result"] = kept
-_, report, table = kept
+_, refused, report, table = kept
+if refused:
+    st.warning(f"{len(refused)} entries of the zip were refused: " + "; ".join(f"{n} ({r})" for n, r in refused[:5]))
 
 st.markdown(
     f"**{report['pictures']}** pictures: **{report['evaluated']}** evaluated, {report['unreadable']} unreadable, "

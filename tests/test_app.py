@@ -720,8 +720,11 @@ def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest, monkey
     files = {f"clinic/MEL/m{k}.jpg": jpeg_bytes(lesion_like(seed=40 + k)) for k in range(3)}
     files |= {f"clinic/nevus/n{k}.jpg": jpeg_bytes(lesion_like(seed=50 + k)) for k in range(3)}
     files["clinic/nevus/broken.jpg"] = b"\xff\xd8\xff\xe0"
+    files["../escape.jpg"] = jpeg_bytes(lesion_like(seed=60))
     app.file_uploader[0].set_value(("clinic.zip", _class_zip(files), "application/zip")).run()
     assert not app.exception, app.exception
+    refusal = "1 entries of the zip were refused: ../escape.jpg (unsafe path"
+    assert any(refusal in w.value for w in app.warning)
     texts = _texts(app)
     assert "**7** pictures: **6** evaluated, 1 unreadable, 0 left out as pictures the model trained on" in texts
     assert "Diagnoses: Melanoma 3, Mole (melanocytic nevus) 3." in texts
@@ -768,6 +771,7 @@ def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest, monkey
     app.toggle(key="your_pictures_normalise").set_value(True).run()
     assert not app.exception, app.exception
     assert calls == [] and "Confusion matrix (row-normalised) — your pictures" in app.get("plotly_chart")[0].proto.spec
+    assert any(refusal in w.value for w in app.warning)  # still said after the rerun
 
 
 def test_your_pictures_page_names_folders_that_are_no_class(app: AppTest) -> None:
