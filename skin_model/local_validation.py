@@ -66,6 +66,17 @@ def _unknown_folders_error(unknown: list[str]) -> ValueError:
     )
 
 
+def _pictures_under(folder: Path, root: Path) -> list[tuple[Path, str]]:
+    """(file, name relative to ``root``) of every picture at any depth in ``folder``,
+    in name order, hidden files and folders skipped."""
+    found = []
+    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in READ_SUFFIXES):
+        name = file.relative_to(root).as_posix()
+        if not any(part.startswith(".") for part in name.split("/")):
+            found.append((file, name))
+    return found
+
+
 def read_labelled_folder(root: str | Path) -> pd.DataFrame:
     """``source`` (the file's path), ``name``, ``label`` for every picture in
     ``root/<class folder>/`` (any depth below it). Raises ValueError naming the folders
@@ -81,10 +92,7 @@ def read_labelled_folder(root: str | Path) -> pd.DataFrame:
     rows = []
     for folder in folders:
         label = class_of_folder(folder.name)
-        for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in READ_SUFFIXES):
-            name = file.relative_to(root).as_posix()
-            if not any(part.startswith(".") for part in name.split("/")):
-                rows.append({"source": file, "name": name, "label": label})
+        rows += [{"source": file, "name": name, "label": label} for file, name in _pictures_under(folder, root)]
     if not rows:
         raise ValueError(f"no pictures found in class folders under {root}")
     return pd.DataFrame(rows, columns=["source", "name", "label"])
@@ -156,10 +164,7 @@ def read_labelled_csv(root: str | Path, csv_path: str | Path) -> tuple[pd.DataFr
     by_key = {k: v for k, v in zip(labels["key"], labels["label"], strict=True) if not pd.isna(v)}
     listed = set(labels["key"])
     rows, used, unlabelled = [], set(), 0
-    for file in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in READ_SUFFIXES):
-        name = file.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in name.split("/")):
-            continue
+    for file, name in _pictures_under(root, root):
         key = next((k for k in (file.name, file.stem, isic_id_of(file.name)) if k in by_key), None)
         if key is None:  # no label, or one that names no class here (counted apart)
             unlabelled += not any(k in listed for k in (file.name, file.stem, isic_id_of(file.name)))
