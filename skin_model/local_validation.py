@@ -68,9 +68,11 @@ def _unknown_folders_error(unknown: list[str]) -> ValueError:
 
 def _pictures_under(folder: Path, root: Path) -> list[tuple[Path, str]]:
     """(file, name relative to ``root``) of every picture at any depth in ``folder``,
-    in name order, hidden files and folders skipped."""
+    in name order, hidden files and folders skipped. A broken link is kept, to be counted
+    as unreadable rather than silently missing from the totals."""
     found = []
-    for file in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in READ_SUFFIXES):
+    listed = (p for p in folder.rglob("*") if p.suffix.lower() in READ_SUFFIXES)
+    for file in sorted(p for p in listed if p.is_file() or (p.is_symlink() and not p.exists())):
         name = file.relative_to(root).as_posix()
         if not any(part.startswith(".") for part in name.split("/")):
             found.append((file, name))
@@ -182,11 +184,15 @@ def read_labelled_csv(root: str | Path, csv_path: str | Path) -> tuple[pd.DataFr
 
 
 def picture_hashes(source: str | Path | bytes) -> tuple[str, str | None]:
-    """(SHA-256 of the bytes, perceptual hash or None when the picture cannot be read)."""
+    """(SHA-256 of the bytes, perceptual hash or None when the picture cannot be read;
+    both empty when the file itself cannot be read: gone, a broken link, no permission)."""
     from .hashing import content_hash, perceptual_hash
     from .images import ImageLoadError, load_image
 
-    data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    try:
+        data = source if isinstance(source, bytes) else Path(source).read_bytes()
+    except OSError:
+        return "", None
     try:
         return content_hash(data), perceptual_hash(load_image(data).image)
     except ImageLoadError:

@@ -37,7 +37,8 @@ def real_data_dir() -> Path:
         pytest.skip("real data set not available: SKIN_DATA_DIR is not set")
     if not Path(REAL_DATA).is_dir():
         pytest.skip(f"real data set not available: SKIN_DATA_DIR={REAL_DATA} is not a directory")
-    return Path(REAL_DATA)
+    # absolute, so links and subprocesses made from another working directory still reach it
+    return Path(REAL_DATA).resolve()
 
 
 def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -226,6 +226,7 @@ def labelled_folder(synthetic_manifest, tmp_path_factory) -> tuple[Path, dict[st
     Image.open(train.path).convert("RGB").resize((150, 150)).save(buffer, "PNG")
     (copy_folder / "resaved.png").write_bytes(buffer.getvalue())
     (root / "MEL" / "truncated.jpg").write_bytes(b"\xff\xd8\xff\xe0")
+    (root / "MEL" / "moved away.jpg").symlink_to(root / "nowhere.jpg")  # a link whose picture is gone
     return root, {"copy": f"{copy_folder.name}/from the archive.jpg", "resaved": f"{copy_folder.name}/resaved.png"}
 
 
@@ -244,8 +245,9 @@ def test_validate_measures_the_held_out_pictures_and_leaves_out_the_training_one
     assert by_name.loc[planted["copy"], "seen_in_training"] == "identical to a training picture"
     assert by_name.loc[planted["resaved"], "seen_in_training"] == "a near-identical copy of a training picture"
     assert by_name.loc["MEL/truncated.jpg", "status"].startswith("unreadable")
+    assert by_name.loc["MEL/moved away.jpg", "status"].startswith("unreadable")
     assert report["training_check"] == "made against the audit of the model's data"
-    assert report["unreadable"] == 1 and report["pictures"] == len(rows)
+    assert report["unreadable"] == 2 and report["pictures"] == len(rows)
     assert report["evaluated"] + report["seen_in_training"] + report["unreadable"] == len(rows)
     # the figures are the evaluated pictures' own: recomputed here from the per-picture table
     used = table[table["evaluated"]]
@@ -265,9 +267,10 @@ def test_validate_measures_the_held_out_pictures_and_leaves_out_the_training_one
     assert len(report["missed_malignant"]) == int((used["true_class"].isin(MALIGNANT_CLASSES) & ~referred).sum())
     text = format_report(report)
     assert f"not referred for their risk: {len(report['missed_malignant'])}." in text
-    assert f"{len(rows)} pictures: {report['evaluated']} evaluated, 1 unreadable" in text
+    assert f"{len(rows)} pictures: {report['evaluated']} evaluated, 2 unreadable" in text
     # the same pictures as a zip's bytes (the app's way) give the same report
-    from_bytes = rows.assign(source=[Path(p).read_bytes() for p in rows["source"]])
+    # (the broken link as empty bytes: unreadable either way)
+    from_bytes = rows.assign(source=[Path(p).read_bytes() if Path(p).exists() else b"" for p in rows["source"]])
     again, _ = validate_folder(from_bytes, artifact, synthetic_manifest.table, progress=False, bootstrap=20)
     assert again == report
 
