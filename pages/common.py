@@ -901,12 +901,29 @@ def history_figure(history: pd.DataFrame) -> go.Figure:
     return fig
 
 
+# Sources and splits in their own colours (and a fixed order), so a bar colour never means
+# "seed Train folder" in one chart and "training split" in the one beside it.
+COUNT_GROUPS = {
+    "seed_train": ("seed set, Train folder", "#8c6d31"),
+    "seed_test": ("seed set, Test folder", "#e7ba52"),
+    "isic2017": ("ISIC 2017 training set", "#bd9e39"),
+    "train": ("training split", "#1b9e77"),
+    "val": ("validation split", "#7570b3"),
+    "test": ("test split", "#d95f02"),
+}
+
+
 def class_counts_figure(counts: dict[str, dict[str, int]], title: str) -> go.Figure:
+    """Stacked bars of images per class, one trace per source or split of the audit's counts."""
     fig = go.Figure()
-    for group, per_class in counts.items():
+    order = [g for g in COUNT_GROUPS if g in counts] + [g for g in counts if g not in COUNT_GROUPS]
+    for group in order:
+        per_class = counts[group]
+        label, colour = COUNT_GROUPS.get(group, (group, None))
         fig.add_trace(
             go.Bar(
-                name=group,
+                name=label,
+                marker_color=colour,
                 x=[SHORT[c] for c in CLASS_NAMES],
                 y=[per_class.get(c, 0) for c in CLASS_NAMES],
                 text=[per_class.get(c, 0) for c in CLASS_NAMES],

@@ -186,6 +186,21 @@ def test_dataset_page_without_data_explains_the_gallery(app: AppTest) -> None:
     assert any("needs the data set" in i.value for i in app.info)
 
 
+def test_dataset_page_counts_sources_and_splits_in_colours_of_their_own(app: AppTest) -> None:
+    """The before/after charts stand side by side: no colour may mean a source in one and a split in the other."""
+    import json
+
+    from skin_model.paths import AUDIT_DIR
+
+    audit = json.loads((AUDIT_DIR / "audit.json").read_text())
+    app.switch_page("pages/dataset.py").run()
+    before, after = (json.loads(c.proto.spec)["data"] for c in app.get("plotly_chart")[:2])
+    assert [t["name"] for t in after] == ["training split", "validation split", "test split"]
+    assert {t["marker"]["color"] for t in before}.isdisjoint(t["marker"]["color"] for t in after)
+    train = next(t for t in after if t["name"] == "training split")
+    assert sum(train["y"]) == sum(audit["class_counts"]["after"]["train"].values())
+
+
 def test_zip_upload_runs_its_images_and_refuses_traversal(app: AppTest) -> None:
     import io
     import zipfile
