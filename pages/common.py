@@ -103,7 +103,7 @@ def use_app_navigation() -> None:
 
 
 def show_disclaimer() -> None:
-    st.warning(DISCLAIMER, icon="⚠️")
+    st.warning(DISCLAIMER, icon=":material/warning:")
 
 
 @st.cache_resource(show_spinner="Loading the model…")
@@ -272,7 +272,7 @@ def show_similar_cases(cases: list[SimilarCase], predicted: str, report: dict[st
     st.markdown(f"**The {len(cases)} most similar training lesions** (as the model sees them)")
     finding = similar_cases_finding(cases, predicted, report)
     if finding.kind == "caution":
-        st.warning(f"**{finding.headline}** {finding.detail}", icon="🔍")
+        st.warning(f"**{finding.headline}** {finding.detail}", icon=":material/search:")
     else:
         st.caption(finding.text)
     pictures = [data_picture(case.path) for case in cases]
@@ -281,7 +281,7 @@ def show_similar_cases(cases: list[SimilarCase], predicted: str, report: dict[st
             for column, case, picture in zip(
                 st.columns(5), cases[start : start + 5], pictures[start : start + 5], strict=False
             ):
-                tag = " 🔴" if case.label in MALIGNANT_CLASSES else ""
+                tag = " (malignant)" if case.label in MALIGNANT_CLASSES else ""
                 column.image(
                     picture,
                     caption=f"{plain_name(case.label)}{tag} · similarity {case.similarity:.2f} · {case.isic_id}",
@@ -310,7 +310,7 @@ def show_stability(check: StabilityCheck, report: dict[str, Any] | None) -> None
     stability was worth on validation (``benchmarks/robustness.py``), when measured."""
     finding = stability_finding(check, report)
     if finding.kind == "caution":
-        st.warning(f"**{finding.headline}** {finding.detail}", icon="🔁")
+        st.warning(f"**{finding.headline}** {finding.detail}", icon=":material/compare_arrows:")
     else:
         st.caption(finding.text)
 
@@ -457,7 +457,7 @@ def show_patient_context(report: dict[str, Any] | None, chosen: dict[str, str]) 
     st.info(
         f"**How the model did for patients like this one** ({scope}). The model does not see these details.\n"
         + "\n".join(f"- {line}" for line in lines),
-        icon="👤",
+        icon=":material/person:",
     )
 
 
@@ -538,7 +538,7 @@ def show_prediction_sets(summary: dict[str, Any]) -> None:
             + ", ".join(f"{plain_name(c)} ({v['covered']} of {v['images']})" for c, v in short.items())
             + " (one-sided binomial test, p < 0.05): the coverage holds for pictures like the validation ones, not "
             "for every source.",
-            icon="📉",
+            icon=":material/trending_down:",
         )
 
 
@@ -611,18 +611,11 @@ def show_prediction_set_explorer(summary: dict[str, Any], split: str) -> None:
         )
     table = pd.DataFrame(
         [
-            {"class": plain_name(c), "pictures": v["images"], "true class in the set": v["covered"] / v["images"]}
+            {"class": plain_name(c), "pictures": v["images"], "true class in the set": 100 * v["covered"] / v["images"]}
             for c, v in report["per_class"].items()
         ]
     )
-    st.dataframe(
-        table,
-        hide_index=True,
-        width="stretch",
-        column_config={
-            "true class in the set": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)
-        },
-    )
+    st.dataframe(table, hide_index=True, width="stretch", column_config={"true class in the set": percent_bar()})
     short = coverage_shortfalls(report, alpha)
     st.caption(
         f"Class-conditional split conformal prediction: per class, the probability threshold that keeps at least "
@@ -686,12 +679,12 @@ IMAGE_TYPES = ["jpg", "jpeg", "png", "heic", "heif", "avif", "bmp", "tif", "tiff
 
 # how each kind of statement is shown: a reason to refer in red, a caution in amber
 FINDING_BOXES = {
-    "not_a_lesion": ("error", "🚫"),
-    "high_risk": ("error", "🚩"),
-    "unsure": ("warning", "❓"),
-    "caution": ("warning", "⚠️"),
-    "below_threshold": ("success", "✅"),
-    "note": ("info", "ℹ️"),
+    "not_a_lesion": ("error", ":material/block:"),
+    "high_risk": ("error", ":material/flag:"),
+    "unsure": ("warning", ":material/help:"),
+    "caution": ("warning", ":material/warning:"),
+    "below_threshold": ("success", ":material/check_circle:"),
+    "note": ("info", ":material/info:"),
 }
 
 
@@ -911,6 +904,11 @@ COUNT_GROUPS = {
     "val": ("validation split", "#7570b3"),
     "test": ("test split", "#d95f02"),
 }
+
+
+def percent_bar(label: str | None = None) -> st.column_config.ProgressColumn:
+    """A 0-100 column as a bar with whole percents ("81%", not Streamlit's "81.25%")."""
+    return st.column_config.ProgressColumn(label, format="%.0f%%", min_value=0, max_value=100)
 
 
 def class_counts_figure(counts: dict[str, dict[str, int]], title: str) -> go.Figure:

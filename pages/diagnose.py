@@ -157,10 +157,10 @@ for number, (name, data) in enumerate(files, start=1):
             )
         check = checks[key]
     for note in loaded.notes:
-        st.caption(f"ℹ️ {note}")
+        st.caption(f":material/info: {note}")
     compression = compression_finding(loaded.jpeg_quality, compression_report)
     if compression:
-        st.warning(compression.detail, icon="🗜️")
+        st.warning(compression.detail, icon=":material/compress:")
 
     left, right = st.columns(2)
     left.image(

@@ -35,7 +35,7 @@ if default is None:
     st.stop()
 mf, ev = default["manifest"], default["evaluation"] or {}
 
-st.warning(DISCLAIMER, icon="⚠️")
+st.warning(DISCLAIMER, icon=":material/warning:")
 st.header("Intended use")
 st.markdown(
     "A **decision-support demo** for dermoscopic images of single skin lesions: it ranks 9 diagnoses, estimates a "

@@ -14,6 +14,7 @@ from pages.common import (
     legend_caption,
     load_manifest_table,
     model_bundle_or_stop,
+    percent_bar,
     plain_name,
     show_disclaimer,
     use_app_navigation,
@@ -123,11 +124,11 @@ else:
             {
                 "diagnosis": [plain_name(n) for n in report["per_class_recall"]],
                 "pictures": [report["per_class_counts"][n] for n in report["per_class_recall"]],
-                "named correctly": list(report["per_class_recall"].values()),
+                "named correctly": [100 * r for r in report["per_class_recall"].values()],
             }
         ),
         hide_index=True,
-        column_config={"named correctly": st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)},
+        column_config={"named correctly": percent_bar()},
     )
 
     missed = pd.DataFrame(report["missed_malignant"])

@@ -390,7 +390,7 @@ class EvidenceCheck:
                 f"{self.before:.0%} to {self.after_map:.0%}; blurring a random {share} leaves {self.after_random:.0%}."
             )
         return (
-            f"⚠️ Check: blurring the {share} of the picture this map rates highest leaves “{target_label}” at "
+            f"Caution: blurring the {share} of the picture this map rates highest leaves “{target_label}” at "
             f"{self.after_map:.0%} (from {self.before:.0%}; a random {share}: {self.after_random:.0%}). For this "
             "picture the map does not single out what the model relies on: read it with care."
         )

@@ -121,7 +121,7 @@ def test_the_maps_check_runs_once_per_picture_map_and_target(app: AppTest, monke
     monkeypatch.setattr(skin_model.explain, "evidence_check", lambda *a, **k: calls.append(1) or real(*a, **k))
     app.file_uploader[0].set_value(("lesion.jpg", jpeg_bytes(lesion_like(seed=6)), "image/jpeg")).run()
     assert calls == [1]
-    shown = next(c.value for c in app.caption if c.value.startswith(("Check:", "⚠️ Check:")))
+    shown = next(c.value for c in app.caption if c.value.startswith(("Check:", "Caution:")))
     next(s for s in app.sidebar.slider if s.label == "Heat-map opacity").set_value(0.3).run()
     assert not app.exception, app.exception
     assert calls == [1] and shown in _texts(app)
@@ -345,7 +345,7 @@ def test_similar_cases_warn_when_they_disagree_and_show_pictures_when_present(
     at.run()
     assert not at.exception, at.exception
     captions = [img.proto.imgs[0].caption for img in at.get("image")]
-    assert len(captions) == 4 and captions[1].startswith("Melanoma 🔴 · similarity 0.80 · ISIC_0000001")
+    assert len(captions) == 4 and captions[1].startswith("Melanoma (malignant) · similarity 0.80 · ISIC_0000001")
     assert all(img.proto.imgs[0].alt.startswith("Training lesion ISIC_") for img in at.get("image"))
     assert not at.dataframe
 
