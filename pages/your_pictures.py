@@ -145,12 +145,12 @@ else:
                 "file": missed["file"],
                 "diagnosis": missed["true_class"].map(plain_name),
                 "answered": missed["predicted_class"].map(plain_name),
-                "malignant risk": missed["malignant_probability"],
+                "malignant risk": 100 * missed["malignant_probability"],
                 "advice": missed["advice"],
             }
         )
         st.dataframe(
-            shown, hide_index=True, column_config={"malignant risk": st.column_config.NumberColumn(format="%.2f")}
+            shown, hide_index=True, column_config={"malignant risk": st.column_config.NumberColumn(format="%.0f%%")}
         )
     normalise = st.toggle("Row-normalised (recall per true class)", key="your_pictures_normalise")
     st.plotly_chart(confusion_figure(report["confusion_matrix"], normalise, "your pictures"), width="stretch")
