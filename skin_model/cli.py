@@ -255,16 +255,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .artifact import load_artifact, write_json
-    from .export import is_exported_model
-    from .local_validation import format_report, read_labelled_csv, read_labelled_folder, validate_folder
+    from .export import is_exported_model, load_exported
+    from .local_validation import (
+        export_source,
+        format_report,
+        read_labelled_csv,
+        read_labelled_folder,
+        validate_folder,
+    )
     from .paths import AUDIT_DIR
 
-    if args.model and is_exported_model(args.model):
-        print(
-            "error: validate takes a model folder; an export's own parity check (`export`) compares it with its model",
-            file=sys.stderr,
-        )
-        return 2
     labels_file = None
     try:
         if args.labels:
@@ -280,10 +280,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"a label and {labels_file['labels_without_picture']} labels without a picture ignored; "
             f"{labels_file['labels_naming_no_class']} rows name no class of this model"
         )
-    artifact = load_artifact(args.model)
+    export = load_exported(args.model) if args.model and is_exported_model(args.model) else None
+    artifact = load_artifact(args.model) if export is None else export_source(export.manifest)
+    if export is not None and artifact is None:
+        print(
+            f"note: {export.manifest.get('source_model')}, the model this export was made from, is not among the "
+            "trained models: no training check and no model figures to compare with",
+            file=sys.stderr,
+        )
     audit = AUDIT_DIR / "manifest.csv"
     audit_table = pd.read_csv(audit) if audit.is_file() else None
-    report, table = validate_folder(rows, artifact, audit_table, progress=not args.quiet)
+    report, table = validate_folder(rows, artifact, audit_table, progress=not args.quiet, export=export)
     if labels_file:
         report["labels_file"] = {"path": str(args.labels), **labels_file}
     print(format_report(report))
@@ -736,7 +743,8 @@ def build_parser() -> argparse.ArgumentParser:
         "macro and malignant AUC and the referral's sensitivity and specificity with 95 %% bootstrap intervals "
         "beside the model's own figures on its validation and test pictures of the same classes, weighted to your "
         "case mix, and list the malignant lesions not referred. Pictures the model trained on (same bytes, same "
-        "ISIC id, or a near-identical copy) are left out and counted.",
+        "ISIC id, or a near-identical copy) are left out and counted. --model may name an export (.tflite or "
+        "SavedModel folder) to measure what you would deploy; the model columns are then its source model's.",
     )
     validate.add_argument("folder", help="folder of class folders (or of pictures labelled by --labels)")
     validate.add_argument(

@@ -375,13 +375,25 @@ def conclusion(report: dict[str, Any]) -> tuple[str, str]:
     return "consistent", "No figure is lower than on the model's validation split beyond chance."
 
 
+def export_title(path: Path, manifest: dict[str, Any]) -> str:
+    """ "model_int8.tflite (int8 tflite export of effnet_lite2)" """
+    quantization = manifest.get("quantization", "none")
+    kind = f"{manifest['format']}" if quantization == "none" else f"{quantization} {manifest['format']}"
+    return f"{Path(path).name} ({kind} export of {manifest.get('source_model', 'an unknown model')})"
+
+
 def comparison_note(report: dict[str, Any]) -> str:
     """What the model's columns are: its own pictures of your classes, weighted to your mix."""
     pictures = report["model_pictures"]
+    whose = report.get("model_columns")
+    if whose and whose.startswith("not available"):
+        return f"The model's columns: {whose}."
     note = (
         f"The model's columns: its validation ({pictures['val']}) and test ({pictures['test']}) pictures of your "
         "classes only, weighted to your case mix, so the comparison is like for like."
     )
+    if whose:
+        note += f" They are {whose}: the export's parity check (`export`) gives how far it is from it."
     for split, title in (("val", "validation"), ("test", "test")):
         if report["model_missing_classes"][split]:
             note += f" Its {title} split has no {', '.join(report['model_missing_classes'][split])}."
@@ -403,6 +415,7 @@ def missed_malignant(table: pd.DataFrame) -> pd.DataFrame:
 def format_report(report: dict[str, Any]) -> str:
     """The printed summary of ``python -m skin_model validate``."""
     lines = [
+        f"Model: {report['model']}.",
         f"{report['pictures']} pictures: {report['evaluated']} evaluated, {report['unreadable']} unreadable, "
         f"{report['seen_in_training']} left out as pictures the model trained on.",
     ]
@@ -438,6 +451,23 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def export_source(export_manifest: dict[str, Any], models_dir: Path | None = None):
+    """The model folder an export was made from (same name and manifest checksum under
+    the trained models), or None when it is not at hand."""
+    from .artifact import ArtifactError, list_model_dirs, load_artifact, read_manifest
+    from .paths import TRAINED_MODELS_DIR
+
+    wanted = (export_manifest.get("source_model"), export_manifest.get("source_manifest_sha256"))
+    for folder in list_model_dirs(models_dir or TRAINED_MODELS_DIR):
+        try:
+            manifest = read_manifest(folder)
+            if (manifest.get("name"), manifest.get("manifest_sha256")) == wanted:
+                return load_artifact(folder)
+        except ArtifactError:
+            continue
+    return None
+
+
 def validate_folder(
     rows: pd.DataFrame,
     artifact,
@@ -446,6 +476,7 @@ def validate_folder(
     bootstrap: int = BOOTSTRAP,
     loaded: tuple | None = None,
     on_progress=None,
+    export=None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Run a model folder's artifact on labelled pictures (:func:`read_labelled_folder`,
     :func:`read_labelled_csv` or :func:`read_labelled_zip`) as ``predict`` does, and
@@ -454,7 +485,11 @@ def validate_folder(
     then says the training check could not be made). Returns (report, per-picture
     table). ``loaded``: the artifact's (predictor, reliability check, case index) when
     already loaded (the app's), else they are loaded; ``on_progress(done, total)``
-    follows the model's batches."""
+    follows the model's batches. ``export``: a loaded export to measure instead, with
+    its own referral threshold and prediction sets (the one a clinic would deploy);
+    ``artifact`` is then the model it was made from (:func:`export_source`), whose
+    stored figures fill the model's columns and whose data the training check uses,
+    or None when it is not at hand."""
     from sklearn.metrics import confusion_matrix
 
     from .cases import CaseIndex
@@ -466,12 +501,18 @@ def validate_folder(
     rows = rows.reset_index(drop=True)
     hashes = [picture_hashes(source) for source in rows["source"]]
     files = pd.DataFrame({"name": rows["name"], "sha256": [h[0] for h in hashes], "phash": [h[1] for h in hashes]})
-    fingerprint_ok = audit_table is not None and table_fingerprint(audit_table) == artifact.manifest.get(
+    source_manifest = artifact.manifest if artifact is not None else {}
+    fingerprint_ok = audit_table is not None and table_fingerprint(audit_table) == source_manifest.get(
         "data_fingerprint"
     )
     seen = seen_in_training(files, audit_table) if fingerprint_ok else pd.Series("", index=rows.index, dtype=object)
-    sets = PredictionSets.from_manifest(artifact.manifest)
-    threshold = artifact.malignant_threshold
+    if export is not None:
+        sets = PredictionSets.from_manifest(export.manifest)
+        threshold = float(export.manifest["malignant_threshold"])
+        loaded = (export, None, None)
+    else:
+        sets = PredictionSets.from_manifest(artifact.manifest)
+        threshold = artifact.malignant_threshold
     if loaded is None:
         loaded = (
             Predictor.from_artifact(artifact),
@@ -498,18 +539,26 @@ def validate_folder(
     table["correct"] = np.where(ok, table["predicted_class"] == table["true_class"], None)
     y = np.array([CLASS_NAMES.index(label) for label in rows["label"][used]], dtype=int)
     probs = table.loc[used, list(CLASS_NAMES)].to_numpy(float)
-    evaluation = artifact.evaluation() or {}
+    evaluation = (artifact.evaluation() if artifact is not None else None) or {}
     report: dict[str, Any] = {
-        "model": artifact.name,
+        "model": artifact.name if export is None else export_title(export.path, export.manifest),
         "pictures": len(rows),
         "unreadable": int((~ok).sum()),
         "seen_in_training": int((seen != "").sum()),
         "training_check": "made against the audit of the model's data"
         if fingerprint_ok
-        else "not made: the audit of the data this model was trained on is not at hand",
+        else "not made: the audit of the data this model was trained on is not at hand"
+        if artifact is not None
+        else "not made: the model this export was made from is not at hand",
         "evaluated": int(used.sum()),
         "per_class_counts": {name: int((y == k).sum()) for k, name in enumerate(CLASS_NAMES) if (y == k).any()},
     }
+    if export is not None:
+        report["model_columns"] = (
+            f"the Keras model the export was made from ({artifact.name})"
+            if artifact is not None
+            else "not available: the model the export was made from is not at hand"
+        )
     counts = report["per_class_counts"]
     matched = {split: matched_model_figures(evaluation, split, counts, threshold) for split in SPLITS}
     report["model_figures"] = {split: matched[split]["figures"] for split in SPLITS}

@@ -290,3 +290,61 @@ def test_validate_through_the_cli(tiny_model_dir: Path, labelled_folder, tmp_pat
     finally:
         (root / "moles").rmdir()
     assert refused.returncode == 2 and "folders that name no class: moles" in refused.stderr
+
+
+def test_validate_measures_an_export_with_its_source_models_columns(
+    tiny_model_dir: Path, synthetic_manifest, labelled_folder, tmp_path: Path
+) -> None:
+    """What a clinic would deploy, measured: the export's own probabilities, threshold and
+    sets; the model's columns and the training check come from the model it was made from."""
+    import shutil
+
+    from skin_model.export import export_model, load_exported
+    from skin_model.local_validation import export_source
+
+    root, planted = labelled_folder
+    artifact = load_artifact(tiny_model_dir)
+    out = export_model(artifact, tmp_path / "tiny.tflite", "tflite")
+    export = load_exported(out)
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, models / "renamed folder")  # found by its manifest, not its folder's name
+    source = export_source(export.manifest, models)
+    assert source is not None and source.manifest["manifest_sha256"] == artifact.manifest["manifest_sha256"]
+    assert export_source(export.manifest, tmp_path / "nowhere") is None
+    assert export_source({**export.manifest, "source_manifest_sha256": "0" * 64}, models) is None
+
+    rows = read_labelled_folder(root)
+    keras_report, keras_table = validate_folder(rows, artifact, synthetic_manifest.table, progress=False, bootstrap=20)
+    report, table = validate_folder(rows, source, synthetic_manifest.table, progress=False, bootstrap=20, export=export)
+    assert report["model"] == f"tiny.tflite (tflite export of {artifact.name})"
+    assert report["training_check"] == "made against the audit of the model's data"
+    assert table.set_index("file").loc[planted["copy"], "seen_in_training"] == "identical to a training picture"
+    # a float32 export serves the Keras model's probabilities, so the same figures against the same columns
+    used = table["evaluated"].to_numpy(bool)
+    np.testing.assert_allclose(
+        table.loc[used, list(CLASS_NAMES)].to_numpy(float),
+        keras_table.loc[used, list(CLASS_NAMES)].to_numpy(float),
+        atol=1e-4,
+    )
+    assert report["model_figures"] == keras_report["model_figures"]
+    assert "the Keras model the export was made from" in format_report(report)
+
+    # without its source model: measured all the same, nothing to compare with, no training check claimed
+    alone, _ = validate_folder(rows, None, synthetic_manifest.table, progress=False, bootstrap=20, export=export)
+    assert alone["training_check"] == "not made: the model this export was made from is not at hand"
+    assert alone["seen_in_training"] == 0 and alone["evaluated"] == report["evaluated"] + report["seen_in_training"]
+    assert all(v is None for v in alone["model_figures"]["val"].values())
+    assert "not available" in format_report(alone)
+
+
+def test_validate_an_export_through_the_cli(tiny_model_dir: Path, labelled_folder, tmp_path: Path) -> None:
+    from skin_model.export import export_model
+
+    root, _ = labelled_folder
+    out = export_model(load_artifact(tiny_model_dir), tmp_path / "tiny.tflite", "tflite")
+    result = run_cli("validate", str(root), "--model", str(out), "--json", str(tmp_path / "report.json"))
+    # the tiny model is not among the trained models: said, not failed
+    assert "the model this export was made from, is not among the trained models" in result.stderr
+    assert "Model: tiny.tflite (tflite export of" in result.stdout and "balanced accuracy" in result.stdout
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["evaluated"] > 0 and saved["training_check"].startswith("not made")
