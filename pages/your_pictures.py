@@ -137,7 +137,7 @@ else:
         st.markdown("Every evaluated malignant or pre-malignant lesion reached the referral threshold.")
     else:
         st.caption(
-            f"Their malignant risk stayed below the threshold of {art.malignant_threshold:.0%}; an 'advice' entry "
+            f"Their malignant risk stayed below the threshold of {art.malignant_threshold:.1%}; an 'advice' entry "
             "means the answer was still sent to a dermatologist as uncertain or not a lesion."
         )
         shown = pd.DataFrame(
@@ -150,7 +150,7 @@ else:
             }
         )
         st.dataframe(
-            shown, hide_index=True, column_config={"malignant risk": st.column_config.NumberColumn(format="%.0f%%")}
+            shown, hide_index=True, column_config={"malignant risk": st.column_config.NumberColumn(format="%.1f%%")}
         )
     normalise = st.toggle("Row-normalised (recall per true class)", key="your_pictures_normalise")
     st.plotly_chart(confusion_figure(report["confusion_matrix"], normalise, "your pictures"), width="stretch")

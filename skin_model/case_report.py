@@ -57,6 +57,17 @@ DISCLAIMER = Finding(
 )
 
 
+def percent_pair(value: float, cut: float) -> tuple[str, str]:
+    """A value and the cut-off it is compared with, as percents with the fewest decimals
+    (up to 2) that keep them apart: 27.9 % below a threshold of 27.94 % must not read
+    "28 %, below the threshold of 28 %"."""
+    for decimals in (0, 1, 2):
+        a, b = f"{value:.{decimals}%}", f"{cut:.{decimals}%}"
+        if a != b:
+            return a, b
+    return a, b
+
+
 def verdict(result: Diagnosis) -> list[Finding]:
     """The referral decision on one picture, reasons first (possibly several)."""
     findings = []
@@ -69,29 +80,28 @@ def verdict(result: Diagnosis) -> list[Finding]:
                 "lesion, refer to a dermatologist.",
             )
         )
-    risk, threshold = result.malignant_probability, result.malignant_threshold
+    risk, threshold = percent_pair(result.malignant_probability, result.malignant_threshold)
     if result.high_risk:
         findings.append(
-            Finding(
-                "high_risk", f"Malignant risk {risk:.0%}", f"(threshold {threshold:.0%}). Refer to a dermatologist."
-            )
+            Finding("high_risk", f"Malignant risk {risk}", f"(threshold {threshold}). Refer to a dermatologist.")
         )
     elif result.unsure:
-        confidence = result.calibrated_confidence if result.calibrated_confidence is not None else result.ranked[0][1]
-        cut = result.abstain_below if result.abstain_below is not None else UNSURE_BELOW
+        confidence, cut = percent_pair(
+            result.calibrated_confidence if result.calibrated_confidence is not None else result.ranked[0][1],
+            result.abstain_below if result.abstain_below is not None else UNSURE_BELOW,
+        )
         findings.append(
             Finding(
                 "unsure",
                 "The model is unsure",
-                f"(calibrated confidence {confidence:.0%}, below the {cut:.0%} it needs to answer). Refer to a "
-                "dermatologist.",
+                f"(calibrated confidence {confidence}, below the {cut} it needs to answer). Refer to a dermatologist.",
             )
         )
     elif not result.out_of_distribution:
         findings.append(
             Finding(
                 "below_threshold",
-                f"Malignant risk {risk:.0%}, below the referral threshold of {threshold:.0%}.",
+                f"Malignant risk {risk}, below the referral threshold of {threshold}.",
                 "This is not a diagnosis: any changing, bleeding or worrying lesion should be seen.",
             )
         )

@@ -443,8 +443,9 @@ def format_report(report: dict[str, Any]) -> str:
     missed = report.get("missed_malignant", [])
     lines.append(f"Malignant or pre-malignant lesions not referred for their risk: {len(missed)}.")
     lines += [
+        # one decimal of a percent: a risk just under a 27.94 % threshold must not read as "0.28"
         f"  {m['file']}: {m['true_class']}, answered {m['predicted_class']}, malignant risk "
-        f"{m['malignant_probability']:.2f}" + (f" ({m['advice']})" if m["advice"] else "")
+        f"{m['malignant_probability']:.1%}" + (f" ({m['advice']})" if m["advice"] else "")
         for m in missed
     ]
     lines.append(conclusion(report)[1])

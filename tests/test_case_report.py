@@ -55,6 +55,9 @@ def test_verdict_gives_every_reason_to_refer_in_the_pages_words() -> None:
     [below] = verdict(sure)
     assert below.kind == "below_threshold"
     assert below.headline == "Malignant risk 4%, below the referral threshold of 30%."
+    # a risk just under its threshold is not "4%, below the referral threshold of 4%"
+    [close] = verdict(_diagnosis("nevus", 0.92, threshold=0.044, calibrated_confidence=0.9, abstain_below=0.6))
+    assert close.headline == "Malignant risk 4.0%, below the referral threshold of 4.4%."
 
     odd = _diagnosis("melanoma", 0.7, out_of_distribution=True, ood_reason="unlike every class")
     assert [f.kind for f in verdict(odd)] == ["not_a_lesion", "high_risk"]
