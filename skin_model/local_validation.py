@@ -185,7 +185,7 @@ def read_labelled_csv(root: str | Path, csv_path: str | Path) -> tuple[pd.DataFr
 
 def picture_hashes(source: str | Path | bytes) -> tuple[str, str | None]:
     """(SHA-256 of the bytes, perceptual hash or None when the picture cannot be read;
-    both empty when the file itself cannot be read: gone, a broken link, no permission)."""
+    ("", None) when the file itself cannot be read: gone, a broken link, no permission)."""
     from .hashing import content_hash, perceptual_hash
     from .images import ImageLoadError, load_image
 
