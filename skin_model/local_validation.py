@@ -19,6 +19,7 @@ of the figures, and named in the report.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -452,20 +453,38 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def export_source(export_manifest: dict[str, Any], models_dir: Path | None = None):
-    """The model folder an export was made from (same name and manifest checksum under
-    the trained models), or None when it is not at hand."""
-    from .artifact import ArtifactError, list_model_dirs, load_artifact, read_manifest
+@dataclass(frozen=True)
+class SourceModel:
+    """What ``validate`` needs of the model an export was made from: its manifest (data
+    fingerprint) and stored evaluation (the model's columns); its weights are not loaded."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name", self.path.name)
+
+    def evaluation(self) -> dict[str, Any] | None:
+        from .artifact import read_evaluation
+
+        return read_evaluation(self.path)
+
+
+def export_source(export_manifest: dict[str, Any], models_dir: Path | None = None) -> SourceModel | None:
+    """The model folder an export was made from (same name and manifest checksum, the
+    manifest unedited), among the trained models, or None when it is not at hand."""
+    from .artifact import ArtifactError, list_model_dirs, manifest_digest, read_manifest
     from .paths import TRAINED_MODELS_DIR
 
-    wanted = (export_manifest.get("source_model"), export_manifest.get("source_manifest_sha256"))
+    name, checksum = export_manifest.get("source_model"), export_manifest.get("source_manifest_sha256")
     for folder in list_model_dirs(models_dir or TRAINED_MODELS_DIR):
         try:
             manifest = read_manifest(folder)
-            if (manifest.get("name"), manifest.get("manifest_sha256")) == wanted:
-                return load_artifact(folder)
         except ArtifactError:
             continue
+        if manifest.get("name") == name and manifest.get("manifest_sha256") == checksum == manifest_digest(manifest):
+            return SourceModel(folder, manifest)
     return None
 
 

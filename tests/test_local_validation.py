@@ -310,8 +310,13 @@ def test_validate_measures_an_export_with_its_source_models_columns(
     shutil.copytree(tiny_model_dir, models / "renamed folder")  # found by its manifest, not its folder's name
     source = export_source(export.manifest, models)
     assert source is not None and source.manifest["manifest_sha256"] == artifact.manifest["manifest_sha256"]
+    assert source.evaluation() == artifact.evaluation()
     assert export_source(export.manifest, tmp_path / "nowhere") is None
     assert export_source({**export.manifest, "source_manifest_sha256": "0" * 64}, models) is None
+    edited = json.loads((models / "renamed folder" / "manifest.json").read_text()) | {"malignant_threshold": 0.9}
+    shutil.copytree(models, tmp_path / "edited")
+    (tmp_path / "edited" / "renamed folder" / "manifest.json").write_text(json.dumps(edited))
+    assert export_source(export.manifest, tmp_path / "edited") is None  # its checksum no longer holds
 
     rows = read_labelled_folder(root)
     keras_report, keras_table = validate_folder(rows, artifact, synthetic_manifest.table, progress=False, bootstrap=20)
