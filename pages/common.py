@@ -20,7 +20,7 @@ import streamlit as st
 
 from skin_model import artifact as artifact_io
 from skin_model.case_report import DISCLAIMER as REPORT_DISCLAIMER
-from skin_model.case_report import Finding, similar_cases_finding, stability_finding
+from skin_model.case_report import Finding, similar_cases_finding, split_title, stability_finding
 from skin_model.cases import CASES_REPORT_FILE, SimilarCase
 from skin_model.classes import CLASS_NAMES, MALIGNANT_CLASSES, plain_name
 from skin_model.conformal import (
@@ -140,14 +140,6 @@ def model_bundle_or_stop():
     except artifact_io.ArtifactError as exc:
         st.error(f"The model could not be loaded: {exc}")
         st.stop()
-
-
-SPLIT_TITLES = {"val": "validation", "test": "test"}
-
-
-def split_title(split: str) -> str:
-    """A split's name as the pages write it ("validation" for val)."""
-    return SPLIT_TITLES.get(split, split)
 
 
 def split_sizes_sentence(sizes: dict[str, int] | None) -> str:

@@ -87,7 +87,7 @@ risk_context = RiskContext.from_evaluation(evaluation)
 sets_report = read_model_report(str(art.path / PREDICTION_SETS_FILE))
 st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
-    f"Malignant-risk threshold {art.malignant_threshold:.2f}, chosen on validation for ≥ 90 % sensitivity."
+    f"Malignant-risk threshold {art.malignant_threshold:.1%}, chosen on validation for ≥ 90 % sensitivity."
 )
 for name, reason in refused:
     st.error(f"{name}: refused ({reason})")

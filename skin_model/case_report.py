@@ -57,6 +57,11 @@ DISCLAIMER = Finding(
 )
 
 
+def split_title(split: str) -> str:
+    """A split's name as a sentence writes it ("validation" for val)."""
+    return "validation" if split == "val" else split
+
+
 def percent_pair(value: float, cut: float) -> tuple[str, str]:
     """A value and the cut-off it is compared with, as percents with the fewest decimals
     (up to 2) that keep them apart: 27.9 % below a threshold of 27.94 % must not read
@@ -164,7 +169,7 @@ def risk_meaning_finding(risk: float, context: RiskContext) -> Finding:
     :mod:`skin_model.risk_context`)."""
     a = context.around(risk)
     low, high = a["ci95"]
-    split = "validation" if context.split == "val" else context.split
+    split = split_title(context.split)
     return Finding(
         "note",
         f"What a malignant risk of {risk:.0%} has meant:",
@@ -182,7 +187,7 @@ def stability_finding(check: StabilityCheck, robustness_report: dict[str, Any] |
     if robustness_report and robustness_report.get("accuracy_when_unstable") is not None:
         r = robustness_report
         context = (
-            f" On {r['split']} images the answer held under every change for {r['stable_share']:.0%} of "
+            f" On {split_title(r['split'])} images the answer held under every change for {r['stable_share']:.0%} of "
             f"them, right {r['accuracy_when_stable']:.0%} of the time, against "
             f"{r['accuracy_when_unstable']:.0%} for the others."
         )

@@ -70,6 +70,7 @@ def test_stability_and_similar_cases_sentences() -> None:
     report = {"split": "val", "stable_share": 0.4, "accuracy_when_stable": 0.86, "accuracy_when_unstable": 0.69}
     held = stability_finding(StabilityCheck("melanoma", 9, 9, {}, (0.6, 0.8)), report)
     assert held.kind == "note" and "held under all 9" in held.text and "right 86% of the time" in held.text
+    assert "On validation images the answer held" in held.text  # the split by its name, not its key
     flips = {"JPEG quality 50": "nevus", "20 % darker": "nevus", "half resolution": "nevus", "sharpened": "nevus"}
     shaky = stability_finding(StabilityCheck("melanoma", 5, 9, flips, (0.1, 0.7)), None)
     assert shaky.kind == "note"  # 4 of 9 changed: not most
