@@ -63,9 +63,10 @@ chosen = models[names.index(c1.selectbox("Model", names))]
 splits = [s for s in ("test", "val") if s in chosen["evaluation"]]
 split = c2.radio("Split", splits, horizontal=True, format_func=split_title)
 ev = chosen["evaluation"][split]
+title = split_title(split)  # "validation", not the key "val", wherever the page writes it
 missing = sorted(set(ev["per_class"]) - set(ev["classes_present"]))
 st.caption(
-    f"{ev['n_images']} images in the {split} split."
+    f"{ev['n_images']} images in the {title} split."
     + (f" Not present in this split (no recall/AUC): {', '.join(missing)}." if missing else "")
 )
 
@@ -91,14 +92,14 @@ tab_cm, tab_wrong, tab_curves, tab_table, tab_groups, tab_cal, tab_thr, tab_sets
 )
 with tab_cm:
     normalise = st.toggle("Row-normalised (recall per true class)", value=False)
-    st.plotly_chart(confusion_figure(ev["confusion_matrix"], normalise, f"{split} split"), width="stretch")
+    st.plotly_chart(confusion_figure(ev["confusion_matrix"], normalise, f"{title} split"), width="stretch")
     st.caption(legend_caption())
 with tab_wrong:
     show_confused_pictures(chosen, split)
 with tab_curves:
     a, b = st.columns(2)
-    a.plotly_chart(curves_figure(ev["roc_curves"], ev["per_class"], "roc", split), width="stretch")
-    b.plotly_chart(curves_figure(ev["pr_curves"], ev["per_class"], "pr", split), width="stretch")
+    a.plotly_chart(curves_figure(ev["roc_curves"], ev["per_class"], "roc", title), width="stretch")
+    b.plotly_chart(curves_figure(ev["pr_curves"], ev["per_class"], "pr", title), width="stretch")
 with tab_table:
     table = pd.DataFrame(ev["per_class"]).T.rename(
         columns={
@@ -109,7 +110,7 @@ with tab_table:
         }
     )
     st.dataframe(table, width="stretch")
-    st.caption(f"Per-class metrics on the {split} split (one class against the rest).")
+    st.caption(f"Per-class metrics on the {title} split (one class against the rest).")
 with tab_groups:
     groups = ev.get("by_collection")
     if not groups:
@@ -136,13 +137,13 @@ with tab_groups:
             width="stretch",
         )
         st.caption(
-            f"The {split} split per source collection. The collections hold different classes (ISIC 2017 only "
+            f"The {title} split per source collection. The collections hold different classes (ISIC 2017 only "
             "melanoma, nevus and seborrheic keratosis), so a model can learn a collection's look as well as "
             "the lesion; pooled figures hide how it does within each. Balanced accuracy is over the classes "
             "a collection holds; sensitivity and specificity at the shipped malignant threshold."
         )
 with tab_cal:
-    st.plotly_chart(reliability_figure(ev["calibration"], split), width="stretch")
+    st.plotly_chart(reliability_figure(ev["calibration"], title), width="stretch")
 with tab_thr:
     scores = ev.get("scores")
     if not scores:
@@ -163,7 +164,7 @@ with tab_thr:
                 index=["truly malignant", "truly benign"],
             )
         )
-        st.caption(f"Using the stored {split}-split scores of {chosen['name']}.")
+        st.caption(f"Using the stored {title}-split scores of {chosen['name']}.")
 with tab_sets:
     show_prediction_set_explorer(chosen, split)
 with tab_rel:

@@ -164,7 +164,7 @@ def test_evaluation_breaks_the_split_down_by_image_collection(app: AppTest) -> N
     assert not app.exception, app.exception
     table = next(d.value for d in app.dataframe if "collection" in d.value.columns)
     assert any("ISIC 2017" in name for name in table["collection"]) and len(table) == 2
-    images_in_split = int(next(c.value for c in app.caption if "images in the val split" in c.value).split()[0])
+    images_in_split = int(next(c.value for c in app.caption if "images in the validation split" in c.value).split()[0])
     assert table["images"].sum() == images_in_split
     app.switch_page("pages/model_card.py").run()  # the card states the weaker collection's sensitivity
     assert not app.exception, app.exception
