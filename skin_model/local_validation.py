@@ -379,22 +379,25 @@ def conclusion(report: dict[str, Any]) -> tuple[str, str]:
 def export_title(path: Path, manifest: dict[str, Any]) -> str:
     """ "model_int8.tflite (int8 tflite export of effnet_lite2)" """
     quantization = manifest.get("quantization", "none")
-    kind = f"{manifest['format']}" if quantization == "none" else f"{quantization} {manifest['format']}"
+    kind = manifest["format"] if quantization == "none" else f"{quantization} {manifest['format']}"
     return f"{Path(path).name} ({kind} export of {manifest.get('source_model', 'an unknown model')})"
 
 
 def comparison_note(report: dict[str, Any]) -> str:
     """What the model's columns are: its own pictures of your classes, weighted to your mix."""
     pictures = report["model_pictures"]
-    whose = report.get("model_columns")
-    if whose and whose.startswith("not available"):
-        return f"The model's columns: {whose}."
+    is_export, source = "export_source" in report, report.get("export_source")
+    if is_export and source is None:
+        return "The model's columns: not available: the model the export was made from is not at hand."
     note = (
         f"The model's columns: its validation ({pictures['val']}) and test ({pictures['test']}) pictures of your "
         "classes only, weighted to your case mix, so the comparison is like for like."
     )
-    if whose:
-        note += f" They are {whose}: the export's parity check (`export`) gives how far it is from it."
+    if source:
+        note += (
+            f" They are the Keras model the export was made from ({source}): the export's parity check (`export`) "
+            "gives how far it is from it."
+        )
     for split, title in (("val", "validation"), ("test", "test")):
         if report["model_missing_classes"][split]:
             note += f" Its {title} split has no {', '.join(report['model_missing_classes'][split])}."
@@ -560,25 +563,23 @@ def validate_folder(
     y = np.array([CLASS_NAMES.index(label) for label in rows["label"][used]], dtype=int)
     probs = table.loc[used, list(CLASS_NAMES)].to_numpy(float)
     evaluation = (artifact.evaluation() if artifact is not None else None) or {}
+    if fingerprint_ok:
+        training_check = "made against the audit of the model's data"
+    elif artifact is None:
+        training_check = "not made: the model this export was made from is not at hand"
+    else:
+        training_check = "not made: the audit of the data this model was trained on is not at hand"
     report: dict[str, Any] = {
         "model": artifact.name if export is None else export_title(export.path, export.manifest),
         "pictures": len(rows),
         "unreadable": int((~ok).sum()),
         "seen_in_training": int((seen != "").sum()),
-        "training_check": "made against the audit of the model's data"
-        if fingerprint_ok
-        else "not made: the audit of the data this model was trained on is not at hand"
-        if artifact is not None
-        else "not made: the model this export was made from is not at hand",
+        "training_check": training_check,
         "evaluated": int(used.sum()),
         "per_class_counts": {name: int((y == k).sum()) for k, name in enumerate(CLASS_NAMES) if (y == k).any()},
     }
     if export is not None:
-        report["model_columns"] = (
-            f"the Keras model the export was made from ({artifact.name})"
-            if artifact is not None
-            else "not available: the model the export was made from is not at hand"
-        )
+        report["export_source"] = artifact.name if artifact is not None else None  # whose figures the columns are
     counts = report["per_class_counts"]
     matched = {split: matched_model_figures(evaluation, split, counts, threshold) for split in SPLITS}
     report["model_figures"] = {split: matched[split]["figures"] for split in SPLITS}
