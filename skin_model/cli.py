@@ -10,7 +10,7 @@ from pathlib import Path
 from . import __version__
 from .artifact import ArtifactError
 from .classes import CLASS_NAMES, plain_name
-from .export import DEBUG_IMAGES
+from .export import BIAS_CORRECTION_IMAGES, DEBUG_IMAGES
 from .paths import AUDIT_DIR
 from .sources import DATA_ENV_VAR, DataNotFoundError, resolve_data_dir
 
@@ -389,7 +389,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         rows = rows.sample(min(args.representative, len(rows)), random_state=0)
         representative, _ = load_arrays(rows, artifact.input_size, progress=not args.quiet)
     tta = False if args.no_tta else None
-    exported = export_model(artifact, out, args.format, args.quantize, tta, representative, args.float_above)
+    exported = export_model(
+        artifact,
+        out,
+        args.format,
+        args.quantize,
+        tta,
+        representative,
+        args.float_above,
+        args.bias_correction,
+        progress=not args.quiet,
+    )
     print(f"wrote {exported} and {manifest_path(exported)}")
     if manifest is not None and not args.no_parity:
         splits = {
@@ -801,6 +811,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEPS",
         help="int8: keep in float the layers whose int8 output is off by more than STEPS quantization steps "
         f"(root mean square, on {DEBUG_IMAGES} calibration images); default: quantize every layer",
+    )
+    export.add_argument(
+        "--bias-correction",
+        type=int,
+        default=BIAS_CORRECTION_IMAGES,
+        metavar="N",
+        help="int8: measure on N of the calibration images how far each layer's int8 output channels are shifted "
+        f"from the float model's, and take the shift out of the layer's bias (default {BIAS_CORRECTION_IMAGES}; "
+        "0: keep the converter's biases)",
     )
     export.add_argument("--parity-split", choices=["test", "val", "both"], default="both")
     export.add_argument("--no-parity", action="store_true", help="skip the comparison with the Keras model")

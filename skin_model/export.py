@@ -32,6 +32,8 @@ import numpy as np
 
 from .artifact import ArtifactError, ModelArtifact, library_versions, sha256_of, write_json
 from .classes import CLASS_NAMES
+from .int8_bias import DEFAULT_IMAGES as BIAS_CORRECTION_IMAGES
+from .int8_bias import correct_biases
 
 FORMATS = ("savedmodel", "tflite")
 QUANTIZATIONS = ("none", "float16", "dynamic", "int8")
@@ -181,10 +183,14 @@ def export_model(
     tta: bool | None = None,
     representative: np.ndarray | None = None,
     float_above_steps: float | None = None,
+    bias_correction_images: int = BIAS_CORRECTION_IMAGES,
+    progress: bool = False,
 ) -> Path:
     """Write an export and its manifest; returns the exported path (a folder for
     ``savedmodel``, a ``.tflite`` file for ``tflite``). ``float_above_steps``: see
-    :func:`convert_to_tflite` (int8 only)."""
+    :func:`convert_to_tflite`; ``bias_correction_images``: how many of the
+    representative images measure the int8 layers' bias correction
+    (:mod:`skin_model.int8_bias`; 0 leaves the biases as converted). Both int8 only."""
     import tempfile
 
     if fmt not in FORMATS:
@@ -195,6 +201,7 @@ def export_model(
     out = Path(out)
     started = time.perf_counter()
     kept_float: dict[str, float] = {}
+    corrected: dict[str, Any] | None = None
     if fmt == "savedmodel":
         if out.exists() and any(out.iterdir()):
             raise FileExistsError(f"{out} exists and is not empty")
@@ -204,8 +211,11 @@ def export_model(
             raise ValueError(f"a tflite export is a file ending in .tflite, not {out.name}")
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
-            write_savedmodel(artifact, Path(tmp) / "savedmodel", use_tta)
-            flat, kept_float = convert_to_tflite(Path(tmp) / "savedmodel", quantize, representative, float_above_steps)
+            savedmodel = write_savedmodel(artifact, Path(tmp) / "savedmodel", use_tta)
+            flat, kept_float = convert_to_tflite(savedmodel, quantize, representative, float_above_steps)
+            if quantize == "int8" and bias_correction_images > 0:
+                float_flat, _ = convert_to_tflite(savedmodel, "none")
+                flat, corrected = correct_biases(flat, float_flat, representative[:bias_correction_images], progress)
             out.write_bytes(flat)
     manifest = {
         "format": fmt,
@@ -224,6 +234,7 @@ def export_model(
             {
                 "float_above_steps": float_above_steps,
                 "layers_kept_in_float": kept_float,  # output tensor: int8 error in quantization steps
+                "bias_correction": corrected,  # None: the biases as the converter made them
             }
             if quantize == "int8"
             else {}

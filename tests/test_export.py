@@ -188,3 +188,27 @@ def test_int8_keeps_its_noisiest_layers_in_float(tiny_model_dir: Path, images, t
     kept = manifests["all-float"]["layers_kept_in_float"]
     assert len(kept) >= 3 and all(steps > 0 for steps in kept.values())
     assert gaps["all-float"] < min(1e-3, gaps["all-int8"] / 10)
+
+
+def test_int8_export_corrects_its_biases_and_says_so(tiny_model_dir: Path, images, tmp_path: Path) -> None:
+    """By default an int8 export's layer biases are corrected on calibration images
+    (what correction does is tested in test_int8_bias); the manifest says on how many
+    images and layers, and the export still agrees with Keras; 0 images turns it off."""
+    artifact = load_artifact(tiny_model_dir)
+    reference = Predictor.from_artifact(artifact).predict_arrays(images)
+    manifests = {}
+    for n in (0, 8):
+        out = export_model(artifact, tmp_path / f"bc{n}.tflite", "tflite", "int8", None, images[:8], None, n)
+        manifests[n] = json.loads((tmp_path / f"bc{n}.tflite.json").read_text())
+        assert np.abs(load_exported(out).predict_arrays(images) - reference).max() <= TOLERANCE["int8"]
+    assert manifests[0]["bias_correction"] is None
+    summary = manifests[8]["bias_correction"]
+    assert summary["images"] == 8 and summary["layers_corrected"] >= 3 and summary["mean_shift_steps"] > 0
+
+
+def test_int8_bias_correction_leaves_float_layers_alone(tiny_model_dir: Path, images, tmp_path: Path) -> None:
+    artifact = load_artifact(tiny_model_dir)
+    out = export_model(artifact, tmp_path / "f.tflite", "tflite", "int8", None, images[:8], 0.0, 8)
+    assert json.loads((tmp_path / "f.tflite.json").read_text())["bias_correction"]["layers_corrected"] == 0
+    reference = Predictor.from_artifact(artifact).predict_arrays(images)
+    assert np.abs(load_exported(out).predict_arrays(images) - reference).max() < 1e-3
