@@ -4,10 +4,10 @@ Two formats: a TensorFlow SavedModel (what TensorFlow Serving runs) and a LiteRT
 (TFLite) flat buffer, optionally quantized (float16 weights, dynamic-range int8
 weights, or full int8 weights and activations calibrated on training images, each
 layer's bias then corrected for the mean shift int8 leaves in its output,
-:mod:`skin_model.int8_bias`). The
-exported function is the one the model was evaluated with: raw 0-255 RGB pixels in,
-the 9 class probabilities out, with the 8-view test-time augmentation inside when
-the model's manifest uses it, so the shipped thresholds still apply.
+:mod:`skin_model.int8_bias`). The exported function is the one the model was
+evaluated with: raw 0-255 RGB pixels in, the 9 class probabilities out, with the
+8-view test-time augmentation inside when the model's manifest uses it, so the
+shipped thresholds still apply.
 
 Every export gets a JSON manifest (``export.json`` inside a SavedModel folder,
 ``<file>.json`` beside a ``.tflite`` file) with the class names, input size,
