@@ -41,6 +41,7 @@ def _interpreter(flat: bytes):
 
 
 def _layer_ops(interpreter) -> list[dict[str, Any]]:
+    # the interpreter's op listing is private; TensorFlow's own quantization debugger reads it too
     return [op for op in interpreter._get_ops_details() if op["op_name"] in CORRECTED_OPS]
 
 
@@ -94,14 +95,11 @@ def correct_biases(
         raise ValueError("the float and int8 models do not have the same layers in the same order")
 
     # the float model's mean of each layer's output channels, from one pass per image
-    sums: list[np.ndarray | float] = [0.0] * len(float_ops)
-    counts = [0] * len(float_ops)
+    per_image = []
     for image in images:
         _run(float_interpreter, image)
-        for k, op in enumerate(float_ops):
-            total, n = _channel_sums(float_interpreter.get_tensor(op["outputs"][0]))
-            sums[k], counts[k] = sums[k] + total, counts[k] + n
-    float_means = [total / n for total, n in zip(sums, counts, strict=True)]
+        per_image.append([_channel_sums(float_interpreter.get_tensor(op["outputs"][0])) for op in float_ops])
+    float_means = [sum(s[k][0] for s in per_image) / sum(s[k][1] for s in per_image) for k in range(len(float_ops))]
 
     details = {t["index"]: t for t in probe.get_tensor_details()}
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(int8_flat))
