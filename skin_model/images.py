@@ -53,17 +53,19 @@ class LoadedImage:
         return np.asarray(self.image, dtype=np.uint8)
 
 
-def _read_bytes(source: str | Path | bytes) -> bytes:
+def read_file_bytes(source: str | Path | bytes) -> bytes:
+    """A file's bytes (bytes pass through), or :class:`ImageLoadError` saying why not:
+    gone, a broken link, no permission, or over the size limit."""
     if isinstance(source, bytes | bytearray):
         return bytes(source)
     path = Path(source)
     try:
         size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ImageLoadError(f"file is {size / 1e6:.0f} MB, over the {MAX_FILE_BYTES / 1e6:.0f} MB limit")
+        return path.read_bytes()
     except OSError as exc:
         raise ImageLoadError(f"cannot read file: {exc.strerror or exc}") from exc
-    if size > MAX_FILE_BYTES:
-        raise ImageLoadError(f"file is {size / 1e6:.0f} MB, over the {MAX_FILE_BYTES / 1e6:.0f} MB limit")
-    return path.read_bytes()
 
 
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif")
@@ -139,7 +141,7 @@ def load_image(source: str | Path | bytes, *, max_side: int | None = MAX_SIDE) -
     multi-page files use their first frame; EXIF orientation is applied; images
     larger than ``max_side`` are downscaled (never rejected).
     """
-    data = _read_bytes(source)
+    data = read_file_bytes(source)
     if not data:
         raise ImageLoadError("the file is empty (0 bytes)")
     notes: list[str] = []

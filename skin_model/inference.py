@@ -17,7 +17,7 @@ from .artifact import ModelArtifact
 from .cases import CaseIndex, SimilarCase, majority
 from .classes import CLASS_NAMES, malignant_score
 from .conformal import PredictionSets
-from .images import ImageLoadError, load_image
+from .images import ImageLoadError, load_image, read_file_bytes
 from .pipeline import to_model_input
 
 
@@ -436,6 +436,10 @@ class FilePrediction:
     jpeg_quality: int | None = None
     # the conformal prediction set, most probable class first (a model that has them)
     prediction_set: list[str] | None = None
+    # SHA-256 of the file's bytes ("" when they cannot be read) and the picture's perceptual
+    # hash (None when it cannot be decoded), when asked for: validate's training check
+    sha256: str = ""
+    phash: str | None = None
 
 
 def advice_text(not_a_lesion: str | None, unsure: bool, high_risk: bool) -> str:
@@ -480,15 +484,26 @@ def referral_advice(
     return advice, high
 
 
-def _decode_for_model(item: tuple[Path | bytes, str], size: int) -> tuple[FilePrediction, np.ndarray | None]:
+def _decode_for_model(
+    item: tuple[Path | bytes, str], size: int, fingerprint: bool = False
+) -> tuple[FilePrediction, np.ndarray | None]:
     """One file's result row (status "ok", or why it is unreadable) and its model input;
-    the file is a path or its bytes."""
-    path, name = item
+    the file is a path or its bytes. ``fingerprint``: also the row's ``sha256`` and
+    ``phash``, from the same read and decode."""
+    from .hashing import content_hash, perceptual_hash
+
+    source, name = item
+    sha256 = ""
     try:
-        loaded = load_image(path)
+        if fingerprint:
+            source = read_file_bytes(source)
+            sha256 = content_hash(source)
+        loaded = load_image(source)
     except ImageLoadError as exc:
-        return FilePrediction(name, f"unreadable: {exc}", None), None
-    row = FilePrediction(name, "ok", None, jpeg_quality=loaded.jpeg_quality)
+        return FilePrediction(name, f"unreadable: {exc}", None, sha256=sha256), None
+    row = FilePrediction(name, "ok", None, jpeg_quality=loaded.jpeg_quality, sha256=sha256)
+    if fingerprint:
+        row.phash = perceptual_hash(loaded.image)
     return row, to_model_input(loaded.image, size)
 
 
@@ -502,6 +517,7 @@ def predict_files(
     malignant_threshold: float | None = None,
     prediction_sets: PredictionSets | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    fingerprint: bool = False,
 ) -> list[FilePrediction]:
     """Predict every file; unreadable ones get a status saying why, never an exception.
     ``predictor`` is a :class:`Predictor` or an exported model; the referral advice
@@ -511,7 +527,8 @@ def predict_files(
     ``prediction_sets`` (:class:`skin_model.conformal.PredictionSets`) each differential.
     Two threads decode the next batch while the model runs on the current one (PIL
     releases the GIL while decoding and resizing). ``on_progress(done, total)`` is
-    called after each batch (a page's progress bar)."""
+    called after each batch (a page's progress bar). ``fingerprint``: each row also gets
+    the file's SHA-256 and perceptual hash, from the same read and decode."""
     from concurrent.futures import ThreadPoolExecutor
 
     results: list[FilePrediction] = []
@@ -522,7 +539,7 @@ def predict_files(
     ):
 
         def submit(chunk):
-            return [pool.submit(_decode_for_model, item, predictor.input_size) for item in chunk]
+            return [pool.submit(_decode_for_model, item, predictor.input_size, fingerprint) for item in chunk]
 
         pending = submit(chunks[0]) if chunks else []
         for k in range(len(chunks)):

@@ -184,22 +184,6 @@ def read_labelled_csv(root: str | Path, csv_path: str | Path) -> tuple[pd.DataFr
     return pd.DataFrame(rows, columns=["source", "name", "label"]), counts
 
 
-def picture_hashes(source: str | Path | bytes) -> tuple[str, str | None]:
-    """(SHA-256 of the bytes, perceptual hash or None when the picture cannot be read;
-    ("", None) when the file itself cannot be read: gone, a broken link, no permission)."""
-    from .hashing import content_hash, perceptual_hash
-    from .images import ImageLoadError, load_image
-
-    try:
-        data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    except OSError:
-        return "", None
-    try:
-        return content_hash(data), perceptual_hash(load_image(data).image)
-    except ImageLoadError:
-        return content_hash(data), None
-
-
 def bit_distances(phash: str, hashes: np.ndarray) -> np.ndarray:
     """Bits by which one perceptual hash differs from each of ``hashes`` (as uint64)."""
     return np.bitwise_count(hashes ^ hashes_as_uint64([phash])[0])
@@ -522,13 +506,6 @@ def validate_folder(
     from .reliability import ReliabilityCheck
 
     rows = rows.reset_index(drop=True)
-    hashes = [picture_hashes(source) for source in rows["source"]]
-    files = pd.DataFrame({"name": rows["name"], "sha256": [h[0] for h in hashes], "phash": [h[1] for h in hashes]})
-    source_manifest = artifact.manifest if artifact is not None else {}
-    fingerprint_ok = audit_table is not None and table_fingerprint(audit_table) == source_manifest.get(
-        "data_fingerprint"
-    )
-    seen = seen_in_training(files, audit_table) if fingerprint_ok else pd.Series("", index=rows.index, dtype=object)
     if export is not None:
         sets = PredictionSets.from_manifest(export.manifest)
         threshold = float(export.manifest["malignant_threshold"])
@@ -552,7 +529,16 @@ def validate_folder(
         malignant_threshold=threshold,
         prediction_sets=sets,
         on_progress=on_progress,
+        fingerprint=True,
     )
+    files = pd.DataFrame(
+        {"name": rows["name"], "sha256": [r.sha256 for r in results], "phash": [r.phash for r in results]}
+    )
+    source_manifest = artifact.manifest if artifact is not None else {}
+    fingerprint_ok = audit_table is not None and table_fingerprint(audit_table) == source_manifest.get(
+        "data_fingerprint"
+    )
+    seen = seen_in_training(files, audit_table) if fingerprint_ok else pd.Series("", index=rows.index, dtype=object)
     table = predictions_table(results)
     table.insert(1, "true_class", rows["label"])
     table.insert(2, "seen_in_training", seen)

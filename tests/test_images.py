@@ -37,6 +37,15 @@ def test_bad_inputs_have_reasons(data: bytes, reason: str) -> None:
         load_image(data)
 
 
+def test_paths_that_cannot_be_read_have_reasons(tmp_path) -> None:
+    """A folder, a vanished file and a broken link: the file system's reason, never an
+    OSError (a folder passes the size check and used to fail only when read)."""
+    (tmp_path / "link.jpg").symlink_to(tmp_path / "gone.jpg")
+    for path in (tmp_path, tmp_path / "gone.jpg", tmp_path / "link.jpg"):
+        with pytest.raises(ImageLoadError, match="cannot read file"):
+            load_image(path)
+
+
 def test_decompression_bomb_refused_before_decoding() -> None:
     side = int(MAX_PIXELS**0.5) + 100
     buf = io.BytesIO()
