@@ -365,7 +365,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     from .artifact import load_artifact
     from .conformal import PredictionSets
-    from .export import check_export, export_model, manifest_path
+    from .export import check_export, export_model, manifest_path, parity_summary
     from .pipeline import load_arrays
 
     artifact = load_artifact(args.model)
@@ -408,6 +408,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         }
         checked = check_export(artifact, exported, splits, tta)
         print(json.dumps(checked["parity"], indent=1))
+        for line in parity_summary(checked["parity"]):
+            print(line)
         if checked["prediction_sets"] is not None:
             report = checked["prediction_sets"]
             measured = "; ".join(

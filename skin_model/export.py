@@ -18,7 +18,11 @@ An export also carries the model's prediction sets (its differential at a stated
 coverage, :mod:`skin_model.conformal`): fitted again on the export's own validation
 probabilities when the parity check reads validation, else the source model's
 thresholds when the export computes the same probabilities (float32 or float16, the
-test-time augmentation the thresholds were fitted with), else none.
+test-time augmentation the thresholds were fitted with), else none. Its malignant
+referral threshold likewise: refitted by the model's own rule on the export's
+validation probabilities when the parity check reads validation (int8 moves the
+malignant score by hundredths, enough to move a threshold fitted on other scores off
+its sensitivity), else the source model's.
 """
 
 from __future__ import annotations
@@ -228,6 +232,7 @@ def export_model(
         "output": "class probabilities in class_names order",
         "tta": use_tta,
         "malignant_threshold": artifact.malignant_threshold,
+        "malignant_threshold_fitted_on": f"the source model's validation probabilities ({artifact.name})",
         **inherited_prediction_sets(artifact, quantize, use_tta),
         "source_model": artifact.name,
         "source_manifest_sha256": artifact.manifest.get("manifest_sha256"),
@@ -276,19 +281,28 @@ def check_export(
 ) -> dict[str, Any]:
     """Compare an export with the Keras model on ``splits`` (name -> images, labels),
     record the parity in the export's manifest and, when validation is among them,
-    refit the prediction sets on the export's own validation probabilities (the
-    source's coverage; the test split, if given, measured with them). Returns
-    ``{"parity": ..., "prediction_sets": report or None}``."""
+    refit the malignant referral threshold (the model's rule) and the prediction sets
+    (the source's coverage) on the export's own validation probabilities, the test
+    split, if given, measured with them. Returns ``{"parity": ..., "prediction_sets":
+    report or None}``."""
     from .conformal import DEFAULT_ALPHA, fit_prediction_sets
     from .inference import Predictor
 
     keras_predictor, export_predictor = Predictor.from_artifact(artifact, tta=tta), load_exported(export)
-    parity, served = {}, {}
+    reference, served = {}, {}
     for split, (x, y) in splits.items():
+        reference[split] = keras_answers(keras_predictor, artifact, x)
         served[split] = (export_predictor.predict_arrays(x), np.asarray(y))
-        parity[split] = parity_report(keras_predictor.predict_arrays(x), served[split][0], served[split][1])
     path = manifest_path(export)
-    manifest = {**json.loads(path.read_text()), "parity": parity}
+    manifest = json.loads(path.read_text())
+    if "val" in served:
+        manifest |= refitted_threshold(artifact, *served["val"])
+    thresholds = (artifact.malignant_threshold, float(manifest["malignant_threshold"]))
+    parity = {
+        split: parity_report(probs, served[split][0], served[split][1], answered=answered, thresholds=thresholds)
+        for split, (probs, answered) in reference.items()
+    }
+    manifest["parity"] = parity
     sets = None
     if "val" in served:
         alpha = float(artifact.manifest.get("prediction_set_alpha", DEFAULT_ALPHA))
@@ -299,6 +313,40 @@ def check_export(
         }
     write_json(path, manifest)
     return {"parity": parity, "prediction_sets": None if sets is None else sets["report"]}
+
+
+def keras_answers(predictor, artifact: ModelArtifact, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Keras model's probabilities for ``x`` and which of them it answers rather
+    than calling itself unsure, by the rule the app and ``predict`` apply: calibrated
+    single-view confidence at or above the model's abstention cut-off (a model without
+    reliability settings: top probability at or above
+    :data:`skin_model.inference.UNSURE_BELOW`)."""
+    from .inference import UNSURE_BELOW
+    from .reliability import apply_temperature
+
+    temperature, cut = artifact.manifest.get("temperature"), artifact.manifest.get("abstain_below")
+    if predictor.feature_layers and temperature is not None and cut is not None:
+        probs, single, _ = predictor.predict_with_features(x)
+        return probs, apply_temperature(single, temperature).max(axis=1) >= cut
+    probs = predictor.predict_arrays(x)
+    return probs, probs.max(axis=1) >= UNSURE_BELOW
+
+
+def refitted_threshold(artifact: ModelArtifact, val_probs: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
+    """Manifest entries for the export's malignant referral threshold, fitted by the
+    source model's rule (its sensitivity target) on the export's validation
+    probabilities, with the source's threshold kept beside it."""
+    from .classes import MALIGNANT_MASK, malignant_score
+    from .evaluation import threshold_for_sensitivity, threshold_rule
+
+    target = float(artifact.manifest.get("training_config", {}).get("malignant_sensitivity_target", 0.9))
+    threshold = threshold_for_sensitivity(MALIGNANT_MASK[np.asarray(y_val)], malignant_score(val_probs), target)
+    return {
+        "malignant_threshold": round(threshold, 6),
+        "malignant_threshold_rule": threshold_rule(target),
+        "malignant_threshold_fitted_on": "this export's own validation probabilities",
+        "source_malignant_threshold": artifact.malignant_threshold,
+    }
 
 
 class ExportedPredictor:
@@ -368,11 +416,24 @@ def load_exported(path: str | Path) -> ExportedPredictor:
     return ExportedPredictor(path, manifest)
 
 
-def parity_report(reference: np.ndarray, exported: np.ndarray, y: np.ndarray, bootstrap: int = 1000) -> dict[str, Any]:
+def parity_report(
+    reference: np.ndarray,
+    exported: np.ndarray,
+    y: np.ndarray,
+    bootstrap: int = 1000,
+    answered: np.ndarray | None = None,
+    thresholds: tuple[float, float] | None = None,
+) -> dict[str, Any]:
     """Accuracy and balanced accuracy of the Keras model and of the export on the same
     images (with labels ``y``), how far their probabilities differ, and the export minus
     Keras with a paired-bootstrap 95 % interval: on a small split one changed answer
-    moves balanced accuracy by points, and the interval says how much of a gap that is."""
+    moves balanced accuracy by points, and the interval says how much of a gap that is.
+
+    ``answered`` (the pictures Keras answers rather than calling itself unsure, see
+    :func:`keras_answers`) adds the agreement on those: a changed answer where the app
+    would have said "unsure" anyway matters less than one it would have given.
+    ``thresholds`` (Keras's, the export's) adds the referral decisions each makes and
+    how many the export changes."""
     import warnings
 
     from sklearn.metrics import accuracy_score, balanced_accuracy_score
@@ -389,11 +450,71 @@ def parity_report(reference: np.ndarray, exported: np.ndarray, y: np.ndarray, bo
             "balanced_accuracy": round(float(balanced), 4),
         }
 
-    return {
+    agree = reference.argmax(1) == exported.argmax(1)
+    report = {
         "images": len(y),
         "keras": scores(reference),
         "export": scores(exported),
         "max_abs_probability_difference": round(float(np.abs(reference - exported).max()), 6),
-        "top1_agreement": round(float((reference.argmax(1) == exported.argmax(1)).mean()), 4),
+        "top1_agreement": round(float(agree.mean()), 4),
         "export_minus_keras": paired_bootstrap_difference(y, exported, reference, n=bootstrap),
     }
+    if answered is not None:
+        answered = np.asarray(answered, bool)
+        report["answered"] = {
+            "images": int(answered.sum()),
+            "top1_agreement": round(float(agree[answered].mean()), 4) if answered.any() else None,
+            "answers_changed": int((~agree & answered).sum()),
+        }
+    if thresholds is not None:
+        report["referral"] = referral_changes(y, reference, exported, *thresholds)
+    return report
+
+
+def referral_changes(
+    y: np.ndarray, reference: np.ndarray, exported: np.ndarray, keras_threshold: float, export_threshold: float
+) -> dict[str, Any]:
+    """The referral decision (malignant score at or above its threshold) of Keras and of
+    the export on the same pictures: each one's operating point, and how many
+    decisions the export turns each way."""
+    from .classes import malignant_score
+    from .evaluation import malignant_operating_point
+
+    keras_refers = malignant_score(reference) >= keras_threshold
+    export_refers = malignant_score(exported) >= export_threshold
+    return {
+        "keras": malignant_operating_point(y, reference, keras_threshold),
+        "export": malignant_operating_point(y, exported, export_threshold),
+        "decisions_changed": int((keras_refers != export_refers).sum()),
+        "export_refers_more": int((export_refers & ~keras_refers).sum()),
+        "export_refers_fewer": int((keras_refers & ~export_refers).sum()),
+    }
+
+
+def parity_summary(parity: dict[str, Any]) -> list[str]:
+    """One line per split of :func:`check_export`'s parity, in words: what a deployer
+    asks first is whether the export changes answers the model gives with confidence,
+    and referral decisions."""
+    from .case_report import split_title
+
+    lines = []
+    for split, report in parity.items():
+        words = [f"{split_title(split)} ({report['images']} pictures): top-1 agreement {report['top1_agreement']:.1%}"]
+        answered = report.get("answered")
+        if answered is not None:
+            words.append(
+                f"{answered['answers_changed']} changed of the {answered['images']} answers Keras gives "
+                "without calling itself unsure"
+            )
+        referral = report.get("referral")
+        if referral is not None:
+            keras, export = referral["keras"], referral["export"]
+            words.append(
+                f"{referral['decisions_changed']} referral decisions changed ({referral['export_refers_more']} more "
+                f"referred, {referral['export_refers_fewer']} fewer); referral sensitivity / specificity "
+                f"{export['sensitivity']:.3f} / {export['specificity']:.3f} at the export's threshold "
+                f"{export['threshold']:.1%} (Keras {keras['sensitivity']:.3f} / {keras['specificity']:.3f} "
+                f"at {keras['threshold']:.1%})"
+            )
+        lines.append("; ".join(words))
+    return lines

@@ -10,9 +10,18 @@ import pandas as pd
 import pytest
 
 from skin_model.artifact import ArtifactError, load_artifact
-from skin_model.classes import CLASS_NAMES
+from skin_model.classes import CLASS_NAMES, MALIGNANT_MASK, malignant_score
 from skin_model.conformal import PredictionSets, class_thresholds
-from skin_model.export import check_export, export_model, is_exported_model, load_exported, parity_report
+from skin_model.evaluation import threshold_for_sensitivity
+from skin_model.export import (
+    check_export,
+    export_model,
+    is_exported_model,
+    keras_answers,
+    load_exported,
+    parity_report,
+    parity_summary,
+)
 from skin_model.inference import Predictor
 from skin_model.pipeline import load_arrays
 
@@ -93,6 +102,33 @@ def test_parity_report_by_hand() -> None:
     assert -0.5 <= low < high == 0.0
 
 
+def test_parity_report_counts_changed_answers_and_referrals_by_hand() -> None:
+    """Six pictures: Keras answers four with confidence; the export changes the top class
+    of one of those and of one unsure picture, and moves malignant risk across the
+    thresholds (Keras 0.5, export 0.4) for two pictures, one each way."""
+    y = np.array([3, 3, 4, 4, 4, 0])  # melanoma, melanoma, nevus x3, actinic keratosis
+    mel, nev, ak = (np.eye(9)[CLASS_NAMES.index(c)] for c in ("melanoma", "nevus", "actinic keratosis"))
+    reference = np.stack([0.9 * mel + 0.1 * nev, 0.45 * mel + 0.55 * nev, nev, nev, 0.3 * ak + 0.7 * nev, ak])
+    exported = np.stack([0.9 * mel + 0.1 * nev, 0.38 * mel + 0.62 * nev, nev, 0.6 * mel + 0.4 * nev, ak, ak])
+    answered = np.array([True, False, True, True, False, True])
+    report = parity_report(reference, exported, y, answered=answered, thresholds=(0.5, 0.4))
+    # top classes change on pictures 3 (answered) and 4 (unsure)
+    assert report["top1_agreement"] == round(4 / 6, 4)
+    assert report["answered"] == {"images": 4, "top1_agreement": 0.75, "answers_changed": 1}
+    # Keras refers 0 and 5 (risk 0.9, 1.0; picture 1's 0.45 is below 0.5); the export at 0.4
+    # refers 0, 3 (0.6), 4 (1.0) and 5, and not 1 (0.38)
+    referral = report["referral"]
+    assert (referral["decisions_changed"], referral["export_refers_more"], referral["export_refers_fewer"]) == (2, 2, 0)
+    assert referral["keras"]["sensitivity"] == pytest.approx(2 / 3) and referral["keras"]["specificity"] == 1.0
+    assert referral["export"]["sensitivity"] == pytest.approx(2 / 3)
+    assert referral["export"]["specificity"] == pytest.approx(1 / 3)
+    (line,) = parity_summary({"val": report})
+    assert line.startswith("validation (6 pictures): top-1 agreement 66.7%")
+    assert "1 changed of the 4 answers Keras gives" in line
+    assert "2 referral decisions changed (2 more referred, 0 fewer)" in line
+    assert "0.667 / 0.333 at the export's threshold 40.0% (Keras 0.667 / 1.000 at 50.0%)" in line
+
+
 def test_export_and_predict_through_the_cli(tiny_model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "exports" / "tiny.tflite"
     result = run_cli("export", "--model", str(tiny_model_dir), "--out", str(out), "--no-parity")
@@ -161,6 +197,34 @@ def test_the_parity_check_refits_the_sets_on_the_exports_own_probabilities(
     held = np.mean([CLASS_NAMES[c] in m for c, m in zip(test_y, members, strict=True)])
     assert checked["prediction_sets"]["test"]["coverage"] == pytest.approx(held, abs=1e-4)
     assert exported.manifest["prediction_sets"]["val"]["images"] == len(val_y)
+    # the referral threshold too: the model's rule on the export's validation probabilities
+    refitted = threshold_for_sensitivity(MALIGNANT_MASK[val_y], malignant_score(val_probs), 0.9)
+    assert exported.manifest["malignant_threshold"] == pytest.approx(refitted, abs=1e-6)
+    assert exported.manifest["source_malignant_threshold"] == artifact.malignant_threshold
+    assert exported.manifest["malignant_threshold_fitted_on"].startswith("this export's own")
+    test_referral = checked["parity"]["test"]["referral"]
+    assert test_referral["export"]["threshold"] == exported.manifest["malignant_threshold"]
+    assert test_referral["keras"]["threshold"] == artifact.malignant_threshold
+    flagged = malignant_score(test_probs) >= exported.manifest["malignant_threshold"]
+    assert test_referral["export"]["tp"] + test_referral["export"]["fp"] == flagged.sum()
+    # this tiny model has no reliability settings: it answers where its top probability is 0.5 or more
+    keras_val = Predictor.from_artifact(artifact).predict_arrays(splits["val"][0])
+    assert checked["parity"]["val"]["answered"]["images"] == int((keras_val.max(axis=1) >= 0.5).sum())
+
+
+def test_keras_answers_follow_the_models_abstention_rule(calibrated_dir: Path, images: np.ndarray) -> None:
+    """With reliability settings, a picture is answered when its temperature-scaled
+    single-view confidence reaches the model's cut-off, as in the app."""
+    artifact = load_artifact(calibrated_dir)
+    manifest = artifact.manifest
+    predictor = Predictor.from_artifact(artifact, tta=True)  # 8 views averaged; confidence from view 0
+    probs, answered = keras_answers(predictor, artifact, images)
+    np.testing.assert_allclose(probs, predictor.predict_arrays(images), atol=1e-6)
+    single = Predictor(artifact.model, artifact.input_size).predict_arrays(images)
+    logits = np.log(np.clip(single, 1e-12, None)) / manifest["temperature"]
+    calibrated = np.exp(logits - logits.max(axis=1, keepdims=True))
+    calibrated /= calibrated.sum(axis=1, keepdims=True)
+    np.testing.assert_array_equal(answered, calibrated.max(axis=1) >= manifest["abstain_below"])
 
 
 def test_int8_export_without_data_says_why(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
