@@ -16,6 +16,8 @@ from sklearn import metrics
 from .classes import CLASS_NAMES, MALIGNANT_MASK, malignant_score
 
 CURVE_POINTS = 101
+# malignant scores closer than this are the same score (see threshold_for_sensitivity)
+SAME_SCORE = 1e-6
 
 
 def threshold_rule(target: float) -> str:
@@ -33,16 +35,19 @@ def threshold_for_sensitivity(y_malignant: np.ndarray, score: np.ndarray, target
 
     It sits halfway between the score of the last positive it must catch and the next
     lower score, not on that score: the same images are flagged, but a rounding-level
-    change of the boundary image's score (another CPU, the folded model, a rounded
-    manifest) can no longer move it to the other side."""
+    change of the boundary image's score (another CPU, the folded model) can no longer
+    move it to the other side. Scores within :data:`SAME_SCORE` of each other count as
+    one score and are flagged together: an int8 model's probabilities are multiples of
+    1/256, and summing the same ones in another order differs by 1e-8."""
     score = np.asarray(score, np.float64)
     positives = np.sort(score[y_malignant.astype(bool)])[::-1]
     if len(positives) == 0:
         return 0.5
     k = int(np.ceil(target * len(positives))) - 1
-    cut = positives[k]
-    below = score[score < cut]
-    return float((cut + below.max()) / 2) if len(below) else float(cut)
+    flagged = score >= positives[k] - SAME_SCORE
+    if flagged.all():
+        return float(score.min())
+    return float((score[flagged].min() + score[~flagged].max()) / 2)
 
 
 def malignant_operating_point(y_true: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float | int]:

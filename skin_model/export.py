@@ -342,7 +342,7 @@ def refitted_threshold(artifact: ModelArtifact, val_probs: np.ndarray, y_val: np
     target = float(artifact.manifest.get("training_config", {}).get("malignant_sensitivity_target", 0.9))
     threshold = threshold_for_sensitivity(MALIGNANT_MASK[np.asarray(y_val)], malignant_score(val_probs), target)
     return {
-        "malignant_threshold": round(threshold, 6),
+        "malignant_threshold": threshold,  # unrounded: it lies halfway between two scores 1e-6 apart or more
         "malignant_threshold_rule": threshold_rule(target),
         "malignant_threshold_fitted_on": "this export's own validation probabilities",
         "source_malignant_threshold": artifact.malignant_threshold,

@@ -463,7 +463,7 @@ def train(
         "best_epoch": selector.best_epoch + 1,
         "best_val_balanced_accuracy": round(selector.best, 4),
         "malignant_classes": sorted(MALIGNANT_CLASSES),
-        "malignant_threshold": round(threshold, 6),
+        "malignant_threshold": threshold,  # unrounded: see threshold_for_sensitivity
         "malignant_threshold_rule": threshold_rule(config.malignant_sensitivity_target),
         "tta": config.tta,
         "metrics_summary": {

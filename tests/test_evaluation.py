@@ -102,6 +102,13 @@ def test_threshold_keeps_target_sensitivity() -> None:
     assert ((nudged >= t) == (score >= t)).all()
     # the lowest positive as the boundary: nothing below it, so the threshold is that score
     assert threshold_for_sensitivity(np.array([1, 1, 0]), np.array([0.2, 0.9, 0.5]), 1.0) == pytest.approx(0.2)
+    # an int8 model's scores: the same sum of 1/256 steps comes out 2e-8 apart in float32;
+    # the benign picture scoring "0.30660588" ties with the boundary positives at 0.3066059
+    # and is flagged with them, the threshold halfway to the next lower score
+    tied = np.array([0.3372665, 0.3066059, 0.3066059, 0.30660588, 0.3027733], np.float32)
+    t = threshold_for_sensitivity(np.array([1, 1, 1, 0, 0]), tied, 1.0)
+    assert t == pytest.approx((0.30660588 + 0.3027733) / 2, abs=1e-7)
+    assert ((tied >= t) == [1, 1, 1, 1, 0]).all()
     point = malignant_operating_point(np.array([MEL, MEL, NV]), _probs([{MEL: 0.9}, {MEL: 0.2}, {MEL: 0.4}]), 0.3)
     assert (point["tp"], point["fn"], point["fp"], point["tn"]) == (1, 1, 1, 0)
 
