@@ -567,7 +567,10 @@ def validate_folder(
     if export is not None:
         report["export_source"] = artifact.name if artifact is not None else None  # whose figures the columns are
     counts = report["per_class_counts"]
-    matched = {split: matched_model_figures(evaluation, split, counts, threshold) for split in SPLITS}
+    # the model's columns are the source model's own figures, at its own threshold (an
+    # export's threshold is refitted on the export's probabilities, see skin_model.export)
+    model_threshold = float(source_manifest.get("malignant_threshold", threshold))
+    matched = {split: matched_model_figures(evaluation, split, counts, model_threshold) for split in SPLITS}
     report["model_figures"] = {split: matched[split]["figures"] for split in SPLITS}
     report["model_pictures"] = {split: matched[split]["pictures"] for split in SPLITS}
     report["model_missing_classes"] = {split: matched[split]["missing"] for split in SPLITS}

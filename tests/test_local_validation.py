@@ -333,6 +333,15 @@ def test_validate_measures_an_export_with_its_source_models_columns(
     )
     assert report["model_figures"] == keras_report["model_figures"]
     assert "the Keras model the export was made from" in format_report(report)
+    # an export whose referral threshold was refitted (export's parity check): its pictures are
+    # referred at its own threshold, the model's columns stay at the model's
+    refitted = out.parent / (out.name + ".json")
+    refitted.write_text(json.dumps(export.manifest | {"malignant_threshold": 0.999}))
+    high, _ = validate_folder(
+        rows, source, synthetic_manifest.table, progress=False, bootstrap=20, export=load_exported(out)
+    )
+    assert high["model_figures"] == keras_report["model_figures"]
+    assert high["figures"]["referral_sensitivity"]["value"] == 0.0
 
     # without its source model: measured all the same, nothing to compare with, no training check claimed
     alone, _ = validate_folder(rows, None, synthetic_manifest.table, progress=False, bootstrap=20, export=export)
