@@ -227,6 +227,21 @@ def test_keras_answers_follow_the_models_abstention_rule(calibrated_dir: Path, i
     np.testing.assert_array_equal(answered, calibrated.max(axis=1) >= manifest["abstain_below"])
 
 
+def test_export_with_its_parity_check_through_the_cli(tiny_model_dir: Path, synthetic_data, tmp_path: Path) -> None:
+    """With the data set, `export` compares the export with Keras on validation and test,
+    says in words what changed, and the export carries its own referral threshold."""
+    out = tmp_path / "checked.tflite"
+    result = run_cli("export", "--model", str(tiny_model_dir), "--out", str(out), "--data", str(synthetic_data[0]))
+    manifest = load_exported(out).manifest
+    for split, title in (("val", "validation"), ("test", "test")):
+        report = manifest["parity"][split]
+        # float32: nothing changes
+        assert report["top1_agreement"] == 1.0 and report["referral"]["decisions_changed"] == 0
+        assert f"{title} ({report['images']} pictures): top-1 agreement 100.0%; 0 changed of the" in result.stdout
+    assert manifest["malignant_threshold_fitted_on"] == "this export's own validation probabilities"
+    assert manifest["source_malignant_threshold"] == load_artifact(tiny_model_dir).malignant_threshold
+
+
 def test_int8_export_without_data_says_why(tiny_model_dir: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("SKIN_DATA_DIR", raising=False)
     result = run_cli(
