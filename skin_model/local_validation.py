@@ -382,6 +382,12 @@ def comparison_note(report: dict[str, Any]) -> str:
             f" They are the Keras model the export was made from ({source}): the export's parity check (`export`) "
             "gives how far it is from it."
         )
+    if source and report["referral_threshold"] != report["model_referral_threshold"]:
+        own, model = report["referral_threshold"], report["model_referral_threshold"]
+        note += (
+            f" Your pictures are referred at the export's own threshold ({own:.1%}, fitted on its validation "
+            f"probabilities), the model's columns at the model's ({model:.1%})."
+        )
     for split, title in (("val", "validation"), ("test", "test")):
         if report["model_missing_classes"][split]:
             note += f" Its {title} split has no {', '.join(report['model_missing_classes'][split])}."
@@ -429,7 +435,10 @@ def format_report(report: dict[str, Any]) -> str:
             f"{sets['coverage']:.1%} of your pictures ({sets['mean_size']:.2f} classes on average)."
         )
     missed = report.get("missed_malignant", [])
-    lines.append(f"Malignant or pre-malignant lesions not referred for their risk: {len(missed)}.")
+    lines.append(
+        "Malignant or pre-malignant lesions not referred for their risk (below the referral threshold of "
+        f"{report['referral_threshold']:.1%}): {len(missed)}."
+    )
     lines += [
         # one decimal of a percent: a risk just under a 27.94 % threshold must not read as "0.28"
         f"  {m['file']}: {m['true_class']}, answered {m['predicted_class']}, malignant risk "
@@ -570,6 +579,7 @@ def validate_folder(
     # the model's columns are the source model's own figures, at its own threshold (an
     # export's threshold is refitted on the export's probabilities, see skin_model.export)
     model_threshold = float(source_manifest.get("malignant_threshold", threshold))
+    report["referral_threshold"], report["model_referral_threshold"] = threshold, model_threshold
     matched = {split: matched_model_figures(evaluation, split, counts, model_threshold) for split in SPLITS}
     report["model_figures"] = {split: matched[split]["figures"] for split in SPLITS}
     report["model_pictures"] = {split: matched[split]["pictures"] for split in SPLITS}

@@ -266,7 +266,10 @@ def test_validate_measures_the_held_out_pictures_and_leaves_out_the_training_one
     referred = used["high_malignant_risk"].astype(bool)
     assert len(report["missed_malignant"]) == int((used["true_class"].isin(MALIGNANT_CLASSES) & ~referred).sum())
     text = format_report(report)
-    assert f"not referred for their risk: {len(report['missed_malignant'])}." in text
+    threshold = load_artifact(tiny_model_dir).malignant_threshold
+    assert report["referral_threshold"] == report["model_referral_threshold"] == threshold
+    missed = len(report["missed_malignant"])
+    assert f"not referred for their risk (below the referral threshold of {threshold:.1%}): {missed}." in text
     assert f"{len(rows)} pictures: {report['evaluated']} evaluated, 2 unreadable" in text
     # the same pictures as a zip's bytes (the app's way) give the same report
     # (the broken link as empty bytes: unreadable either way)
@@ -342,6 +345,9 @@ def test_validate_measures_an_export_with_its_source_models_columns(
     )
     assert high["model_figures"] == keras_report["model_figures"]
     assert high["figures"]["referral_sensitivity"]["value"] == 0.0
+    words = "own threshold (99.9%, fitted on its validation probabilities), the model's columns at the model's"
+    assert f"{words} ({artifact.malignant_threshold:.1%})" in format_report(high)
+    assert "export's own threshold" not in format_report(report)  # same threshold as the model's: nothing to say
 
     # without its source model: measured all the same, nothing to compare with, no training check claimed
     alone, _ = validate_folder(rows, None, synthetic_manifest.table, progress=False, bootstrap=20, export=export)
