@@ -436,8 +436,9 @@ def format_report(report: dict[str, Any]) -> str:
         )
     missed = report.get("missed_malignant", [])
     lines.append(
+        # two decimals: the risks below print with one, and 27.9 % must read as below 27.94 %
         "Malignant or pre-malignant lesions not referred for their risk (below the referral threshold of "
-        f"{report['referral_threshold']:.1%}): {len(missed)}."
+        f"{report['referral_threshold']:.2%}): {len(missed)}."
     )
     lines += [
         # one decimal of a percent: a risk just under a 27.94 % threshold must not read as "0.28"

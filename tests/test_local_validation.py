@@ -269,7 +269,7 @@ def test_validate_measures_the_held_out_pictures_and_leaves_out_the_training_one
     threshold = load_artifact(tiny_model_dir).malignant_threshold
     assert report["referral_threshold"] == report["model_referral_threshold"] == threshold
     missed = len(report["missed_malignant"])
-    assert f"not referred for their risk (below the referral threshold of {threshold:.1%}): {missed}." in text
+    assert f"not referred for their risk (below the referral threshold of {threshold:.2%}): {missed}." in text
     assert f"{len(rows)} pictures: {report['evaluated']} evaluated, 2 unreadable" in text
     # the same pictures as a zip's bytes (the app's way) give the same report
     # (the broken link as empty bytes: unreadable either way)
