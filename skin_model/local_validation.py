@@ -382,12 +382,21 @@ def comparison_note(report: dict[str, Any]) -> str:
             f" They are the Keras model the export was made from ({source}): the export's parity check (`export`) "
             "gives how far it is from it."
         )
-    if source and report["referral_threshold"] != report["model_referral_threshold"]:
-        own, model = report["referral_threshold"], report["model_referral_threshold"]
-        note += (
-            f" Your pictures are referred at the export's own threshold ({own:.1%}, fitted on its validation "
-            f"probabilities), the model's columns at the model's ({model:.1%})."
-        )
+    own, model = report["referral_threshold"], report["model_referral_threshold"]
+    if source and own != model:
+        # a float32 export's refitted threshold differs from the model's by 1e-6: not two
+        # thresholds that read alike
+        decimals = 1 if f"{own:.1%}" != f"{model:.1%}" else 2
+        if f"{own:.{decimals}%}" == f"{model:.{decimals}%}":
+            note += (
+                " Your pictures are referred at the export's own threshold, fitted on its validation probabilities: "
+                f"the model's ({model:.2%}) to two decimals."
+            )
+        else:
+            note += (
+                f" Your pictures are referred at the export's own threshold ({own:.{decimals}%}, fitted on its "
+                f"validation probabilities), the model's columns at the model's ({model:.{decimals}%})."
+            )
     for split, title in (("val", "validation"), ("test", "test")):
         if report["model_missing_classes"][split]:
             note += f" Its {title} split has no {', '.join(report['model_missing_classes'][split])}."

@@ -368,3 +368,21 @@ def test_validate_an_export_through_the_cli(tiny_model_dir: Path, labelled_folde
     assert "Model: tiny.tflite (tflite export of" in result.stdout and "balanced accuracy" in result.stdout
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["evaluated"] > 0 and saved["training_check"].startswith("not made")
+
+
+def test_the_note_does_not_show_two_thresholds_that_read_alike() -> None:
+    """A float32 export's refitted threshold differs from its model's by about 1e-6: the note
+    says they agree to two decimals instead of printing "27.9 %" against "27.9 %"."""
+    from skin_model.local_validation import comparison_note
+
+    report = {
+        "model_pictures": {"val": 5, "test": 2},
+        "export_source": "tiny",
+        "model_missing_classes": {"val": [], "test": []},
+    }
+    alike = comparison_note(report | {"referral_threshold": 0.2794301, "model_referral_threshold": 0.279437})
+    assert "own threshold, fitted on its validation probabilities: the model's (27.94%) to two decimals" in alike
+    apart = comparison_note(report | {"referral_threshold": 0.2796, "model_referral_threshold": 0.2794})
+    assert "own threshold (28.0%, fitted on its validation probabilities), the model's columns" in apart
+    assert apart.endswith("at the model's (27.9%).")
+    assert "own threshold" not in comparison_note(report | {"referral_threshold": 0.3, "model_referral_threshold": 0.3})
