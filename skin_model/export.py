@@ -459,6 +459,7 @@ def parity_report(
         "top1_agreement": round(float(agree.mean()), 4),
         "export_minus_keras": paired_bootstrap_difference(y, exported, reference, n=bootstrap),
     }
+    report["answers_turned"] = answers_turned(y, reference.argmax(1), exported.argmax(1))
     if answered is not None:
         answered = np.asarray(answered, bool)
         report["answered"] = {
@@ -469,6 +470,31 @@ def parity_report(
     if thresholds is not None:
         report["referral"] = referral_changes(y, reference, exported, *thresholds)
     return report
+
+
+def answers_turned(y: np.ndarray, keras_top: np.ndarray, export_top: np.ndarray) -> dict[str, Any]:
+    """How many answers the export turns from right to wrong and from wrong to right,
+    the exact McNemar test of whether it turns more one way than chance would, and how
+    many points of balanced accuracy one turned answer moves on this split (its
+    smallest and largest class). On a small split a balanced-accuracy gap is a few
+    turned answers; these say how many, and whether they lean one way."""
+    from scipy.stats import binomtest
+
+    y = np.asarray(y)
+    keras_right, export_right = keras_top == y, export_top == y
+    lost = int((keras_right & ~export_right).sum())
+    gained = int((export_right & ~keras_right).sum())
+    counts = np.bincount(y, minlength=len(CLASS_NAMES))
+    present = counts[counts > 0]
+    return {
+        "right_to_wrong": lost,
+        "wrong_to_right": gained,
+        "mcnemar_exact_p": round(float(binomtest(lost, lost + gained, 0.5).pvalue), 4) if lost + gained else 1.0,
+        "balanced_accuracy_per_answer": [
+            round(1 / (len(present) * int(present.max())), 4),
+            round(1 / (len(present) * int(present.min())), 4),
+        ],
+    }
 
 
 def referral_changes(
@@ -500,6 +526,14 @@ def parity_summary(parity: dict[str, Any]) -> list[str]:
     lines = []
     for split, report in parity.items():
         words = [f"{split_title(split)} ({report['images']} pictures): top-1 agreement {report['top1_agreement']:.1%}"]
+        turned = report.get("answers_turned")
+        if turned is not None:
+            step = turned["balanced_accuracy_per_answer"]
+            words.append(
+                f"{turned['right_to_wrong']} answers turned from right to wrong and {turned['wrong_to_right']} "
+                f"from wrong to right (exact McNemar p = {turned['mcnemar_exact_p']:.3g}); one turned answer "
+                f"moves balanced accuracy by {100 * step[0]:.1f} to {100 * step[1]:.1f} points here"
+            )
         answered = report.get("answered")
         if answered is not None:
             words.append(

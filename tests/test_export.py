@@ -14,6 +14,7 @@ from skin_model.classes import CLASS_NAMES, MALIGNANT_MASK, malignant_score
 from skin_model.conformal import PredictionSets, class_thresholds
 from skin_model.evaluation import threshold_for_sensitivity
 from skin_model.export import (
+    answers_turned,
     check_export,
     export_model,
     is_exported_model,
@@ -127,6 +128,40 @@ def test_parity_report_counts_changed_answers_and_referrals_by_hand() -> None:
     assert "1 changed of the 4 answers Keras gives" in line
     assert "2 referral decisions changed (2 more referred, 0 fewer)" in line
     assert "0.667 / 0.333 at the export's threshold 40.0% (Keras 0.667 / 1.000 at 50.0%)" in line
+    # pictures 3 and 4 (nevi) turn from right to wrong; classes 0, 3, 4 hold 1, 2 and 3 pictures
+    assert report["answers_turned"] == {
+        "right_to_wrong": 2,
+        "wrong_to_right": 0,
+        "mcnemar_exact_p": 0.5,  # both of 2 one way: 2 * 0.5**2
+        "balanced_accuracy_per_answer": [round(1 / 9, 4), round(1 / 3, 4)],
+    }
+    assert "2 answers turned from right to wrong and 0 from wrong to right (exact McNemar p = 0.5)" in line
+    assert "one turned answer moves balanced accuracy by 11.1 to 33.3 points here" in line
+
+
+@pytest.mark.parametrize(
+    ("lost", "gained", "p"),
+    [
+        (0, 0, 1.0),  # nothing turned: no evidence either way
+        (4, 0, 0.125),  # 2 * 0.5**4
+        (7, 1, 0.0703),  # 2 * (1 + 8) / 2**8
+        (3, 3, 1.0),
+    ],
+)
+def test_answers_turned_is_the_exact_mcnemar_test(lost: int, gained: int, p: float) -> None:
+    """Pictures of class 1 that Keras gets right and the export wrong (lost), of class 2
+    the other way (gained), and 20 of class 0 both get right."""
+    y = np.array([0] * 20 + [1] * lost + [2] * gained, int)
+    keras_top = np.array([0] * 20 + [1] * lost + [0] * gained, int)
+    export_top = np.array([0] * 20 + [0] * lost + [2] * gained, int)
+    turned = answers_turned(y, keras_top, export_top)
+    assert (turned["right_to_wrong"], turned["wrong_to_right"]) == (lost, gained)
+    assert turned["mcnemar_exact_p"] == pytest.approx(p, abs=1e-4)
+    present = [n for n in (20, lost, gained) if n]
+    assert turned["balanced_accuracy_per_answer"] == [
+        round(1 / (len(present) * max(present)), 4),
+        round(1 / (len(present) * min(present)), 4),
+    ]
 
 
 def test_export_and_predict_through_the_cli(tiny_model_dir: Path, tmp_path: Path) -> None:
