@@ -517,6 +517,10 @@ def referral_changes(
     }
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def parity_summary(parity: dict[str, Any]) -> list[str]:
     """One line per split of :func:`check_export`'s parity, in words: what a deployer
     asks first is whether the export changes answers the model gives with confidence,
@@ -530,9 +534,9 @@ def parity_summary(parity: dict[str, Any]) -> list[str]:
         if turned is not None:
             step = turned["balanced_accuracy_per_answer"]
             words.append(
-                f"{turned['right_to_wrong']} answers turned from right to wrong and {turned['wrong_to_right']} "
-                f"from wrong to right (exact McNemar p = {turned['mcnemar_exact_p']:.3g}); one turned answer "
-                f"moves balanced accuracy by {100 * step[0]:.1f} to {100 * step[1]:.1f} points here"
+                f"{_count(turned['right_to_wrong'], 'answer')} turned from right to wrong and "
+                f"{turned['wrong_to_right']} from wrong to right (exact McNemar p = {turned['mcnemar_exact_p']:.3g}); "
+                f"one turned answer moves balanced accuracy by {100 * step[0]:.2g} to {100 * step[1]:.2g} points here"
             )
         answered = report.get("answered")
         if answered is not None:
@@ -544,7 +548,8 @@ def parity_summary(parity: dict[str, Any]) -> list[str]:
         if referral is not None:
             keras, export = referral["keras"], referral["export"]
             words.append(
-                f"{referral['decisions_changed']} referral decisions changed ({referral['export_refers_more']} more "
+                f"{_count(referral['decisions_changed'], 'referral decision')} changed "
+                f"({referral['export_refers_more']} more "
                 f"referred, {referral['export_refers_fewer']} fewer); referral sensitivity / specificity "
                 f"{export['sensitivity']:.3f} / {export['specificity']:.3f} at the export's threshold "
                 f"{export['threshold']:.1%} (Keras {keras['sensitivity']:.3f} / {keras['specificity']:.3f} "
