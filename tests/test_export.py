@@ -272,7 +272,12 @@ def test_export_with_its_parity_check_through_the_cli(tiny_model_dir: Path, synt
         report = manifest["parity"][split]
         # float32: nothing changes
         assert report["top1_agreement"] == 1.0 and report["referral"]["decisions_changed"] == 0
-        assert f"{title} ({report['images']} pictures): top-1 agreement 100.0%; 0 changed of the" in result.stdout
+        turned = report["answers_turned"]
+        assert (turned["right_to_wrong"], turned["wrong_to_right"], turned["mcnemar_exact_p"]) == (0, 0, 1.0)
+        line = f"{title} ({report['images']} pictures): top-1 agreement 100.0%; 0 answers turned from right to wrong"
+        assert line in result.stdout
+        assert "0 from wrong to right (exact McNemar p = 1); " in result.stdout
+        assert "; 0 referral decisions changed (0 more referred, 0 fewer)" in result.stdout
     assert manifest["malignant_threshold_fitted_on"] == "this export's own validation probabilities"
     assert manifest["source_malignant_threshold"] == load_artifact(tiny_model_dir).malignant_threshold
 
