@@ -185,7 +185,7 @@ def show_reliability(summary: dict[str, Any]) -> None:
         if r:
             rows.append(
                 {
-                    "split": split,
+                    "split": split_title(split),
                     "lesions wrongly rejected as not-a-lesion": f"{r['ood_false_rejection']:.1%}",
                     "ECE before → after": f"{r['ece_before']:.3f} → {r['ece_after']:.3f}",
                     "answered (coverage)": f"{r['coverage']:.0%}",
@@ -469,7 +469,7 @@ def show_cases_report(summary: dict[str, Any]) -> None:
             when_not = f["model_accuracy_when_disagree"]
             rows.append(
                 {
-                    "split": split,
+                    "split": split_title(split),
                     "images": f"{scope} ({f['images']})",
                     "cases' majority agrees": f"{f['agreement']:.0%}",
                     "model right when it agrees": f"{f['model_accuracy_when_agree']:.0%}",

@@ -44,7 +44,7 @@ for m in models:
             rows.append(
                 {
                     "model": m["name"] + (" (default)" if m["default"] else ""),
-                    "split": split,
+                    "split": split_title(split),
                     "images": ev["n_images"],
                     "accuracy": ev["accuracy"],
                     "balanced accuracy": ev["balanced_accuracy"],

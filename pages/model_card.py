@@ -19,6 +19,7 @@ from pages.common import (
     show_robustness,
     show_subgroups,
     split_sizes_sentence,
+    split_title,
     use_app_navigation,
 )
 from skin_model.classes import CLASS_NAMES
@@ -85,7 +86,7 @@ for split in ("val", "test"):
         e = ev[split]
         rows.append(
             {
-                "split": split,
+                "split": split_title(split),
                 "images": e["n_images"],
                 "balanced accuracy": e["balanced_accuracy"],
                 "macro AUC": e["macro_auc"],
@@ -102,7 +103,7 @@ if baseline:
     st.caption(
         "Seed baseline (same splits): "
         + "; ".join(
-            f"{s}: balanced accuracy {b[s]['balanced_accuracy']:.3f}, macro AUC {b[s]['macro_auc']:.3f}"
+            f"{split_title(s)}: balanced accuracy {b[s]['balanced_accuracy']:.3f}, macro AUC {b[s]['macro_auc']:.3f}"
             for s in ("val", "test")
             if s in b
         )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,15 @@ def _texts(at: AppTest) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+def assert_splits_named(app: AppTest, texts: str | None = None) -> None:
+    """The key "val" is not a word a reader should meet, in the page's text or its tables."""
+    texts = _texts(app) if texts is None else texts
+    assert not re.search(r"\bval\b", texts), re.findall(r".{0,60}\bval\b.{0,60}", texts)
+    for table in app.dataframe:
+        if "split" in table.value.columns:
+            assert "val" not in set(table.value["split"].astype(str)), table.value["split"].tolist()
+
+
 def test_diagnose_page_starts_with_instructions_and_disclaimer(app: AppTest) -> None:
     assert app.title[0].value == "Diagnose a skin lesion"
     assert "not a medical device" in _texts(app)
@@ -57,6 +67,7 @@ def test_upload_gives_probabilities_risk_and_heatmap(app: AppTest) -> None:
     assert ("of the 60 validation lesions whose risk was closest to it" in texts) != flagged
     labels = [button.proto.label for button in app.get("download_button")]
     assert labels == ["Printable report", "Overlay PNG", "Report JSON", "Report CSV", "Heat map (.npy)"]
+    assert_splits_named(app, texts)
 
 
 def test_bad_file_in_a_batch_gets_an_error_and_the_rest_still_runs(app: AppTest) -> None:
@@ -143,6 +154,7 @@ def test_other_pages_render(app: AppTest, page: str, expected: str) -> None:
     assert not app.error, [e.value for e in app.error]
     texts = _texts(app) + "\n".join(h.value for h in app.header) + "\n".join(str(m.value) for m in app.metric)
     assert expected.lower() in texts.lower() or page.endswith("dataset.py")
+    assert_splits_named(app, texts)
     if page != "pages/model_card.py":
         assert len(app.get("plotly_chart")) >= 1
 
@@ -281,6 +293,7 @@ def test_a_real_lesion_shows_its_calibrated_confidence(app: AppTest, real_data_d
     flagged = [e.value for e in app.error if "does not look like a dermoscopic lesion" in e.value]
     assert len(captions) + len(flagged) == len(pictures)
     assert len(captions) >= 2
+    assert_splits_named(app)  # real lesions: the stability and similar-lesion sentences too
 
 
 def test_model_card_reports_how_the_similar_lesions_measured(app: AppTest) -> None:
@@ -294,7 +307,7 @@ def test_model_card_reports_how_the_similar_lesions_measured(app: AppTest) -> No
     tables = [df.value for df in app.dataframe if "model right when it does not" in df.value.columns]
     assert len(tables) == 1
     first = tables[0].iloc[0]
-    assert first["split"] == "val" and first["images"] == f"all images ({val['images']})"
+    assert first["split"] == "validation" and first["images"] == f"all images ({val['images']})"
     assert first["model right when it does not"] == (
         f"{val['model_accuracy_when_disagree']:.0%} ({val['disagreeing_images']} images)"
     )
@@ -632,6 +645,7 @@ def test_follow_up_page_compares_two_pictures(app: AppTest) -> None:
     texts = _texts(app)
     # synthetic pictures may be flagged as not lesions; either way the page says what it can
     assert "No comparison" in texts or ("Malignant risk " in texts and "The model reads each picture" in texts)
+    assert_splits_named(app, texts)
 
 
 def test_follow_up_page_on_two_real_pictures(app: AppTest, real_data_dir) -> None:
@@ -743,6 +757,7 @@ def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest, monkey
     texts = _texts(app)
     assert "**7** pictures: **6** evaluated, 1 unreadable, 0 left out as pictures the model trained on" in texts
     assert "Diagnoses: Melanoma 3, Mole (melanocytic nevus) 3." in texts
+    assert_splits_named(app, texts)
     # six pictures cannot show a gap: the page says so rather than vouch for the model
     assert "fewer than 100 pictures the intervals are wide" in texts or "Lower than on the model's" in texts
     frames = [frame.value for frame in app.dataframe]
