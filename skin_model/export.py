@@ -475,9 +475,10 @@ def parity_report(
 def answers_turned(y: np.ndarray, keras_top: np.ndarray, export_top: np.ndarray) -> dict[str, Any]:
     """How many answers the export turns from right to wrong and from wrong to right,
     the exact McNemar test of whether it turns more one way than chance would, and how
-    many points of balanced accuracy one turned answer moves on this split (its
-    smallest and largest class). On a small split a balanced-accuracy gap is a few
-    turned answers; these say how many, and whether they lean one way."""
+    much balanced accuracy one turned answer moves on this split (an answer in its
+    largest class, in its smallest; None for no pictures). On a small split a
+    balanced-accuracy gap is a few turned answers; these say how many, and whether
+    they lean one way."""
     from scipy.stats import binomtest
 
     y = np.asarray(y)
@@ -493,7 +494,9 @@ def answers_turned(y: np.ndarray, keras_top: np.ndarray, export_top: np.ndarray)
         "balanced_accuracy_per_answer": [
             round(1 / (len(present) * int(present.max())), 4),
             round(1 / (len(present) * int(present.min())), 4),
-        ],
+        ]
+        if len(present)
+        else None,
     }
 
 
@@ -521,6 +524,13 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def _points(share: float) -> str:
+    """A share of balanced accuracy in points, to two significant figures (0.04, 0.89,
+    7.1, 33, 100)."""
+    points = 100 * share
+    return f"{points:.2g}" if points < 10 else f"{points:.0f}"
+
+
 def parity_summary(parity: dict[str, Any]) -> list[str]:
     """One line per split of :func:`check_export`'s parity, in words: what a deployer
     asks first is whether the export changes answers the model gives with confidence,
@@ -531,12 +541,12 @@ def parity_summary(parity: dict[str, Any]) -> list[str]:
     for split, report in parity.items():
         words = [f"{split_title(split)} ({report['images']} pictures): top-1 agreement {report['top1_agreement']:.1%}"]
         turned = report.get("answers_turned")
-        if turned is not None:
-            step = turned["balanced_accuracy_per_answer"]
+        if turned is not None and turned["balanced_accuracy_per_answer"] is not None:
+            largest, smallest = (_points(step) for step in turned["balanced_accuracy_per_answer"])
             words.append(
                 f"{_count(turned['right_to_wrong'], 'answer')} turned from right to wrong and "
                 f"{turned['wrong_to_right']} from wrong to right (exact McNemar p = {turned['mcnemar_exact_p']:.3g}); "
-                f"one turned answer moves balanced accuracy by {100 * step[0]:.2g} to {100 * step[1]:.2g} points here"
+                f"one turned answer moves balanced accuracy by {largest} to {smallest} points here"
             )
         answered = report.get("answered")
         if answered is not None:

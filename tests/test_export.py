@@ -331,3 +331,13 @@ def test_int8_bias_correction_leaves_float_layers_alone(tiny_model_dir: Path, im
     assert json.loads((tmp_path / "f.tflite.json").read_text())["bias_correction"]["layers_corrected"] == 0
     reference = Predictor.from_artifact(artifact).predict_arrays(images)
     assert np.abs(load_exported(out).predict_arrays(images) - reference).max() < 1e-3
+
+
+def test_answers_turned_on_no_pictures_has_no_step() -> None:
+    none = np.array([], int)
+    assert answers_turned(none, none, none) == {
+        "right_to_wrong": 0,
+        "wrong_to_right": 0,
+        "mcnemar_exact_p": 1.0,
+        "balanced_accuracy_per_answer": None,
+    }
