@@ -26,6 +26,20 @@ def _timed(fn, repeats: int) -> list[float]:
     return times
 
 
+def machine_gflops(n: int = 512, repeats: int = 20) -> float:
+    """This machine's speed right now: GFLOP/s of TensorFlow multiplying two n x n
+    float32 matrices (median of ``repeats``). The same machine runs the model 4-8x
+    slower on some days than on others; quoting this beside the latencies says which
+    kind of day they come from."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_uniform((n, n), seed=(1, 2))
+    b = tf.random.stateless_uniform((n, n), seed=(3, 4))
+    tf.linalg.matmul(a, b).numpy()  # warm-up
+    seconds = statistics.median(_timed(lambda: tf.linalg.matmul(a, b).numpy(), repeats))
+    return round(2 * n**3 / seconds / 1e9, 1)
+
+
 def _synthetic_jpegs(folder: Path, n: int, size: int = 180) -> None:
     rng = np.random.default_rng(0)
     for i in range(n):
@@ -83,6 +97,7 @@ def run_benchmark(
     from .reliability import ReliabilityCheck
     from .robustness import stability_check
 
+    machine_before = machine_gflops()
     load_times = _timed(lambda: load_artifact(model_dir), 3)
     artifact = load_artifact(model_dir)
     size = artifact.input_size
@@ -91,6 +106,7 @@ def run_benchmark(
         "model": artifact.name,
         "input_size": size,
         "load_s": round(statistics.median(load_times), 3),
+        "machine_gflops_start": machine_before,
     }
     check = ReliabilityCheck.from_artifact(artifact)
     for label, tta in (("", False), ("_tta", True)):
@@ -155,5 +171,6 @@ def run_benchmark(
         results["throughput_images_per_s"] = round(folder_images / seconds, 1)
         results["throughput_note"] = f"{folder_images} synthetic 180x180 JPEGs from disk, decoding included, no TTA"
         results.update(_tflite_figures(artifact, tflite, Path(tmp), x, files, repeats))
+    results["machine_gflops_end"] = machine_gflops()
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return results

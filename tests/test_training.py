@@ -336,10 +336,20 @@ def test_bench_reports_the_required_figures(tiny_model_dir: Path) -> None:
         "peak_rss_mb",
         "tflite_latency_ms_p50",
         "tflite_throughput_images_per_s",
+        "machine_gflops_start",
+        "machine_gflops_end",
     ):
         assert results[key] > 0, key
     assert results["latency_ms_p95"] >= results["latency_ms_p50"]
     assert results["tflite_quantization"] == "none" and results["tflite_load_s"] >= 0
+
+
+def test_machine_speed_is_the_matrix_products_flops_over_their_median_time(monkeypatch) -> None:
+    from skin_model import bench
+
+    monkeypatch.setattr(bench, "_timed", lambda fn, repeats: (fn(), [0.004, 0.001, 0.002])[1])
+    # 2 * 100**3 = 2e6 floating-point operations in the median 0.002 s: 1 GFLOP/s
+    assert bench.machine_gflops(n=100) == 1.0
 
 
 def test_predict_gives_referral_advice_for_a_blank_frame(calibrated_dir: Path, tmp_path: Path) -> None:
