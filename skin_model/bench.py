@@ -28,9 +28,9 @@ def _timed(fn, repeats: int) -> list[float]:
 
 def machine_gflops(n: int = 512, repeats: int = 20) -> float:
     """This machine's speed right now: GFLOP/s of TensorFlow multiplying two n x n
-    float32 matrices (median of ``repeats``). The same machine runs the model 4-8x
-    slower on some days than on others; quoting this beside the latencies says which
-    kind of day they come from."""
+    float32 matrices (median of ``repeats``). A shared CPU machine can run the same
+    model several times slower on some days than on others; quoting this beside the
+    latencies says which kind of day they come from."""
     import tensorflow as tf
 
     a = tf.random.stateless_uniform((n, n), seed=(1, 2))
