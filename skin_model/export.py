@@ -450,7 +450,8 @@ def parity_report(
             "balanced_accuracy": round(float(balanced), 4),
         }
 
-    agree = reference.argmax(1) == exported.argmax(1)
+    keras_top, export_top = reference.argmax(1), exported.argmax(1)
+    agree = keras_top == export_top
     report = {
         "images": len(y),
         "keras": scores(reference),
@@ -459,7 +460,7 @@ def parity_report(
         "top1_agreement": round(float(agree.mean()), 4),
         "export_minus_keras": paired_bootstrap_difference(y, exported, reference, n=bootstrap),
     }
-    report["answers_turned"] = answers_turned(y, reference.argmax(1), exported.argmax(1))
+    report["answers_turned"] = answers_turned(y, keras_top, export_top)
     if answered is not None:
         answered = np.asarray(answered, bool)
         report["answered"] = {
