@@ -62,11 +62,11 @@ def split_title(split: str) -> str:
     return "validation" if split == "val" else split
 
 
-def percent_pair(value: float, cut: float) -> tuple[str, str]:
+def percent_pair(value: float, cut: float, fewest: int = 0) -> tuple[str, str]:
     """A value and the cut-off it is compared with, as percents with the fewest decimals
-    (up to 2) that keep them apart: 27.9 % below a threshold of 27.94 % must not read
-    "28 %, below the threshold of 28 %"."""
-    for decimals in (0, 1, 2):
+    (from ``fewest`` up to 2) that keep them apart: 27.9 % below a threshold of 27.94 %
+    must not read "28 %, below the threshold of 28 %". Equal strings: alike to 2 decimals."""
+    for decimals in range(fewest, 3):
         a, b = f"{value:.{decimals}%}", f"{cut:.{decimals}%}"
         if a != b:
             return a, b

@@ -369,6 +369,8 @@ def export_title(path: Path, manifest: dict[str, Any]) -> str:
 
 def comparison_note(report: dict[str, Any]) -> str:
     """What the model's columns are: its own pictures of your classes, weighted to your mix."""
+    from .case_report import percent_pair
+
     pictures = report["model_pictures"]
     is_export, source = "export_source" in report, report.get("export_source")
     if is_export and source is None:
@@ -386,16 +388,16 @@ def comparison_note(report: dict[str, Any]) -> str:
     if source and own != model:
         # a float32 export's refitted threshold differs from the model's by 1e-6: not two
         # thresholds that read alike
-        decimals = 1 if f"{own:.1%}" != f"{model:.1%}" else 2
-        if f"{own:.{decimals}%}" == f"{model:.{decimals}%}":
+        own_text, model_text = percent_pair(own, model, fewest=1)
+        if own_text == model_text:
             note += (
                 " Your pictures are referred at the export's own threshold, fitted on its validation probabilities: "
-                f"the model's ({model:.2%}) to two decimals."
+                f"the model's ({model_text}) to two decimals."
             )
         else:
             note += (
-                f" Your pictures are referred at the export's own threshold ({own:.{decimals}%}, fitted on its "
-                f"validation probabilities), the model's columns at the model's ({model:.{decimals}%})."
+                f" Your pictures are referred at the export's own threshold ({own_text}, fitted on its "
+                f"validation probabilities), the model's columns at the model's ({model_text})."
             )
     for split, title in (("val", "validation"), ("test", "test")):
         if report["model_missing_classes"][split]:
