@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .classes import CLASS_NAMES, is_malignant, labels_agree
+from .collections_audit import collections_findings
 from .hashing import NEAR_DUPLICATE_MAX_DISTANCE, NEAR_DUPLICATE_MIN_CORRELATION
 from .manifest import Manifest
 from .sources import SOURCE_ISIC2017, SOURCE_SEED_TEST, SOURCE_SEED_TRAIN
@@ -193,7 +194,7 @@ def official_agreement(table: pd.DataFrame) -> dict[str, dict[str, Any]]:
 
 def source_overlap(table: pd.DataFrame) -> dict[str, int]:
     """How much the ISIC 2017 set repeats the seed set."""
-    seed = table[table["source"] != SOURCE_ISIC2017]
+    seed = table[table["source"].isin([SOURCE_SEED_TRAIN, SOURCE_SEED_TEST])]
     other = table[table["source"] == SOURCE_ISIC2017]
     same_id = other["isic_id"].isin(set(seed["isic_id"].dropna()))
     same_picture = other["picture_id"].isin(set(seed["picture_id"]))
@@ -257,6 +258,7 @@ def audit_findings(manifest: Manifest) -> dict[str, Any]:
         "official_agreement": official_agreement(t),
         "source_overlap": source_overlap(t),
         "compression_by_collection": compression_by_collection(t),
+        "collections": collections_findings(t, manifest.missing_files),
         "dropped_label_conflicts": [
             {"group_id": g, "labels": sorted(set(m["folder_label"])), "files": [_rel(manifest, p) for p in m["path"]]}
             for g, m in conflicts.groupby("group_id")
@@ -308,8 +310,35 @@ def format_report(findings: dict[str, Any]) -> str:
             f"{collection}: " + ", ".join(f"{k}: {v}" for k, v in qualities.items())
             for collection, qualities in findings.get("compression_by_collection", {}).items()
         ),
+        "",
+        *format_collections(findings.get("collections")),
     ]
     return "\n".join(lines)
+
+
+def format_collections(found: dict[str, Any] | None) -> list[str]:
+    """The cross-collection findings as terminal lines."""
+    if not found:
+        return []
+    after = pd.DataFrame({c: v["after"] for c, v in found["counts"].items()}).reindex(list(CLASS_NAMES))
+    test = pd.DataFrame(found["splits"]["test"]).reindex(list(CLASS_NAMES)).fillna(0).astype(int)
+    lesions = found["lesions_across_collections"]
+    masks = found["masks"]
+    return [
+        "== Pictures per class and collection after cleaning ==",
+        after.assign(total=after.sum(axis=1)).to_string(),
+        "",
+        "== Test split: pictures per class from each collection ==",
+        test.assign(total=test.sum(axis=1)).to_string(),
+        "",
+        "== Overlaps between collections ==",
+        *(f"{pair}: " + ", ".join(f"{k}: {v}" for k, v in o.items()) for pair, o in found["overlaps"].items()),
+        "lesions across collections: " + ", ".join(f"{k}: {v}" for k, v in lesions.items()),
+        "label disagreements between collections (pictures): "
+        + (", ".join(f"{k}: {v}" for k, v in list(found["label_disagreements"].items())[:8]) or "none"),
+        f"listed but missing on disk: {len(found['listed_but_missing'])}; lesion masks: {masks['with_mask']}, "
+        f"missing {len(masks['missing'])}, size mismatches {len(masks['size_mismatch'])}",
+    ]
 
 
 def write_audit(manifest: Manifest, findings: dict[str, Any], out_dir: Path) -> list[Path]:

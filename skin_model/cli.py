@@ -73,6 +73,7 @@ def train_config_from_args(args: argparse.Namespace):
         label_smoothing=args.label_smoothing,
         class_balanced=not args.no_class_balance,
         feature_views=args.feature_views,
+        head_epochs=args.head_epochs,
         unfreeze_from=args.unfreeze_from,
         ema_momentum=args.ema,
         mixup_alpha=args.mixup,
@@ -89,6 +90,10 @@ def train_config_from_args(args: argparse.Namespace):
         colour_constancy=args.colour_constancy,
         light=args.light,
         train_fraction=args.train_fraction,
+        aspect=args.aspect,
+        class_weight_power=args.class_weight_power,
+        weighting_search=args.weighting_search,
+        nevus_recall_floor=args.nevus_floor,
     )
 
 
@@ -99,7 +104,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = train_config_from_args(args)
     out = Path(args.out or Path("trained_models") / args.arch)
-    manifest = train(config, _load_manifest(args), out, progress=not args.quiet, keep_weights=not args.no_weights)
+    manifest = train(
+        config, _load_manifest(args), out, progress=not args.quiet, keep_weights=not args.no_weights, resume=args.resume
+    )
     print(
         f"trained {manifest['architecture']} in {manifest['training_wall_time_s'] / 60:.1f} min "
         f"({manifest['epochs_run']} epochs, best {manifest['best_epoch']}); saved to {out}"
@@ -579,6 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="pretrained models: augmented views per image for the cached-feature head warm-up",
     )
     train.add_argument(
+        "--head-epochs",
+        type=int,
+        default=60,
+        help="pretrained models: epochs of the head warm-up on the cached features (default 60)",
+    )
+    train.add_argument(
         "--unfreeze-from", metavar="LAYER", help="pretrained models: first layer to fine-tune (default: the top blocks)"
     )
     train.add_argument(
@@ -673,6 +686,40 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TAU",
         help="balance the classes by shifting the training loss's logits by TAU x log class prior (logit "
         "adjustment; 1 is the usual value) instead of weighting the images (default 0: class weights)",
+    )
+    train.add_argument(
+        "--aspect",
+        type=float,
+        default=0.0,
+        metavar="A",
+        help="augmentation: stretch crops by up to 1 + A either way before the square resize, so a squashed and "
+        "an unsquashed photo of one lesion look alike (default 0)",
+    )
+    train.add_argument(
+        "--class-weight-power",
+        type=float,
+        default=1.0,
+        metavar="P",
+        help="class weights are inverse class frequency to the power P (1: fully balanced; default 1)",
+    )
+    train.add_argument(
+        "--weighting-search",
+        action="store_true",
+        help="pretrained models: choose the class-weight power and --source-balanced on validation, with heads "
+        "trained on the cached warm-up features, before fine-tuning",
+    )
+    train.add_argument(
+        "--nevus-floor",
+        type=float,
+        default=None,
+        metavar="R",
+        help="prefer weightings and epochs that keep validation nevus recall at R or more (default: off)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="pretrained models: go on with the interrupted run in OUT/checkpoint/ (same settings) instead of "
+        "starting again",
     )
     train.add_argument("--seed", type=int, default=1337)
     train.add_argument("--no-weights", action="store_true", help="keep only manifest/evaluation/history")

@@ -8,7 +8,7 @@ so unreadable files are found here and never reach training.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ from .classes import labels_agree
 from .hashing import (
     NEAR_DUPLICATE_MAX_DISTANCE,
     NEAR_DUPLICATE_MIN_CORRELATION,
+    SAME_PICTURE_MIN_CORRELATION,
     SIGNATURE_SIDE,
     content_hash,
     near_duplicate_pairs,
@@ -28,7 +29,7 @@ from .hashing import (
     thumbnail_signature,
 )
 from .images import ImageLoadError, load_image
-from .splits import assign_splits
+from .splits import VAL_FRACTION, assign_splits
 
 MANIFEST_COLUMNS = [
     "path",
@@ -52,9 +53,17 @@ MANIFEST_COLUMNS = [
     "label_isic2019",
     "label_isic2017",
     "label_ham10000",
+    *sources.HAM_EXTRA_COLUMNS,
 ]
-# When one picture exists several times, the copy kept is the first source here.
-SOURCE_PREFERENCE = (sources.SOURCE_SEED_TRAIN, sources.SOURCE_SEED_TEST, sources.SOURCE_ISIC2017)
+# When one picture exists several times, the copy kept is the first source here: the
+# seed's copy keeps the old splits' pictures where they were; HAM's own copy of a seed
+# picture is then the duplicate.
+SOURCE_PREFERENCE = (
+    sources.SOURCE_SEED_TRAIN,
+    sources.SOURCE_SEED_TEST,
+    sources.SOURCE_ISIC2017,
+    sources.SOURCE_HAM10000,
+)
 OFFICIAL_PRIORITY = ("label_isic2019", "label_isic2017", "label_ham10000")
 
 
@@ -78,6 +87,8 @@ class Manifest:
     table: pd.DataFrame
     near_pairs: pd.DataFrame  # columns: a, b (row positions), distance, correlation
     data_dir: Path
+    # image ids a collection's label file lists with no picture on disk (reported, not fatal)
+    missing_files: list[str] = field(default_factory=list)
 
     def kept(self, split: str | None = None) -> pd.DataFrame:
         """Rows used for training/evaluation, optionally of one split."""
@@ -96,13 +107,21 @@ class Manifest:
         out.to_csv(path, index=False)
 
 
-def scan_sources(data_dir: Path) -> pd.DataFrame:
-    """All image rows from the seed folders and the ISIC 2017 set under ``data_dir``."""
+def scan_sources(data_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """All image rows from the seed folders, the ISIC 2017 set and the HAM10000
+    collection under ``data_dir``; plus the listed pictures missing on disk."""
     frames = [sources.load_seed_folders(data_dir)]
     isic2017 = sources.find_isic2017(data_dir)
     if isic2017:
         frames.append(sources.load_csv_labelled(*isic2017, sources.SOURCE_ISIC2017))
-    return pd.concat(frames, ignore_index=True)
+    missing: list[str] = []
+    ham = sources.find_ham10000(data_dir)
+    if ham:
+        ham_rows, ham_missing = sources.load_ham10000(*ham)
+        frames.append(ham_rows)
+        missing += [f"{sources.SOURCE_HAM10000}: {image_id}" for image_id in ham_missing]
+    table = pd.concat([f.astype(object) for f in frames], ignore_index=True)
+    return table.reindex(columns=list(dict.fromkeys([*frames[0].columns, *table.columns]))), missing
 
 
 def describe_files(paths: list[str], progress: bool = True) -> tuple[pd.DataFrame, np.ndarray]:
@@ -144,8 +163,11 @@ def official_answer(row: pd.Series) -> tuple[str | None, str | None]:
 
 
 def attach_official_labels(table: pd.DataFrame, official: pd.DataFrame) -> pd.DataFrame:
-    """Join the official answers by ISIC id and derive each row's own label."""
-    joined = table.join(official, on="isic_id")
+    """Join the official answers by ISIC id and derive each row's own label. A field a
+    collection carries itself (HAM's lesion id, say) wins over the official file's."""
+    joined = table.join(official, on="isic_id", suffixes=("", "_official"))
+    for column in [c for c in official.columns if f"{c}_official" in joined.columns]:
+        joined[column] = joined[column].where(joined[column].notna(), joined.pop(f"{column}_official"))
     answers = joined.apply(official_answer, axis=1, result_type="expand")
     joined["official_label"] = answers[0] if len(answers) else None
     joined["official_source"] = answers[1] if len(answers) else None
@@ -156,6 +178,17 @@ def attach_official_labels(table: pd.DataFrame, official: pd.DataFrame) -> pd.Da
     ]
     joined["row_label"] = own
     return joined
+
+
+def trusted_near_pairs(
+    table: pd.DataFrame, near: list[tuple[int, int, int, float]]
+) -> list[tuple[int, int, int, float]]:
+    """The near-duplicate pairs that may link two pictures: all of them between pictures
+    without a HAM10000 lesion id (the rule measured on the ISIC archive's pictures), and
+    only those of :data:`SAME_PICTURE_MIN_CORRELATION` where a lesion id exists, since
+    HAM's curated lesion ids already group its re-photographed lesions."""
+    has_lesion = table["lesion_id"].notna().to_numpy() if "lesion_id" in table else np.zeros(len(table), bool)
+    return [p for p in near if p[3] >= SAME_PICTURE_MIN_CORRELATION or not (has_lesion[p[0]] or has_lesion[p[1]])]
 
 
 def group_rows(table: pd.DataFrame, near: list[tuple[int, int, int, float]]) -> tuple[list[int], list[int]]:
@@ -225,13 +258,13 @@ def exclude_copies(table: pd.DataFrame) -> pd.Series:
 def build_manifest(
     data_dir: Path,
     seed: int = 1337,
-    val_fraction: float = 0.2,
+    val_fraction: float = VAL_FRACTION,
     near_max_distance: int = NEAR_DUPLICATE_MAX_DISTANCE,
     near_min_correlation: float = NEAR_DUPLICATE_MIN_CORRELATION,
     progress: bool = True,
 ) -> Manifest:
     """Scan, decode, label, group, clean and split everything under ``data_dir``."""
-    table = scan_sources(data_dir)
+    table, missing = scan_sources(data_dir)
     described, signatures = describe_files(table["path"].tolist(), progress)
     table = pd.concat([table, described], axis=1)
     official = sources.load_official_labels(sources.find_official_label_files(data_dir))
@@ -245,6 +278,7 @@ def build_manifest(
         near_min_correlation,
     )
     near = [(int(readable_pos[a]), int(readable_pos[b]), d, c) for a, b, d, c in candidates]
+    near = trusted_near_pairs(table, near)
     pictures, lesions = group_rows(table, near)
     table["picture_id"] = [f"P{p:05d}" for p in pictures]
     table["group_id"] = [f"G{g:05d}" for g in lesions]
@@ -256,4 +290,4 @@ def build_manifest(
     table["excluded_reason"] = reason
     table[["split", "excluded_reason"]] = assign_splits(table, seed=seed, val_fraction=val_fraction)
     near_df = pd.DataFrame(near, columns=["a", "b", "distance", "correlation"])
-    return Manifest(table.reindex(columns=MANIFEST_COLUMNS), near_df, data_dir)
+    return Manifest(table.reindex(columns=MANIFEST_COLUMNS), near_df, data_dir, missing)

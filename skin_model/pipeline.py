@@ -19,6 +19,17 @@ from .images import load_image
 
 CACHE_ENV_VAR = "SKIN_CACHE_DIR"
 RESIZE_METHOD = "PIL bilinear (antialiased) resize of the whole upright RGB image to size x size"
+# The one geometry rule, for every caller (training, evaluation, app, command line,
+# exports): the whole upright picture, whatever its size and shape, is squashed to the
+# square input; nothing is cropped away. The seed set's pictures already are 4:3
+# pictures squashed to squares and ISIC 2017's are squares, so HAM10000's 4:3 pictures
+# and a user's photo of any shape land in the same geometry; training stretches crops
+# by up to a third either way (``augment(aspect=...)``) so a photo cropped square
+# before it arrives gets the same answer.
+GEOMETRY_RULE = (
+    "the whole upright picture squashed to the square input (no crop, any aspect ratio); "
+    "training stretches its crops by up to a third either way"
+)
 
 
 def to_model_input(image: Image.Image, size: int) -> np.ndarray:
@@ -119,9 +130,13 @@ def augment(
     camera: float = 0.0,
     jpeg: float = 0.0,
     light: float = 0.0,
+    aspect: float = 0.0,
 ):
     """Random flips, 90-degree rotations, zoom-crop and colour jitter (float 0-255 in
     and out). Dermoscopy has no canonical orientation, so all eight symmetries are valid.
+    ``aspect``: the crop's shape is stretched by up to ``1 + aspect`` either way before
+    it is resized to the square input, so that a picture squashed to a square (the seed
+    set, from 4:3) and one kept at its own shape say the same (see :data:`GEOMETRY_RULE`).
     ``low_res``: the probability of passing the picture through a lower resolution
     (60-100 % of its side and back), so sharpness, which differs between the image
     collections, says less about where a picture came from. ``camera``: the probability
@@ -142,8 +157,20 @@ def augment(
     k = tf.random.stateless_uniform([], seeds[2], 0, 4, dtype=tf.int32)
     image = tf.image.rot90(image, k)
     scale = tf.random.stateless_uniform([], seeds[3], 1.0 - zoom, 1.0)
-    crop = tf.cast(tf.cast(size, tf.float32) * scale, tf.int32)
-    image = tf.image.stateless_random_crop(image, tf.stack([crop, crop, 3]), seeds[4])
+    side = tf.cast(size, tf.float32) * scale
+    if aspect > 0:
+        # a stretch by up to 1 + aspect either way (seeds derived from the last one, apart from the others')
+        log_ratio = tf.random.stateless_uniform([], tf.random.split(seeds[7], 15)[13], -1.0, 1.0) * tf.math.log1p(
+            aspect
+        )
+        ratio = tf.exp(log_ratio)
+        crop_h = tf.minimum(side * tf.sqrt(ratio), tf.cast(size, tf.float32))
+        crop_w = tf.minimum(side / tf.sqrt(ratio), tf.cast(size, tf.float32))
+        crop_shape = tf.stack([tf.cast(crop_h, tf.int32), tf.cast(crop_w, tf.int32), 3])
+    else:
+        crop = tf.cast(side, tf.int32)
+        crop_shape = tf.stack([crop, crop, 3])
+    image = tf.image.stateless_random_crop(image, crop_shape, seeds[4])
     image = tf.image.resize(image, tf.stack([size, size]))
     if low_res > 0:
         # seeds derived from the last one: the eight above stay as they were without this option
@@ -219,6 +246,7 @@ def make_dataset(
     camera: float = 0.0,
     jpeg: float = 0.0,
     light: float = 0.0,
+    aspect: float = 0.0,
 ):
     """A batched, prefetched tf.data pipeline over in-memory uint8 images.
 
@@ -247,6 +275,7 @@ def make_dataset(
                 camera=camera,
                 jpeg=jpeg,
                 light=light,
+                aspect=aspect,
             )
             return (image, *elem[1:])
 

@@ -24,11 +24,21 @@ _ISIC_ID = re.compile(r"ISIC_\d{7}")
 SOURCE_SEED_TRAIN = "seed_train"
 SOURCE_SEED_TEST = "seed_test"
 SOURCE_ISIC2017 = "isic2017"
+SOURCE_HAM10000 = "ham10000"
 # the seed's Train and Test folders are one collection of pictures (one look)
 _COLLECTIONS = {SOURCE_SEED_TRAIN: "seed", SOURCE_SEED_TEST: "seed"}
 
 
-COLLECTION_TITLES = {"seed": "Kaggle 'Skin cancer ISIC' seed set", SOURCE_ISIC2017: "ISIC 2017 challenge"}
+COLLECTION_TITLES = {
+    "seed": "Kaggle 'Skin cancer ISIC' seed set",
+    SOURCE_ISIC2017: "ISIC 2017 challenge",
+    SOURCE_HAM10000: "HAM10000 (Vienna and Queensland)",
+}
+HAM_METADATA_FILE = "HAM10000_metadata.csv"
+HAM_METADATA_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization")
+# what a HAM row carries besides the common columns (the manifest keeps them all)
+HAM_EXTRA_COLUMNS = ("ham_dx", "dx_type", "age", "sex", "localization", "mask_path")
+_HAM_PATIENT_FIELDS = ["ham_dx", "dx_type", "age", "sex", "localization"]
 
 
 def source_collection(source: str) -> str:
@@ -156,6 +166,59 @@ def find_isic2017(data_dir: Path) -> tuple[Path, Path] | None:
     return None
 
 
+def find_ham10000(data_dir: Path) -> tuple[Path, Path] | None:
+    """(image folder, metadata CSV) of the HAM10000 collection: a ``HAM10000_metadata.csv``
+    beside an ``images/`` folder (the copy in ``labels/`` has no pictures beside it)."""
+    for csv in sorted(data_dir.rglob(HAM_METADATA_FILE)):
+        images = csv.parent / "images"
+        if images.is_dir():
+            return images, csv
+    return None
+
+
+def _mask_path(image_dir: Path, image_id: str) -> str | None:
+    mask = image_dir.parent / "masks" / f"{image_id}_segmentation.png"
+    return str(mask) if mask.is_file() else None
+
+
+def load_ham10000(image_dir: Path, metadata_csv: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Rows for the HAM10000 pictures listed in its metadata, labelled by their ``dx``
+    through :data:`~skin_model.classes.HAM10000_CODES`, with the lesion id, the HAM
+    fields and the lesion mask's path; plus the image ids the CSV lists that have no
+    picture on disk (reported by the audit, never a crash)."""
+    meta = pd.read_csv(metadata_csv, dtype={"lesion_id": str, "image_id": str, "dx": str})
+    missing_columns = set(HAM_METADATA_COLUMNS) - set(meta.columns)
+    if missing_columns:
+        raise DataNotFoundError(f"{metadata_csv.name}: missing columns {', '.join(sorted(missing_columns))}")
+    files = {p.stem: p for p in sorted(image_dir.iterdir()) if _is_image(p)}
+    unknown = sorted(set(meta["dx"]) - set(HAM10000_CODES))
+    if unknown:
+        raise DataNotFoundError(f"{metadata_csv.name}: unknown dx codes {', '.join(unknown)}")
+    rows, missing = [], []
+    for rec in meta.itertuples(index=False):
+        path = files.get(rec.image_id)
+        if path is None:
+            missing.append(rec.image_id)
+            continue
+        rows.append(
+            {
+                "path": str(path),
+                "source": SOURCE_HAM10000,
+                "isic_id": isic_id_of(rec.image_id),
+                "folder_label": HAM10000_CODES[rec.dx],
+                "lesion_id": rec.lesion_id,
+                "ham_dx": rec.dx,
+                "dx_type": rec.dx_type,
+                "age": rec.age,
+                "sex": rec.sex,
+                "localization": rec.localization,
+                "mask_path": _mask_path(image_dir, rec.image_id),
+            }
+        )
+    columns = ["path", "source", "isic_id", "folder_label", "lesion_id", *HAM_EXTRA_COLUMNS]
+    return pd.DataFrame(rows, columns=columns), missing
+
+
 @dataclass(frozen=True)
 class OfficialLabelFiles:
     """Paths of the official label files found under a data root (any may be None)."""
@@ -197,7 +260,9 @@ def _read_isbi2016(path: Path) -> pd.Series:
 
 def load_official_labels(files: OfficialLabelFiles) -> pd.DataFrame:
     """One row per ISIC id with each official source's answer:
-    ``label_isic2019, label_isic2017, label_ham10000, lesion_id, malignant_isbi2016``."""
+    ``label_isic2019, label_isic2017, label_ham10000, lesion_id, malignant_isbi2016`` and
+    HAM10000's ``ham_dx, dx_type, age, sex, localization`` (so a seed copy of a HAM
+    picture carries its patient's fields too)."""
     parts: list[pd.DataFrame] = []
     if files.isic2019:
         t = read_ground_truth_csv(files.isic2019).dropna(subset=["label"])
@@ -207,13 +272,20 @@ def load_official_labels(files: OfficialLabelFiles) -> pd.DataFrame:
         parts.append(t.set_index("isic_id").rename(columns={"label": "label_isic2017"}))
     if files.ham10000:
         t = pd.read_csv(files.ham10000)
-        t = t.assign(label_ham10000=t["dx"].map(HAM10000_CODES))
-        parts.append(t.set_index("image_id")[["label_ham10000", "lesion_id"]])
+        t = t.assign(label_ham10000=t["dx"].map(HAM10000_CODES), ham_dx=t["dx"])
+        parts.append(t.set_index("image_id")[["label_ham10000", "lesion_id", *_HAM_PATIENT_FIELDS]])
     isbi = [_read_isbi2016(p) for p in (files.isbi2016_train, files.isbi2016_test) if p]
     if isbi:
         series = pd.concat(isbi)
         parts.append(series[~series.index.duplicated()].to_frame("malignant_isbi2016"))
-    columns = ["label_isic2019", "label_isic2017", "label_ham10000", "lesion_id", "malignant_isbi2016"]
+    columns = [
+        "label_isic2019",
+        "label_isic2017",
+        "label_ham10000",
+        "lesion_id",
+        "malignant_isbi2016",
+        *_HAM_PATIENT_FIELDS,
+    ]
     if not parts:
         return pd.DataFrame(columns=columns).rename_axis("isic_id")
     merged = pd.concat([p[~p.index.duplicated()] for p in parts], axis=1)

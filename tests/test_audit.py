@@ -83,9 +83,12 @@ def test_class_counts_before_and_after(synthetic_manifest: Manifest) -> None:
     assert counts["before"]["seed_train"]["nevus"] == 6 + 2  # 6 + "(1)" copy + near duplicate
     assert counts["before"]["isic2017"]["seborrheic keratosis"] == 4
     after = counts["after"]
-    assert sum(after["test"].values()) == 9 * 2  # leak removed from Test, so 2 per class remain
+    # leak removed from Test, so 2 per class remain; held-out lesions top seborrheic keratosis
+    # up to a third of its 12 pictures (2 of ISIC 2017's or the seed's Train ones)
     assert after["test"]["basal cell carcinoma"] == 2
-    assert after["train"]["seborrheic keratosis"] + after.get("val", {}).get("seborrheic keratosis", 0) == 6 + 4
+    assert after["test"]["seborrheic keratosis"] == 4
+    assert sum(after["test"].values()) == 9 * 2 + 2
+    assert after["train"]["seborrheic keratosis"] + after.get("val", {}).get("seborrheic keratosis", 0) == 6 + 4 - 2
 
 
 def test_report_is_readable(synthetic_manifest: Manifest) -> None:

@@ -25,7 +25,11 @@ def _table(groups: list[int], labels: list[int], sources: list[str]) -> pd.DataF
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.integers(0, 40), st.integers(0, 3), st.sampled_from(["seed_train", "seed_test", "isic2017"])),
+        st.tuples(
+            st.integers(0, 40),
+            st.integers(0, 3),
+            st.sampled_from(["seed_train", "seed_test", "isic2017", "ham10000"]),
+        ),
         min_size=1,
         max_size=150,
     ),
@@ -38,23 +42,41 @@ def test_no_group_on_two_sides(rows: list[tuple[int, int, str]], seed: int) -> N
     used = table.assign(split=result["split"])
     used = used[used["split"] != "excluded"]
     assert (used.groupby("group_id")["split"].nunique() <= 1).all()
-    # test holds only seed Test images, never from a group that also has a Train image
-    test = used[used["split"] == "test"]
-    assert (test["source"] == "seed_test").all()
+    # every seed Test lesion without a seed Train picture is in test, with all its collections' pictures
     train_groups = set(table.loc[table["source"] == "seed_train", "group_id"])
-    assert not set(test["group_id"]) & train_groups
+    seed_test = set(table.loc[table["source"] == "seed_test", "group_id"]) - train_groups
+    assert (used.loc[used["group_id"].isin(seed_test), "split"] == "test").all()
 
 
 def test_deterministic_and_stratified() -> None:
-    groups = list(range(400))
-    table = _table(groups, [g % 4 for g in groups], ["seed_train"] * 400)
+    groups = list(range(2000))  # 500 lesions a class: the fractions, not the floors, decide
+    table = _table(groups, [g % 4 for g in groups], ["seed_train"] * 2000)
     first = assign_splits(table, seed=7)["split"]
     assert first.equals(assign_splits(table, seed=7)["split"])
     assert not first.equals(assign_splits(table, seed=8)["split"])
-    val = table[first == "val"]
-    assert 0.15 < len(val) / len(table) < 0.25
-    per_class = val["final_label"].value_counts()
-    assert per_class.max() - per_class.min() <= 3
+    for split, share in (("test", 0.125), ("val", 0.15 * 0.875)):
+        held = table[first == split]
+        assert share - 0.01 <= len(held) / len(table) <= share + 0.02
+        per_class = held["final_label"].value_counts()
+        assert per_class.max() - per_class.min() <= 2
+
+
+def test_held_out_splits_measure_every_class() -> None:
+    """A rare class still gets 30 test pictures (at most a third of it), taken from every
+    collection's held-out lesions; groups stay whole; seed Test counts towards it."""
+    groups = list(range(1000))
+    labels = [0 if g < 90 else 1 for g in groups]  # class 0: 90 single-picture lesions
+    sources = ["seed_test" if g < 5 else ("ham10000" if g % 2 else "isic2017") for g in groups]
+    table = _table(groups, labels, sources)
+    split = assign_splits(table, seed=3)["split"]
+    rare = table[(split == "test") & (table["final_label"] == CLASS_NAMES[0])]
+    assert len(rare) == 30  # max(ceil(0.125 * 90), min(30, 90 // 3))
+    assert set(rare["source"]) >= {"seed_test", "ham10000", "isic2017"}
+    assert (split[table["source"] == "seed_test"] == "test").all()
+    common = table[(split == "test") & (table["final_label"] == CLASS_NAMES[1])]
+    assert len(common) == 114  # ceil(0.125 * 910)
+    val_rare = table[(split == "val") & (table["final_label"] == CLASS_NAMES[0])]
+    assert len(val_rare) == 20  # the validation floor, of the 60 left
 
 
 def test_real_manifest_fingerprint_is_stable(synthetic_manifest: Manifest) -> None:
