@@ -65,3 +65,22 @@ def calibrated_dir(tiny_model_dir: Path, synthetic_manifest: Manifest, tmp_path_
     result = fit_reliability(load_artifact(out), synthetic_manifest, cache_dir=out.parent / "cache", progress=False)
     assert set(result["report"]) == {"fitted_on", "val", "test"}
     return out
+
+
+# Tests slower than a few seconds each on two cores (the app's pages, model training,
+# exports, the real browser): left out of the quick set, `pytest -m "not slow"`.
+SLOW_MODULES = frozenset({"test_app", "test_browser", "test_export", "test_int8_bias", "test_cli", "test_backbone"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers by what a test needs: ``real_data`` (the shared data set), ``browser``
+    (Chromium and a served app) and ``slow`` (see SLOW_MODULES), so that
+    ``pytest -m "not slow and not real_data and not browser"`` runs the quick set."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if "real_data_dir" in getattr(item, "fixturenames", ()) or module == "test_real_data":
+            item.add_marker(pytest.mark.real_data)
+        if module == "test_browser":
+            item.add_marker(pytest.mark.browser)
+        if module in SLOW_MODULES or "tiny_model_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
