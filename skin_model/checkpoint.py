@@ -19,6 +19,9 @@ import numpy as np
 
 CHECKPOINT_DIR = "checkpoint"
 CONFIG_FILE = "config.json"
+# settings a resumed run may change: it may be given more epochs, or more patience,
+# than the interrupted one had (the schedule then stretches from where it stood)
+EXTENSIBLE = frozenset({"epochs", "patience"})
 
 
 class ConfigMismatchError(ValueError):
@@ -31,11 +34,17 @@ class TrainingCheckpoint:
     def __init__(self, out_dir: Path, config: dict[str, Any], resume: bool) -> None:
         self.dir = Path(out_dir) / CHECKPOINT_DIR
         stored = self.read_json(CONFIG_FILE) if resume else None
-        if resume and stored is not None and stored != json.loads(json.dumps(config)):
-            changed = sorted(k for k in set(stored) | set(config) if stored.get(k) != config.get(k))
-            raise ConfigMismatchError(
-                f"cannot resume: the interrupted run in {self.dir} had other settings ({', '.join(changed)})"
-            )
+        if resume and stored is not None:
+            config_now = json.loads(json.dumps(config))
+            changed = sorted(k for k in set(stored) | set(config_now) if stored.get(k) != config_now.get(k))
+            fixed = [k for k in changed if k not in EXTENSIBLE]
+            if fixed:
+                raise ConfigMismatchError(
+                    f"cannot resume: the interrupted run in {self.dir} had other settings ({', '.join(fixed)}); "
+                    f"only {' and '.join(sorted(EXTENSIBLE))} may change"
+                )
+            self.extended = {k: (stored.get(k), config_now.get(k)) for k in changed}
+        self.extended: dict[str, tuple[Any, Any]] = getattr(self, "extended", {})
         self.resumed = stored is not None
         if not self.resumed:
             shutil.rmtree(self.dir, ignore_errors=True)
