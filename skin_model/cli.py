@@ -121,7 +121,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a saved model on val/test and write evaluation.json next to it."""
     from .artifact import EVALUATION_FILE, load_artifact, read_evaluation, write_json
     from .conformal import DEFAULT_ALPHA, PREDICTION_SETS_FILE, fit_from_evaluation, record_prediction_sets
-    from .evaluation import evaluate_artifact, summary_table
+    from .evaluation import summary_table
+    from .workflows import evaluate_artifact
 
     artifact = load_artifact(args.model)
     manifest = _load_manifest(args)
@@ -229,7 +230,7 @@ def _load_predictor(model: str | None, tta: bool):
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit temperature scaling, the OOD detector and the abstention cut-off for a model."""
     from .artifact import load_artifact, write_json
-    from .reliability import fit_reliability
+    from .workflows import fit_reliability
 
     artifact = load_artifact(args.model)
     result = fit_reliability(artifact, _load_manifest(args), progress=not args.quiet)
@@ -246,7 +247,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_cases(args: argparse.Namespace) -> int:
     """Index the training lesions for a model's similar-case view and measure it."""
     from .artifact import load_artifact
-    from .cases import CASES_REPORT_FILE, fit_cases
+    from .cases import CASES_REPORT_FILE
+    from .workflows import fit_cases
 
     artifact = load_artifact(args.model)
     result = fit_cases(artifact, _load_manifest(args), progress=not args.quiet)

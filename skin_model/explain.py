@@ -176,7 +176,7 @@ def explained_forward_model(model, feature_layers: list[str] | None = None):
     Like :func:`explanation_model`, it leaves ``model`` untouched."""
     import keras
 
-    from .reliability import pooled_outputs
+    from .taps import pooled_outputs
 
     flat = explanation_model(model)
     maps = flat.get_layer(last_spatial_layer(flat)).output

@@ -19,12 +19,13 @@ from .colour_constancy import DEFAULT_POWER, TARGET_GREY
 from .conformal import PREDICTION_SETS_FILE, fit_from_evaluation
 from .distribute import describe as describe_strategy
 from .distribute import fit_multi_worker, is_multi_worker, strategy_from_environment
-from .evaluation import by_collection, collections_of, evaluate_predictions, threshold_for_sensitivity, threshold_rule
+from .evaluation import by_collection, evaluate_predictions, threshold_for_sensitivity, threshold_rule
 from .finetune import freeze_for_finetuning, layer_rate_scales, layerwise_adamw
 from .inference import Predictor
 from .manifest import Manifest
 from .models import FINETUNE_FROM, build_model
 from .pipeline import GEOMETRY_RULE, RESIZE_METHOD, load_arrays, make_dataset
+from .sources import collections_of
 from .train_config import (  # noqa: F401  (re-exported: the training API's names)
     TrainConfig,
     class_weights,
