@@ -289,6 +289,9 @@ def train(
         "split_sizes": {name: len(rows) for name, rows in splits.items()},
         "training_wall_time_s": round(wall, 1),
         "resumed": bool(checkpoint and checkpoint.resumed),
+        "training_collections": {
+            str(c): int(n) for c, n in zip(*np.unique(collections, return_counts=True), strict=True)
+        },
         "epochs_run": len(history.get("loss", [])),
         "distribution": describe_strategy(strategy),
         "best_epoch": selector.best_epoch + 1,

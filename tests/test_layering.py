@@ -24,7 +24,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "evaluate": ("evaluation", "subgroups", "robustness"),
     "explain | reliability": ("explain", "cases", "reliability", "conformal"),
     "predict": ("inference",),
-    "report": ("case_report", "risk_context", "follow_up"),
+    "report": ("case_report", "risk_context", "follow_up", "card_text"),
     "serve": ("export", "bench"),
     "train | workflows": ("train_config", "finetune", "warmup", "training", "workflows", "local_validation"),
     "cli": ("cli", "__main__", "__init__"),
