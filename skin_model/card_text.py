@@ -74,3 +74,99 @@ def training_data_text(manifest: dict[str, Any], sizes_sentence: str) -> str:
         f"- {LICENCES}",
     ]
     return "\n".join(lines)
+
+
+FIGURES_START = "<!-- figures:start (written by tools/readme_figures.py from the shipped files; do not edit) -->"
+FIGURES_END = "<!-- figures:end -->"
+
+
+def _interval(values: list[float] | None) -> str:
+    return f" ({values[0]:.2f}-{values[1]:.2f})" if values else ""
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f} %"
+
+
+def figures_markdown(
+    manifest: dict[str, Any], evaluation: dict[str, Any], audit: dict[str, Any] | None, loco: dict[str, Any] | None
+) -> str:
+    """The README's "current figures" block, from the default model's manifest and
+    evaluation, the audit's test split and the leave-one-collection-out benchmark, so
+    that the README cannot drift from what ships."""
+    from .classes import CLASS_NAMES
+
+    lines = [
+        FIGURES_START,
+        f"Model **{manifest['name']}** (`{manifest['architecture']}`, {manifest['input_size']} px, "
+        f"{manifest.get('split_sizes', {}).get('train', 0):,} training pictures). Every figure is on pictures the "
+        "model never trained on; 95 % bootstrap intervals in brackets. Validation chose the epoch, the class "
+        "weighting and the thresholds; test is only reported.",
+        "",
+        "| split | pictures | accuracy | balanced accuracy | macro AUC | malignant AUC | referral sensitivity / "
+        "specificity | nevus recall |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for split, title in (("val", "validation"), ("test", "test")):
+        e = evaluation.get(split)
+        if not e:
+            continue
+        ci = e.get("bootstrap_95ci") or {}
+        lines.append(
+            f"| {title} | {e['n_images']:,} | {e['accuracy']:.3f} | {e['balanced_accuracy']:.3f}"
+            f"{_interval(ci.get('balanced_accuracy'))} | {e['macro_auc']:.3f} | {e['malignant']['roc_auc']:.3f} | "
+            f"{_pct(e['malignant']['sensitivity'])} / {_pct(e['malignant']['specificity'])} | "
+            f"{e['per_class']['nevus']['recall']:.2f} |"
+        )
+    test = evaluation.get("test", {})
+    if test.get("by_collection"):
+        lines += ["", "Test split by collection (the referral threshold is the one fitted on pooled validation):", ""]
+        lines += ["| collection | pictures | accuracy | balanced accuracy | malignant AUC | referral sens. / spec. |"]
+        lines += ["|---|---|---|---|---|---|"]
+        for name, g in test["by_collection"].items():
+            auc = "–" if g.get("malignant_auc") is None else f"{g['malignant_auc']:.3f}"
+            lines.append(
+                f"| {COLLECTION_TITLES.get(name, name)} | {g['n_images']:,} | {g['accuracy']:.3f} | "
+                f"{g['balanced_accuracy']:.3f} | {auc} | {_pct(g.get('malignant_sensitivity'))} / "
+                f"{_pct(g.get('malignant_specificity'))} |"
+            )
+    if test.get("per_class"):
+        lines += [
+            "",
+            "Test recall per class: "
+            + ", ".join(
+                f"{name} {test['per_class'][name]['recall']:.2f} ({test['per_class'][name]['support']})"
+                for name in CLASS_NAMES
+                if test["per_class"][name]["recall"] is not None
+            )
+            + ".",
+        ]
+    splits = ((audit or {}).get("collections") or {}).get("splits", {}).get("test")
+    if splits:
+        names = sorted(splits)
+        lines += ["", "The test split, per class and collection:", ""]
+        lines += ["| class | " + " | ".join(COLLECTION_TITLES.get(c, c) for c in names) + " | total |"]
+        lines += ["|---|" + "---|" * (len(names) + 1)]
+        for label in CLASS_NAMES:
+            counts = [splits[c].get(label, 0) for c in names]
+            lines.append(f"| {label} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
+    if loco:
+        lines += ["", _loco_sentence(loco)]
+    lines.append(FIGURES_END)
+    return "\n".join(lines)
+
+
+def _loco_sentence(loco: dict[str, Any]) -> str:
+    """Leave-one-collection-out, in one paragraph (see benchmarks/leave_one_collection_out.py)."""
+    parts = []
+    for recipe, results in loco.get("recipes", {}).items():
+        cells = ", ".join(
+            f"{COLLECTION_TITLES.get(c, c)} {r['left out']['balanced_accuracy']:.2f} "
+            f"(seen: {r['seen']['balanced_accuracy']:.2f})"
+            for c, r in results.items()
+        )
+        parts.append(f"*{recipe}*: {cells}")
+    return (
+        "Leave one collection out (a head on the frozen backbone's features, trained without the collection and "
+        "measured on its held-out pictures; balanced accuracy): " + "; ".join(parts) + "."
+    )
