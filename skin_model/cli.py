@@ -401,6 +401,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mask_line(heat, mask_path: str) -> str:
+    """The heat map against a lesion mask, in one line (or why the mask could not be read)."""
+    from .explain import lesion_mask_agreement
+    from .images import ImageLoadError, load_image
+
+    try:
+        found = lesion_mask_agreement(heat, load_image(mask_path).image)
+    except ImageLoadError as exc:
+        return f"mask: {mask_path}: {exc}"
+    return (
+        f"heat inside the lesion mask: {found['heat_inside_lesion']:.0%} of the map's heat, on "
+        f"{found['lesion_share']:.0%} of the picture; hottest point "
+        + ("inside the lesion" if found["hottest_point_inside"] else "outside the lesion")
+    )
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Write a heat-map overlay PNG (and optionally the raw map) for one image."""
     import hashlib
@@ -477,6 +493,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"note: {compression.detail}")
     evidence = evidence_check(predictor.predict_arrays, x, heat, target, probs=probs).describe(label)
     print(evidence)
+    if args.mask:
+        print(_mask_line(heat, args.mask))
     stability = stability_check(predictor.predict_arrays, x, probs)
     print(stability.describe())
     if result.similar is not None:
@@ -713,6 +731,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--opacity", type=float, default=0.45)
     explain.add_argument("--output", "-o", default="overlay.png")
     explain.add_argument("--raw", metavar="NPY", help="also save the raw heat map (.npy)")
+    explain.add_argument(
+        "--mask",
+        metavar="PATH",
+        help="a lesion mask of the picture (greyscale, >= 128 = lesion): print the share of the heat inside it",
+    )
     explain.add_argument(
         "--report",
         metavar="HTML",
