@@ -27,12 +27,11 @@ import numpy as np
 
 from skin_model.artifact import load_artifact, write_json
 from skin_model.classes import CLASS_NAMES
-from skin_model.evaluation import collections_of
 from skin_model.images import load_image
 from skin_model.inference import Predictor
 from skin_model.manifest import build_manifest
 from skin_model.robustness import COMPRESSION_REPORT_FILE, compression_shortcut_report
-from skin_model.sources import resolve_data_dir
+from skin_model.sources import collections_of, resolve_data_dir
 
 NARROW_COLLECTION = "isic2017"
 

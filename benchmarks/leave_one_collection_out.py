@@ -30,11 +30,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skin_model.classes import MALIGNANT_MASK
-from skin_model.evaluation import _malignant_auc, bootstrap_intervals, collections_of
+from skin_model.evaluation import _malignant_auc, bootstrap_intervals
 from skin_model.manifest import build_manifest
 from skin_model.models import build_model
 from skin_model.pipeline import load_arrays, make_dataset
-from skin_model.sources import resolve_data_dir
+from skin_model.sources import collections_of, resolve_data_dir
 from skin_model.train_config import TrainConfig, training_loss, training_sample_weights
 from skin_model.warmup import _features, fit_head, nevus_recall
 

@@ -11,7 +11,50 @@ import streamlit as st
 from pages.common import class_counts_figure, legend_caption, load_audit, load_manifest_table, use_app_navigation
 from skin_model.classes import CLASS_NAMES
 from skin_model.images import ImageLoadError, load_image
-from skin_model.sources import DATA_ENV_VAR
+from skin_model.sources import COLLECTION_TITLES, DATA_ENV_VAR
+
+
+def show_collections(found: dict) -> None:
+    """Where the collections repeat each other, how each was photographed and saved,
+    and which pictures each gave the test split."""
+    if not found:
+        st.info("This audit predates the cross-collection findings: run `python -m skin_model audit` again.")
+        return
+    after = pd.DataFrame({COLLECTION_TITLES.get(c, c): v["after"] for c, v in found["counts"].items()})
+    st.markdown("**Pictures per class and collection after cleaning** (each picture counted once).")
+    st.dataframe(after.reindex(list(CLASS_NAMES)).fillna(0).astype(int), width="stretch")
+    test = pd.DataFrame(found["splits"]["test"]).reindex(list(CLASS_NAMES)).fillna(0).astype(int)
+    test.columns = [COLLECTION_TITLES.get(c, c) for c in test.columns]
+    st.markdown(
+        "**Test split by collection**: the seed's Test folder minus leaked pictures, plus held-out lesions of "
+        "every collection, at least 30 of each class where the data holds them. Only reported, never used to choose."
+    )
+    st.dataframe(test.assign(total=test.sum(axis=1)), width="stretch")
+    st.markdown("**Overlaps**: the same ISIC id, the same picture at another size, another photo of the same lesion.")
+    st.dataframe(pd.DataFrame(found["overlaps"]).T, width="stretch")
+    st.json(found["lesions_across_collections"])
+    st.markdown(
+        "**How each collection was photographed and saved** (picture size, aspect ratio, JPEG quality per class): "
+        "a model can learn these instead of the lesion, so training makes every collection look alike in "
+        "compression, resolution and framing."
+    )
+    capture = [
+        {"collection": COLLECTION_TITLES.get(c, c), "class": label, **{k: str(v) for k, v in facts.items()}}
+        for c, per_class in found["capture"].items()
+        for label, facts in per_class.items()
+    ]
+    st.dataframe(pd.DataFrame(capture), hide_index=True, width="stretch")
+    st.markdown("**Labels the collections disagree on** (pictures filed differently by two collections):")
+    st.json(found["label_disagreements"])
+    st.markdown("**HAM10000's diagnosis codes and the classes their pictures ended with:**")
+    st.dataframe(pd.DataFrame(found["ham10000_label_mapping"]).fillna(0).astype(int), width="stretch")
+    masks = found["masks"]
+    st.caption(
+        f"{len(found['listed_but_missing'])} pictures listed in a metadata file but missing on disk; "
+        f"{masks['with_mask']:,} lesion masks, {len(masks['missing'])} pictures without one, "
+        f"{len(masks['size_mismatch'])} masks of another size than their picture."
+    )
+
 
 use_app_navigation()
 st.title("Dataset audit")
@@ -24,8 +67,10 @@ if audit is None:
     st.stop()
 
 totals = audit["totals"]
+collections = audit.get("collections", {})
+named = ", ".join(COLLECTION_TITLES.get(c, c) for c in collections.get("collections", ["seed", "isic2017"]))
 st.markdown(
-    f"The seed data set (Kaggle *Skin cancer ISIC*) and the ISIC 2017 training set hold **{totals['files']:,}** files; "
+    f"The collections ({named}) hold **{totals['files']:,}** files; "
     f"after removing copies, conflicting labels and leaked test images, **{totals['kept']:,}** are used. "
     "Duplicates are found by content hash (byte-identical) and by perceptual hash plus thumbnail correlation "
     f"(≤ {audit['settings']['near_duplicate_max_hash_distance']} bits and ≥ "
@@ -46,7 +91,12 @@ right.plotly_chart(
 )
 st.caption(legend_caption())
 
-tabs = st.tabs(["Label conflicts", "Train/Test leakage", "Official ground truth", "Exclusions", "Gallery"])
+tabs = st.tabs(
+    ["Collections", "Label conflicts", "Train/Test leakage", "Official ground truth", "Exclusions", "Gallery"]
+)
+with tabs[0]:
+    show_collections(collections)
+tabs = tabs[1:]
 with tabs[0]:
     rows = [
         {

@@ -22,6 +22,7 @@ from pages.common import (
     split_title,
     use_app_navigation,
 )
+from skin_model.card_text import training_data_text, training_recipe
 from skin_model.classes import CLASS_NAMES
 from skin_model.robustness import COMPRESSION_NOTE_BELOW
 from skin_model.sources import COLLECTION_TITLES
@@ -46,13 +47,14 @@ st.markdown(
 )
 
 st.header("Model")
+tc = mf.get("training_config", {})
 st.markdown(
     f"- **{mf.get('name')}**: architecture `{mf.get('architecture')}`, {mf.get('parameters', 0):,} parameters, "
     f"input {mf.get('input_size')}×{mf.get('input_size')} RGB.\n"
-    f"- Preprocessing: {mf.get('preprocessing', {}).get('resize')}; {mf.get('preprocessing', {}).get('input_range')}.\n"
-    f"- Trained in {mf.get('training_wall_time_s', 0) / 60:.1f} min on 2 CPU cores, {mf.get('epochs_run')} epochs "
-    f"(best {mf.get('best_epoch')} by validation balanced accuracy); class-balanced loss, label smoothing, "
-    "flips/rotations/zoom/colour-jitter augmentation, cosine learning-rate schedule.\n"
+    f"- Preprocessing: {mf.get('preprocessing', {}).get('resize')}; {mf.get('preprocessing', {}).get('input_range')}."
+    + (f"\n- Geometry: {mf['preprocessing']['geometry']}." if mf.get("preprocessing", {}).get("geometry") else "")
+    + f"\n- Trained in {mf.get('training_wall_time_s', 0) / 60:.1f} min on 2 CPU cores, {mf.get('epochs_run')} epochs "
+    f"(best {mf.get('best_epoch')} by validation balanced accuracy); {training_recipe(tc)}.\n"
     f"- Malignant risk = summed probability of melanoma, basal cell carcinoma, squamous cell carcinoma and actinic "
     f"keratosis; referral threshold **{mf.get('malignant_threshold', 0):.3f}**, {mf.get('malignant_threshold_rule')}.\n"
     f"- Data fingerprint `{mf.get('data_fingerprint', '')[:16]}…`; "
@@ -65,20 +67,7 @@ st.markdown(
 )
 
 st.header("Training data")
-st.markdown(
-    "- *Skin cancer ISIC The International Skin Imaging Collaboration* (Kaggle copy of ISIC archive images, "
-    "180×180) and the official **ISIC 2017** challenge training set (the only reliable source of seborrheic "
-    "keratosis here), cleaned by the project's audit: byte-identical and near-duplicate copies removed, label "
-    "conflicts resolved with the official ground truth or dropped, leaked Test images removed.\n"
-    "- Labels cross-checked with ISIC 2019, ISIC 2017, HAM10000 and ISBI 2016 ground truth.\n"
-    f"- {split_sizes_sentence(mf.get('split_sizes'))} Train, validation and test never share a picture or a "
-    "lesion.\n"
-    "- Licences: ISIC archive images are CC-BY-NC (some CC-0), © the International Skin Imaging Collaboration. "
-    "HAM10000: Tschandl P., Rosendahl C., Kittler H., *The HAM10000 dataset, a large collection of multi-source "
-    "dermatoscopic images of common pigmented skin lesions*, Sci. Data 5, 180161 (2018), CC-BY-NC. ISIC 2017: "
-    "Codella N. et al., *Skin lesion analysis toward melanoma detection*, ISBI 2018. Images are not redistributed."
-)
-
+st.markdown(training_data_text(mf, split_sizes_sentence(mf.get("split_sizes"))))
 st.header("Metrics")
 rows = []
 for split in ("val", "test"):

@@ -215,8 +215,8 @@ def compression_by_collection(table: pd.DataFrame) -> dict[str, dict[str, int]]:
     apart by compression alone, a shortcut when they hold different classes."""
     from PIL import Image
 
-    from .evaluation import collections_of
     from .images import estimate_jpeg_quality
+    from .sources import collections_of
 
     readable = table[table["error"].isna()]
     counts: dict[str, dict[str, int]] = {}

@@ -30,6 +30,7 @@ from .classes import CLASS_NAMES
 
 CASES_FILE = "cases.npz"
 CASES_LAYER = "gap"  # the global-average-pooling layer of every model (models.py), which the head reads
+CASES_REPORT_FILE = "cases.json"
 SIMILAR_K = 10  # fixed before measuring; 5 and 15 measured the same on validation
 
 
@@ -188,59 +189,3 @@ def agreement_report(predicted: np.ndarray, y: np.ndarray, majorities: list[str 
         "model_accuracy_when_disagree": share(~agree),
         "disagreeing_images": int((~agree).sum()),
     }
-
-
-CASES_REPORT_FILE = "cases.json"
-
-
-def fit_cases(artifact, manifest, cache_dir=None, progress: bool = True) -> dict:
-    """Index the training images of ``manifest`` (cleaned splits) for a saved model,
-    save the index beside it with its checksum in the model's manifest, and measure on
-    validation and test how the cases' majority relates to the model's answers (also
-    among the answers the reliability check lets through, when the model has one)."""
-    from . import artifact as artifact_io
-    from .inference import Predictor, reliability_advice
-    from .pipeline import load_arrays
-    from .reliability import ReliabilityCheck
-
-    reliability = ReliabilityCheck.from_artifact(artifact)
-    layers = reliability.density.layers if reliability is not None else [CASES_LAYER]
-    if CASES_LAYER not in layers:
-        layers = [*layers, CASES_LAYER]
-    at = layers.index(CASES_LAYER)
-    tta = bool(artifact.manifest.get("tta", False))
-
-    def run(split: str, use_tta: bool):
-        rows = manifest.kept(split)
-        x, y = load_arrays(rows, artifact.input_size, cache_dir, progress)
-        probs, single, features = Predictor(artifact.model, artifact.input_size, use_tta, layers).predict_with_features(
-            x
-        )
-        return rows, x, y, probs, single, features
-
-    rows, _, _, _, _, features = run("train", False)
-    index = CaseIndex.build(features[at], rows, manifest.data_dir)
-    path = artifact.path / CASES_FILE
-    index.save(path)
-    report: dict[str, object] = {"fitted_on": f"train ({len(index)} images)", "k": SIMILAR_K}
-    for split in ("val", "test"):
-        _, x, y, probs, single, features = run(split, tta)
-        predicted = probs.argmax(axis=1)
-        majorities = [majority(cases) for cases in index.nearest(features[at])]
-        report[split] = agreement_report(predicted, y, majorities)
-        if reliability is not None and reliability.density.layers == layers:
-            checked = reliability.check(x, outputs=(single, features))
-            answered = np.array([a == "" for a in reliability_advice(checked, reliability.abstain_below)])
-            report[split]["among_answered"] = agreement_report(
-                predicted[answered], y[answered], [m for m, a in zip(majorities, answered, strict=True) if a]
-            )
-    entries = {
-        "cases_file": CASES_FILE,
-        "cases_sha256": artifact_io.sha256_of(path),
-        "cases_layer": CASES_LAYER,
-        "cases_k": SIMILAR_K,
-    }
-    artifact_io.write_manifest(artifact.path, artifact_io.read_manifest(artifact.path) | entries)
-    result = {"manifest": entries, "report": report}
-    artifact_io.write_json(artifact.path / CASES_REPORT_FILE, result)
-    return result

@@ -45,7 +45,21 @@ ISIC2019_CODES: dict[str, str] = {
     "VASC": "vascular lesion",
 }
 
-# HAM10000 `dx` codes -> class name. akiec also covers intraepithelial carcinoma.
+# HAM10000 `dx` codes -> class name: the label of a HAM picture unless an official
+# ISIC 2019 (or ISIC 2017) answer for the same ISIC id is finer, which then wins (see
+# manifest.official_answer):
+# - akiec covers actinic keratosis and intraepithelial carcinoma (Bowen's disease, a
+#   squamous cell carcinoma in situ). It maps to actinic keratosis; ISIC 2019 files 177
+#   of the HAM akiec pictures here as SCC, and those become squamous cell carcinoma (the
+#   seed set had filed them under SCC too). Both are "refer" classes, so the referral
+#   verdict does not depend on the choice.
+# - bkl mixes seborrheic keratosis, solar lentigo and lichen-planus-like keratosis,
+#   which HAM does not tell apart; it maps to pigmented benign keratosis, the class that
+#   holds all three in ISIC 2019. "Seborrheic keratosis" keeps ISIC 2017 (and the seed
+#   set) as its only source, so the model's seborrheic/pigmented benign keratosis line
+#   is learnt from fewer pictures than the rest and the two are often confused.
+# - A seed picture whose folder disagrees with HAM's code takes the official answer
+#   (the seed had filed HAM akiec pictures under actinic keratosis, SCC and nevus).
 HAM10000_CODES: dict[str, str] = {
     "akiec": "actinic keratosis",
     "bcc": "basal cell carcinoma",

@@ -13,6 +13,7 @@ from .classes import CLASS_NAMES, plain_name
 from .export import BIAS_CORRECTION_IMAGES, DEBUG_IMAGES
 from .paths import AUDIT_DIR
 from .sources import DATA_ENV_VAR, DataNotFoundError, resolve_data_dir
+from .train_config import add_config_flags
 
 
 def _add_model_flag(parser: argparse.ArgumentParser) -> None:
@@ -59,42 +60,9 @@ def _load_manifest(args: argparse.Namespace):
 
 def train_config_from_args(args: argparse.Namespace):
     """The training configuration the ``train`` flags describe."""
-    from .training import TrainConfig
+    from .train_config import config_from_args
 
-    return TrainConfig(
-        arch=args.arch,
-        input_size=args.input_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        patience=args.patience,
-        seed=args.seed,
-        tta=args.tta,
-        label_smoothing=args.label_smoothing,
-        class_balanced=not args.no_class_balance,
-        feature_views=args.feature_views,
-        head_epochs=args.head_epochs,
-        unfreeze_from=args.unfreeze_from,
-        ema_momentum=args.ema,
-        mixup_alpha=args.mixup,
-        zoom=args.zoom,
-        weight_decay=args.weight_decay,
-        train_batch_norm=args.train_bn,
-        stochastic_depth=args.stochastic_depth,
-        source_balanced=args.source_balanced,
-        low_res=args.low_res,
-        logit_adjustment=args.logit_adjust,
-        camera=args.camera,
-        layer_decay=args.layer_decay,
-        jpeg=args.jpeg,
-        colour_constancy=args.colour_constancy,
-        light=args.light,
-        train_fraction=args.train_fraction,
-        aspect=args.aspect,
-        class_weight_power=args.class_weight_power,
-        weighting_search=args.weighting_search,
-        nevus_recall_floor=args.nevus_floor,
-    )
+    return config_from_args(args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -121,7 +89,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Evaluate a saved model on val/test and write evaluation.json next to it."""
     from .artifact import EVALUATION_FILE, load_artifact, read_evaluation, write_json
     from .conformal import DEFAULT_ALPHA, PREDICTION_SETS_FILE, fit_from_evaluation, record_prediction_sets
-    from .evaluation import evaluate_artifact, summary_table
+    from .evaluation import summary_table
+    from .workflows import evaluate_artifact
 
     artifact = load_artifact(args.model)
     manifest = _load_manifest(args)
@@ -229,7 +198,7 @@ def _load_predictor(model: str | None, tta: bool):
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """Fit temperature scaling, the OOD detector and the abstention cut-off for a model."""
     from .artifact import load_artifact, write_json
-    from .reliability import fit_reliability
+    from .workflows import fit_reliability
 
     artifact = load_artifact(args.model)
     result = fit_reliability(artifact, _load_manifest(args), progress=not args.quiet)
@@ -246,7 +215,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_cases(args: argparse.Namespace) -> int:
     """Index the training lesions for a model's similar-case view and measure it."""
     from .artifact import load_artifact
-    from .cases import CASES_REPORT_FILE, fit_cases
+    from .cases import CASES_REPORT_FILE
+    from .workflows import fit_cases
 
     artifact = load_artifact(args.model)
     result = fit_cases(artifact, _load_manifest(args), progress=not args.quiet)
@@ -431,6 +401,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mask_line(heat, mask_path: str) -> str:
+    """The heat map against a lesion mask, in one line (or why the mask could not be read)."""
+    from .explain import lesion_mask_agreement
+    from .images import ImageLoadError, load_image
+
+    try:
+        found = lesion_mask_agreement(heat, load_image(mask_path).image)
+    except ImageLoadError as exc:
+        return f"mask: {mask_path}: {exc}"
+    return (
+        f"heat inside the lesion mask: {found['heat_inside_lesion']:.0%} of the map's heat, on "
+        f"{found['lesion_share']:.0%} of the picture; hottest point "
+        + ("inside the lesion" if found["hottest_point_inside"] else "outside the lesion")
+    )
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     """Write a heat-map overlay PNG (and optionally the raw map) for one image."""
     import hashlib
@@ -507,6 +493,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"note: {compression.detail}")
     evidence = evidence_check(predictor.predict_arrays, x, heat, target, probs=probs).describe(label)
     print(evidence)
+    if args.mask:
+        print(_mask_line(heat, args.mask))
     stability = stability_check(predictor.predict_arrays, x, probs)
     print(stability.describe())
     if result.similar is not None:
@@ -562,166 +550,14 @@ def build_parser() -> argparse.ArgumentParser:
         "learning-rate schedule and early stopping on validation balanced accuracy.",
     )
     _add_data_flag(train)
-    train.add_argument(
-        "--arch",
-        default="skinnet",
-        help="skinnet (default), effnet_lite0 or effnet_lite2 (ImageNet-pretrained), seed_cnn, or tiny_cnn (tests)",
-    )
-    train.add_argument("--epochs", type=int, default=40)
+    add_config_flags(train)
     train.add_argument("--out", metavar="DIR", help="model folder (default trained_models/ARCH)")
-    train.add_argument("--input-size", type=int, help="square input size in pixels (default per architecture)")
-    train.add_argument("--batch-size", type=int, default=32)
-    train.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    train.add_argument("--patience", type=int, default=10, help="epochs without improvement before stopping")
-    train.add_argument("--label-smoothing", type=float, default=0.1)
-    train.add_argument(
-        "--weight-decay", type=float, default=1e-4, help="AdamW's decoupled weight decay (per step, times the rate)"
-    )
-    train.add_argument("--no-class-balance", action="store_true", help="do not weight classes by inverse frequency")
-    train.add_argument("--tta", action="store_true", help="evaluate with 8-view test-time augmentation")
-    train.add_argument(
-        "--feature-views",
-        type=int,
-        default=4,
-        help="pretrained models: augmented views per image for the cached-feature head warm-up",
-    )
-    train.add_argument(
-        "--head-epochs",
-        type=int,
-        default=60,
-        help="pretrained models: epochs of the head warm-up on the cached features (default 60)",
-    )
-    train.add_argument(
-        "--unfreeze-from", metavar="LAYER", help="pretrained models: first layer to fine-tune (default: the top blocks)"
-    )
-    train.add_argument(
-        "--ema",
-        type=float,
-        metavar="MOMENTUM",
-        help="select and save the exponential moving average of the weights (e.g. 0.99)",
-    )
-    train.add_argument(
-        "--mixup", type=float, metavar="ALPHA", help="mix training images in pairs, weight ~ Beta(ALPHA, ALPHA)"
-    )
-    train.add_argument(
-        "--zoom",
-        type=float,
-        default=0.15,
-        help="augmentation: random square crops keep between 1 - ZOOM and all of each side (default 0.15)",
-    )
-    train.add_argument(
-        "--low-res",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="augmentation: with probability P pass a picture through 60-100%% of its resolution and back (default 0)",
-    )
-    train.add_argument(
-        "--camera",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="augmentation: with probability P change a picture as another camera or save would (exposure, white "
-        "balance, 50-100%% resolution, JPEG quality 30-95) (default 0)",
-    )
-    train.add_argument(
-        "--jpeg",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="augmentation: with probability P re-compress a picture as JPEG at quality 40-95, so that the "
-        "compression, which differs between the image collections, says nothing about the class (default 0)",
-    )
-    train.add_argument(
-        "--light",
-        type=float,
-        default=0.0,
-        metavar="P",
-        help="augmentation: with probability P change a picture's exposure (x0.75-1.25) and white balance "
-        "(+-10%% per channel) only, as another light would (default 0)",
-    )
-    train.add_argument(
-        "--train-fraction",
-        type=float,
-        default=1.0,
-        metavar="F",
-        help="train on about F of each class's training pictures, whole lesion groups (learning curves; default 1)",
-    )
-    train.add_argument(
-        "--layer-decay",
-        type=float,
-        default=None,
-        metavar="D",
-        help="pretrained backbones: layer-wise learning-rate decay, block k learns at D ** (last block - k) times "
-        "the head's rate (pair with --unfreeze-from to unfreeze deeper) (default: one rate)",
-    )
-    train.add_argument(
-        "--train-bn",
-        action="store_true",
-        help="pretrained models: fine-tune the batch norms of the unfrozen blocks too (default: keep ImageNet's)",
-    )
-    train.add_argument(
-        "--stochastic-depth",
-        type=float,
-        default=0.0,
-        metavar="RATE",
-        help="pretrained models: drop residual branches in training, up to RATE at the last block (default 0: off)",
-    )
-    train.add_argument(
-        "--colour-constancy",
-        action="store_true",
-        help="pretrained models: balance every picture's colour and exposure inside the model (Shades of Gray, "
-        "p=6), so the light and camera of a photo say less (default: off)",
-    )
-    train.add_argument(
-        "--source-balanced",
-        action="store_true",
-        help="share each class's weight equally between the image collections holding it, so no collection's "
-        "class mix can stand in for the class (default: plain class weights)",
-    )
-    train.add_argument(
-        "--logit-adjust",
-        type=float,
-        default=0.0,
-        metavar="TAU",
-        help="balance the classes by shifting the training loss's logits by TAU x log class prior (logit "
-        "adjustment; 1 is the usual value) instead of weighting the images (default 0: class weights)",
-    )
-    train.add_argument(
-        "--aspect",
-        type=float,
-        default=0.0,
-        metavar="A",
-        help="augmentation: stretch crops by up to 1 + A either way before the square resize, so a squashed and "
-        "an unsquashed photo of one lesion look alike (default 0)",
-    )
-    train.add_argument(
-        "--class-weight-power",
-        type=float,
-        default=1.0,
-        metavar="P",
-        help="class weights are inverse class frequency to the power P (1: fully balanced; default 1)",
-    )
-    train.add_argument(
-        "--weighting-search",
-        action="store_true",
-        help="pretrained models: choose the class-weight power and --source-balanced on validation, with heads "
-        "trained on the cached warm-up features, before fine-tuning",
-    )
-    train.add_argument(
-        "--nevus-floor",
-        type=float,
-        default=None,
-        metavar="R",
-        help="prefer weightings and epochs that keep validation nevus recall at R or more (default: off)",
-    )
     train.add_argument(
         "--resume",
         action="store_true",
         help="pretrained models: go on with the interrupted run in OUT/checkpoint/ (same settings) instead of "
         "starting again",
     )
-    train.add_argument("--seed", type=int, default=1337)
     train.add_argument("--no-weights", action="store_true", help="keep only manifest/evaluation/history")
     _add_split_and_quiet_flags(train)
     train.set_defaults(func=cmd_train)
@@ -895,6 +731,11 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--opacity", type=float, default=0.45)
     explain.add_argument("--output", "-o", default="overlay.png")
     explain.add_argument("--raw", metavar="NPY", help="also save the raw heat map (.npy)")
+    explain.add_argument(
+        "--mask",
+        metavar="PATH",
+        help="a lesion mask of the picture (greyscale, >= 128 = lesion): print the share of the heat inside it",
+    )
     explain.add_argument(
         "--report",
         metavar="HTML",

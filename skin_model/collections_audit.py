@@ -199,4 +199,3 @@ def ham_mapping_outcome(table: pd.DataFrame) -> dict[str, dict[str, int]]:
         str(dx): {k: int(v) for k, v in members["final_label"].value_counts().items()}
         for dx, members in rows.groupby("ham_dx")
     }
-

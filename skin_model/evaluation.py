@@ -309,39 +309,6 @@ def evaluate_predictions(
     }
 
 
-def evaluate_artifact(
-    artifact,
-    manifest,
-    splits: tuple[str, ...] = ("val", "test"),
-    tta: bool | None = None,
-    cache_dir=None,
-    progress: bool = True,
-    bootstrap: int = 1000,
-) -> dict[str, Any]:
-    """Evaluate a loaded model artifact on manifest splits (images it never trained on)."""
-    from .inference import Predictor
-    from .pipeline import load_arrays
-
-    predictor = Predictor.from_artifact(artifact, tta=tta)
-    results: dict[str, Any] = {"model": artifact.name}
-    for split in splits:
-        rows = manifest.kept(split)
-        if not len(rows):
-            continue
-        x, y = load_arrays(rows, artifact.input_size, cache_dir, progress)
-        probs = predictor.predict_arrays(x)
-        results[split] = evaluate_predictions(y, probs, split, artifact.malignant_threshold, bootstrap=bootstrap)
-        results[split]["by_collection"] = by_collection(y, probs, collections_of(rows), artifact.malignant_threshold)
-    return results
-
-
-def collections_of(rows) -> np.ndarray:
-    """The image collection of each manifest row (see ``sources.source_collection``)."""
-    from .sources import source_collection
-
-    return np.array([source_collection(source) for source in rows["source"]])
-
-
 def stored_scores(evaluation: dict[str, Any] | None, split: str) -> tuple[np.ndarray, np.ndarray] | None:
     """(probabilities, labels) an ``evaluation.json`` stores for ``split``, or None."""
     scores = ((evaluation or {}).get(split) or {}).get("scores")

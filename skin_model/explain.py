@@ -176,7 +176,7 @@ def explained_forward_model(model, feature_layers: list[str] | None = None):
     Like :func:`explanation_model`, it leaves ``model`` untouched."""
     import keras
 
-    from .reliability import pooled_outputs
+    from .taps import pooled_outputs
 
     flat = explanation_model(model)
     maps = flat.get_layer(last_spatial_layer(flat)).output
@@ -316,6 +316,22 @@ def heat_inside(heat: np.ndarray, mask: np.ndarray) -> float:
     """Fraction of the total heat that falls inside a (same-shape, boolean) lesion mask."""
     total = float(heat.sum())
     return float(heat[mask.astype(bool)].sum() / total) if total > 0 else 0.0
+
+
+def lesion_mask_agreement(heat: np.ndarray, mask: Image.Image) -> dict[str, float | bool]:
+    """How a heat map (on the square model input) sits on a lesion mask of the picture
+    (>= 128 = lesion, at the picture's own size and shape): the share of the heat inside
+    the lesion against the lesion's share of the picture (a map that ignored the lesion
+    would score about the same), and whether the hottest point lies inside (the pointing
+    game). The mask is squashed to the heat map's grid, as the picture was."""
+    grid = mask.convert("L").resize((heat.shape[1], heat.shape[0]), Image.Resampling.BILINEAR)
+    inside = np.asarray(grid) >= 128
+    hottest = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    return {
+        "heat_inside_lesion": round(heat_inside(heat, inside), 4),
+        "lesion_share": round(float(inside.mean()), 4),
+        "hottest_point_inside": bool(inside[hottest]),
+    }
 
 
 def occlude_most_salient(

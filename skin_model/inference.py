@@ -130,7 +130,7 @@ class Predictor:
         self._forward = traced(forward, spec)
         self._forward_features = None
         if self.feature_layers:
-            from .reliability import feature_model
+            from .taps import feature_model
 
             with_features = feature_model(model, self.feature_layers)
 

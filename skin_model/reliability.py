@@ -21,6 +21,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.covariance import LedoitWolf
 
+from .taps import forward_with_features
+
 RELIABILITY_FILE = "reliability.npz"
 # Image-quality screens on the model-size picture, measured on the cleaned splits
 # (train 2,697 / val 675 / test 74 images at 224 px): lesions have a grayscale
@@ -32,7 +34,6 @@ MIN_SATURATION = 4.0  # below: no colour at all (text pages, grayscale scans)
 # correlated at any scale (every cleaned lesion image: >= 0.82 at the model's input
 # size); noise stays near 0, or ~0.25 once a larger noise frame is downscaled.
 MIN_NEIGHBOUR_CORRELATION = 0.5
-FEATURE_LAYER = "gap"
 
 
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -154,94 +155,6 @@ def coverage_report(calibrated: np.ndarray, y: np.ndarray, cut: float, outlier: 
     }
 
 
-def feature_layers(model) -> list[str]:
-    """Where the OOD detector looks: the output of the last block before the head (the
-    last spatial layer whose channel count differs from the final features') and the
-    final pooled features. Earlier layers were tried and rejected: they respond to the
-    camera and lighting of the training images, flagging 13-19% of test lesions."""
-    spatial = [layer for layer in model.layers if len(layer.output.shape) == 4 and layer.output.shape[-1] > 3]
-    final_channels = spatial[-1].output.shape[-1]
-    block = next((layer.name for layer in reversed(spatial) if layer.output.shape[-1] != final_channels), None)
-    return ([block] if block else []) + [FEATURE_LAYER]
-
-
-def pooled_outputs(model, layers: list[str]) -> list:
-    """The average-pooled output of each named layer of ``model`` (symbolic tensors):
-    the features the out-of-distribution detector measures."""
-    import keras
-
-    pooled = []
-    for name in layers:
-        out = model.get_layer(name).output
-        pooled.append(keras.ops.mean(out, axis=(1, 2)) if len(out.shape) == 4 else out)
-    return pooled
-
-
-def feature_model(model, layers: list[str]):
-    """A model returning (probabilities, [average-pooled output of each layer]) in one pass."""
-    import keras
-
-    return keras.Model(model.inputs, [model.outputs[0], *pooled_outputs(model, layers)])
-
-
-def _forward_fn(model, layers: list[str], input_size: int):
-    import tensorflow as tf
-
-    both = feature_model(model, layers)
-    spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
-    return tf.function(lambda x: both(x, training=False), input_signature=[spec])
-
-
-def fit_reliability(artifact, manifest, cache_dir=None, progress: bool = True) -> dict:
-    """Fit temperature, the OOD detector and the abstention cut-off for a saved model on
-    its training/validation splits, save them beside it and record them (with a
-    checksum) in its manifest; returns the manifest entries and test-split figures."""
-    from . import artifact as artifact_io
-    from .evaluation import calibration
-    from .pipeline import load_arrays
-
-    layers = feature_layers(artifact.model)
-    forward = _forward_fn(artifact.model, layers, artifact.input_size)
-
-    def run(split: str) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-        x, y = load_arrays(manifest.kept(split), artifact.input_size, cache_dir, progress)
-        outs = [forward(np.asarray(x[i : i + 64], np.float32)) for i in range(0, len(x), 64)]
-        probs = np.concatenate([o[0].numpy() for o in outs])
-        return probs, [np.concatenate([o[k].numpy() for o in outs]) for k in range(1, len(layers) + 1)], y
-
-    _, f_train, y_train = run("train")
-    p_val, f_val, y_val = run("val")
-    density = LayeredDensity.fit(layers, f_train, y_train)
-    density.calibrate(f_val)
-    temperature = fit_temperature(p_val, y_val)
-    cut = abstention_threshold(apply_temperature(p_val, temperature), y_val)
-    path = artifact.path / RELIABILITY_FILE
-    density.save(path)
-    entries = {
-        "temperature": round(temperature, 4),
-        "ood_threshold": round(density.threshold, 4),
-        "abstain_below": round(cut, 4),
-        "reliability_file": RELIABILITY_FILE,
-        "reliability_sha256": artifact_io.sha256_of(path),
-        "ood_layers": layers,
-        "reliability_rule": "answer only if not out of distribution (largest Mahalanobis distance of pooled "
-        "features over ood_layers, each relative to its validation 95th percentile, above the 95th percentile of "
-        "validation lesions) and calibrated top probability >= abstain_below (the lowest cut-off giving >= 80% "
-        "accuracy on the answered validation images)",
-    }
-    report: dict = {"fitted_on": "train (features), val (temperature, thresholds)"}
-    for split, (p, f, y) in {"val": (p_val, f_val, y_val), "test": run("test")}.items():
-        calibrated = apply_temperature(p, temperature)
-        report[split] = {
-            "ece_before": calibration(y, p)["ece"],
-            "ece_after": calibration(y, calibrated)["ece"],
-            "ood_false_rejection": round(float(density.is_outlier(f).mean()), 4),
-            **coverage_report(calibrated, y, cut, density.is_outlier(f)),
-        }
-    artifact_io.write_manifest(artifact.path, artifact_io.read_manifest(artifact.path) | entries)
-    return {"manifest": entries, "report": report}
-
-
 def neighbour_correlation(gray: np.ndarray) -> float:
     """Mean correlation of each pixel with its right and lower neighbours."""
     centred = gray - gray.mean()
@@ -291,7 +204,7 @@ class ReliabilityCheck:
         they were computed already (:meth:`skin_model.inference.Predictor.predict_with_features`)."""
         if outputs is None:
             if self._forward is None:
-                self._forward = _forward_fn(self._model, self.density.layers, self._input_size)
+                self._forward = forward_with_features(self._model, self.density.layers, self._input_size)
             probs, *features = (t.numpy() for t in self._forward(np.asarray(x, np.float32)))
         else:
             probs, features = outputs

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .classes import CLASS_NAMES, HAM10000_CODES, ISIC2019_CODES
@@ -44,6 +45,11 @@ _HAM_PATIENT_FIELDS = ["ham_dx", "dx_type", "age", "sex", "localization"]
 def source_collection(source: str) -> str:
     """The collection a source's pictures come from (sources of one data set share it)."""
     return _COLLECTIONS.get(source, source)
+
+
+def collections_of(rows: pd.DataFrame) -> np.ndarray:
+    """The image collection of each manifest row (see :func:`source_collection`)."""
+    return np.array([source_collection(source) for source in rows["source"]])
 
 
 class DataNotFoundError(FileNotFoundError):

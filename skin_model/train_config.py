@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import argparse
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -11,77 +13,150 @@ from .classes import CLASS_NAMES
 from .models import DEFAULT_INPUT_SIZE
 
 
+def option(default: Any, help: str, flag: str | None = None, kind: type | None = None, metavar: str | None = None):
+    """A training setting: its default, and the ``train`` flag that sets it (its name,
+    help text, and the type of a setting whose default is None). The command line is
+    generated from these, so a default and its help live in one place."""
+    meta = {"help": help, "flag": flag, "kind": kind, "metavar": metavar}
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class TrainConfig:
-    arch: str = "skinnet"
-    input_size: int | None = None
-    epochs: int = 40
-    batch_size: int = 32
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    label_smoothing: float = 0.1
-    class_balanced: bool = True
-    patience: int = 10
-    warmup_epochs: int = 2
-    seed: int = 1337
-    malignant_sensitivity_target: float = 0.9
-    tta: bool = False
-    bootstrap: int = 1000
-    # pretrained backbones only: head warm-up on cached features before fine-tuning
-    feature_views: int = 4
-    head_epochs: int = 60
-    unfreeze_from: str | None = None  # default: models.FINETUNE_FROM[arch]
-    # Polyak averaging: select and ship the exponential moving average of the weights
-    ema_momentum: float | None = None
-    # mixup of training images within each batch, lam ~ Beta(alpha, alpha); None = off
-    mixup_alpha: float | None = None
-    # augmentation: the random crop keeps between (1 - zoom) and all of each side
-    zoom: float = 0.15
-    # pretrained backbones: also fine-tune the batch norms of the unfrozen blocks
-    # (scale, offset and batch statistics) instead of keeping ImageNet's
-    train_batch_norm: bool = False
-    # pretrained backbones: stochastic depth, the drop probability of the last residual
-    # branch in training (the reference trains EfficientNets with 0.2); 0 = off
-    stochastic_depth: float = 0.0
-    # class weights shared equally between the image collections holding each class
-    # (training.source_balanced_weights); needs class_balanced
-    source_balanced: bool = False
-    # augmentation: probability of a lower-resolution pass (pipeline.augment); 0 = off
-    low_res: float = 0.0
-    # logit adjustment (Menon et al. 2021): the loss sees softmax(logits + tau * log prior)
-    # with the training class prior, the model answers with softmax(logits); it balances
-    # the classes in place of the class weights, which it turns off. 0 = off
-    logit_adjustment: float = 0.0
-    # augmentation: probability of a camera change (pipeline.camera_degrade); 0 = off
-    camera: float = 0.0
-    # augmentation: probability of a JPEG re-compression alone (pipeline.augment); 0 = off
-    jpeg: float = 0.0
-    # augmentation: probability of a light change alone, exposure and white balance
-    # (pipeline.light_change); 0 = off
-    light: float = 0.0
-    # train on this share of the training split's pictures (whole lesion groups, per class;
-    # for learning curves: how much would more data help?). 1 = all
-    train_fraction: float = 1.0
-    # pretrained backbones: layer-wise learning-rate decay, the learning rate of block k
-    # is layer_decay ** (last block - k) times the head's, so that deeper unfreezing
-    # moves the generic early blocks less; None = one rate for all
-    layer_decay: float | None = None
-    # pretrained backbones: Shades of Gray white balance inside the model, in front of
-    # the backbone (skin_model.colour_constancy), so training and every caller see it
-    colour_constancy: bool = False
-    # augmentation: crops stretched by up to 1 + aspect either way (pipeline.augment); 0 = off
-    aspect: float = 0.0
-    # class weights are inverse class frequency to this power (1 = fully balanced, 0 = none)
-    class_weight_power: float = 1.0
-    # pretrained backbones: pick class_weight_power and source_balanced on the cached
-    # features of the head warm-up, by validation (see choose_weighting), before fine-tuning
-    weighting_search: bool = False
-    # validation nevus recall an answer must keep (a clinic's stream is mostly nevi): the
-    # weighting search and the epoch selection prefer settings that keep it; None = ignore
-    nevus_recall_floor: float | None = None
+    """Every setting of a training run; saved in the model's manifest."""
+
+    arch: str = option(
+        "skinnet", "skinnet, effnet_lite0 or effnet_lite2 (ImageNet-pretrained), seed_cnn, or tiny_cnn (tests)"
+    )
+    input_size: int | None = option(None, "square input size in pixels (default per architecture)", kind=int)
+    epochs: int = option(40, "epochs at most")
+    batch_size: int = option(32, "pictures per step")
+    learning_rate: float = option(2e-3, "peak learning rate", flag="--lr")
+    weight_decay: float = option(1e-4, "AdamW's decoupled weight decay (per step, times the rate)")
+    label_smoothing: float = option(0.1, "label smoothing of the cross-entropy")
+    class_balanced: bool = option(True, "do not weight classes by inverse frequency", flag="--no-class-balance")
+    patience: int = option(10, "epochs without improvement before stopping")
+    warmup_epochs: int = option(2, "epochs of linear learning-rate warm-up before the cosine decay")
+    seed: int = option(1337, "random seed of weights, shuffling and augmentation")
+    malignant_sensitivity_target: float = option(
+        0.9, "validation malignant sensitivity the referral threshold is fitted for", flag="--sensitivity-target"
+    )
+    tta: bool = option(False, "evaluate with 8-view test-time augmentation")
+    bootstrap: int = option(1000, "bootstrap resamples of the evaluation's intervals")
+    feature_views: int = option(4, "pretrained models: augmented views per image for the cached-feature head warm-up")
+    head_epochs: int = option(60, "pretrained models: epochs of the head warm-up on the cached features")
+    unfreeze_from: str | None = option(
+        None, "pretrained models: first layer to fine-tune (default: the top blocks)", kind=str, metavar="LAYER"
+    )
+    ema_momentum: float | None = option(
+        None, "select and save the exponential moving average of the weights (e.g. 0.99)", "--ema", float, "MOMENTUM"
+    )
+    mixup_alpha: float | None = option(
+        None, "mix training images in pairs, weight ~ Beta(ALPHA, ALPHA)", "--mixup", float, "ALPHA"
+    )
+    zoom: float = option(0.15, "augmentation: random crops keep between 1 - ZOOM and all of each side")
+    train_batch_norm: bool = option(
+        False,
+        "pretrained models: fine-tune the batch norms of the unfrozen blocks too (default: keep ImageNet's)",
+        flag="--train-bn",
+    )
+    stochastic_depth: float = option(
+        0.0,
+        "pretrained models: drop residual branches in training, up to RATE at the last block (0: off)",
+        metavar="RATE",
+    )
+    source_balanced: bool = option(
+        False,
+        "share each class's weight equally between the image collections holding it, so no collection's "
+        "class mix can stand in for the class (default: plain class weights)",
+    )
+    low_res: float = option(
+        0.0,
+        "augmentation: with probability P pass a picture through 60-100%% of its resolution and back",
+        metavar="P",
+    )
+    logit_adjustment: float = option(
+        0.0,
+        "balance the classes by shifting the training loss's logits by TAU x log class prior (logit "
+        "adjustment, Menon et al. 2021) instead of weighting the images (0: class weights)",
+        flag="--logit-adjust",
+        metavar="TAU",
+    )
+    camera: float = option(
+        0.0,
+        "augmentation: with probability P change a picture as another camera or save would (exposure, white "
+        "balance, 50-100%% resolution, JPEG quality 30-95)",
+        metavar="P",
+    )
+    jpeg: float = option(
+        0.0, "augmentation: with probability P re-compress a picture as JPEG at quality 40-95", metavar="P"
+    )
+    light: float = option(
+        0.0,
+        "augmentation: with probability P change a picture's exposure (x0.75-1.25) and white balance "
+        "(+-10%% per channel) only",
+        metavar="P",
+    )
+    train_fraction: float = option(
+        1.0, "train on about F of each class's training pictures, whole lesion groups (learning curves)", metavar="F"
+    )
+    layer_decay: float | None = option(
+        None,
+        "pretrained backbones: layer-wise learning-rate decay, block k learns at D ** (last block - k) times "
+        "the head's rate (default: one rate)",
+        kind=float,
+        metavar="D",
+    )
+    colour_constancy: bool = option(
+        False, "pretrained models: balance every picture's colour and exposure inside the model (Shades of Gray)"
+    )
+    aspect: float = option(
+        0.0,
+        "augmentation: stretch crops by up to 1 + A either way before the square resize, so a squashed and an "
+        "unsquashed photo of one lesion look alike",
+        metavar="A",
+    )
+    class_weight_power: float = option(
+        1.0, "class weights are inverse class frequency to the power P (1: fully balanced, 0: none)", metavar="P"
+    )
+    weighting_search: bool = option(
+        False,
+        "pretrained models: choose the class-weight power and --source-balanced on validation, with heads "
+        "trained on the cached warm-up features, before fine-tuning",
+    )
+    nevus_recall_floor: float | None = option(
+        None,
+        "prefer weightings and epochs that keep validation nevus recall at R or more (a clinic's stream is "
+        "mostly nevi; default: off)",
+        flag="--nevus-floor",
+        kind=float,
+        metavar="R",
+    )
 
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``train`` flag per :class:`TrainConfig` setting, with its default and help."""
+    for setting in fields(TrainConfig):
+        meta = setting.metadata
+        flag = meta.get("flag") or "--" + setting.name.replace("_", "-")
+        default = setting.default
+        if isinstance(default, bool):
+            action = "store_false" if default else "store_true"
+            parser.add_argument(flag, dest=setting.name, action=action, help=meta["help"])
+            continue
+        kind = meta.get("kind") or type(default)
+        shown = "" if default is None else f" (default {default})"
+        parser.add_argument(
+            flag, dest=setting.name, type=kind, default=default, metavar=meta.get("metavar"), help=meta["help"] + shown
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The configuration the ``train`` flags describe."""
+    return TrainConfig(**{setting.name: getattr(args, setting.name) for setting in fields(TrainConfig)})
 
 
 def class_weights(y: np.ndarray, n_classes: int = len(CLASS_NAMES), power: float = 1.0) -> np.ndarray:

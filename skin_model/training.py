@@ -19,12 +19,13 @@ from .colour_constancy import DEFAULT_POWER, TARGET_GREY
 from .conformal import PREDICTION_SETS_FILE, fit_from_evaluation
 from .distribute import describe as describe_strategy
 from .distribute import fit_multi_worker, is_multi_worker, strategy_from_environment
-from .evaluation import by_collection, collections_of, evaluate_predictions, threshold_for_sensitivity, threshold_rule
+from .evaluation import by_collection, evaluate_predictions, threshold_for_sensitivity, threshold_rule
 from .finetune import freeze_for_finetuning, layer_rate_scales, layerwise_adamw
 from .inference import Predictor
 from .manifest import Manifest
 from .models import FINETUNE_FROM, build_model
 from .pipeline import GEOMETRY_RULE, RESIZE_METHOD, load_arrays, make_dataset
+from .sources import collections_of
 from .train_config import (  # noqa: F401  (re-exported: the training API's names)
     TrainConfig,
     class_weights,
@@ -288,6 +289,9 @@ def train(
         "split_sizes": {name: len(rows) for name, rows in splits.items()},
         "training_wall_time_s": round(wall, 1),
         "resumed": bool(checkpoint and checkpoint.resumed),
+        "training_collections": {
+            str(c): int(n) for c, n in zip(*np.unique(collections, return_counts=True), strict=True)
+        },
         "epochs_run": len(history.get("loss", [])),
         "distribution": describe_strategy(strategy),
         "best_epoch": selector.best_epoch + 1,

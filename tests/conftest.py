@@ -58,7 +58,7 @@ def tiny_model_dir(synthetic_manifest: Manifest, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="session")
 def calibrated_dir(tiny_model_dir: Path, synthetic_manifest: Manifest, tmp_path_factory) -> Path:
     """The tiny model with fitted reliability settings (temperature, OOD, abstention)."""
-    from skin_model.reliability import fit_reliability
+    from skin_model.workflows import fit_reliability
 
     out = tmp_path_factory.mktemp("calibrated") / "tiny"
     shutil.copytree(tiny_model_dir, out)

@@ -789,6 +789,7 @@ def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest, monkey
 
         threshold = read_manifest(default_model_dir())["malignant_threshold"]
         assert (missed[0]["malignant risk"] < 100 * threshold).all()  # shown in percent
+
     def chart_title(element) -> str:
         # the parsed figure, not its JSON text: plotly writes "—" as \u2014 unless orjson is installed
         return json.loads(element.proto.spec)["layout"]["title"]["text"]

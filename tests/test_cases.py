@@ -19,10 +19,10 @@ from skin_model.cases import (
     SimilarCase,
     agreement_report,
     case_votes,
-    fit_cases,
     majority,
 )
 from skin_model.classes import CLASS_NAMES
+from skin_model.workflows import fit_cases
 
 from .conftest import run_cli
 

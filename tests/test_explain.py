@@ -265,3 +265,21 @@ def test_prediction_pass_gives_the_explainers_gradcam(trained: keras.Model, expl
             )
     with pytest.raises(ValueError, match="explain=True"):
         Predictor(trained, SIZE).predict_explained(x)
+
+
+def test_lesion_mask_agreement_by_hand() -> None:
+    """A 4x4 heat map with its hottest cell and 60 % of its heat in the top-left quarter; a
+    mask of a 2:1 picture whose lesion is that quarter (squashed like the picture)."""
+    import numpy as np
+    from PIL import Image
+
+    from skin_model.explain import lesion_mask_agreement
+
+    heat = np.full((4, 4), 0.1)
+    heat[:2, :2] = [[1.5, 0.1], [0.1, 0.1]]  # inside 1.8, outside 12 x 0.1: 1.8 / 3.0
+    mask = np.zeros((50, 100), np.uint8)
+    mask[:25, :50] = 255
+    found = lesion_mask_agreement(heat, Image.fromarray(mask, "L"))
+    assert found == {"heat_inside_lesion": 0.6, "lesion_share": 0.25, "hottest_point_inside": True}
+    heat[3, 3] = 5.0
+    assert not lesion_mask_agreement(heat, Image.fromarray(mask, "L"))["hottest_point_inside"]

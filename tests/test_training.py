@@ -30,7 +30,7 @@ def test_artifact_files_and_manifest(tiny_model_dir: Path) -> None:
     assert manifest["training_wall_time_s"] > 0
     evaluation = json.loads((tiny_model_dir / "evaluation.json").read_text())
     assert evaluation["test"]["split"] == "test" and evaluation["val"]["split"] == "val"
-    assert evaluation["test"]["n_images"] == 18
+    assert evaluation["test"]["n_images"] == 20  # the clean seed Test folder (18) and 2 held-out lesions
     for split in ("val", "test"):  # the per-collection figures cover every image of the split
         groups = evaluation[split]["by_collection"]
         assert sum(g["n_images"] for g in groups.values()) == evaluation[split]["n_images"]
@@ -517,10 +517,79 @@ def test_head_warm_up_keeps_each_shuffled_view_with_its_label() -> None:
     model = build_model("effnet_lite0", 32)
     before = model.get_layer("probabilities").get_weights()[0].copy()
     config = TrainConfig(arch="effnet_lite0", feature_views=2, head_epochs=60)
-    score, weights = warm_up_head(model, config, x[:16], y[:16], x[16:], y[16:], False, np.ones(16))
-    assert score == 1.0
+    collections = np.array(["seed"] * 16)
+    score, weights, search = warm_up_head(model, config, (x[:16], y[:16], x[16:], y[16:]), collections, False)
+    assert score == 1.0 and search is None
     assert not np.allclose(model.get_layer("probabilities").get_weights()[0], before)
     assert len(weights) == len(model.get_weights())
+
+
+def test_tempered_class_weights_by_hand() -> None:
+    """Inverse frequency to a power: 6 nevi and 2 melanomas give raw weights 6^-p and
+    2^-p, scaled so the 8 pictures average 1."""
+    from skin_model.training import class_weights
+
+    y = np.array([4] * 6 + [3] * 2)
+    full = class_weights(y)
+    assert full[4] == pytest.approx(8 / (2 * 6)) and full[3] == pytest.approx(8 / (2 * 2))
+    half = class_weights(y, power=0.5)
+    raw4, raw3 = 6**-0.5, 2**-0.5
+    assert half[4] == pytest.approx(raw4 * 8 / (6 * raw4 + 2 * raw3))
+    assert half[3] == pytest.approx(raw3 * 8 / (6 * raw4 + 2 * raw3))
+    assert class_weights(y, power=0.0)[[3, 4]] == pytest.approx([1.0, 1.0])
+    assert (full[y].mean(), half[y].mean()) == pytest.approx((1.0, 1.0))
+
+
+def test_selection_score_puts_the_nevus_floor_first() -> None:
+    from skin_model.warmup import selection_score
+
+    nevus, melanoma = CLASS_NAMES.index("nevus"), CLASS_NAMES.index("melanoma")
+    y = np.array([nevus] * 4 + [melanoma] * 4)
+    onehot = np.eye(len(CLASS_NAMES))
+    keeps_nevi = onehot[[nevus] * 4 + [nevus, melanoma, melanoma, melanoma]]  # nevus recall 1, bal. acc 0.875
+    drops_nevi = onehot[[nevus, melanoma, melanoma, melanoma] + [melanoma] * 4]  # nevus recall 0.25, bal. acc 0.625
+    assert selection_score(y, keeps_nevi) == pytest.approx(0.875)
+    assert selection_score(y, drops_nevi, nevus_floor=0.8) == pytest.approx(0.625 - 1)
+    assert selection_score(y, keeps_nevi, nevus_floor=0.8) == pytest.approx(0.875)
+
+
+def test_weighting_search_keeps_the_best_candidate_and_reports_every_one() -> None:
+    from skin_model.warmup import choose_weighting
+
+    nevus, melanoma = CLASS_NAMES.index("nevus"), CLASS_NAMES.index("melanoma")
+    y_val = np.array([nevus] * 4 + [melanoma] * 4)
+    onehot = np.eye(len(CLASS_NAMES))
+    answers = {  # per (power, shared): validation answers of its head
+        (0.5, False): [nevus] * 4 + [nevus, melanoma, melanoma, melanoma],
+        (1.0, False): [nevus, melanoma, melanoma, melanoma] + [melanoma] * 4,
+    }
+
+    def fit(power: float, shared: bool):
+        probs = onehot[answers[(power, shared)]]
+        from skin_model.warmup import selection_score
+
+        return selection_score(y_val, probs, 0.8), [np.full(2, power)], probs
+
+    report, weights = choose_weighting(fit, y_val, candidates=tuple(answers))
+    assert report["chosen"] == {"class_weight_power": 0.5, "source_balanced": False}
+    assert weights[0].tolist() == [0.5, 0.5]
+    assert [t["nevus_recall"] for t in report["tried"]] == [1.0, 0.25]
+    assert report["tried"][0]["balanced_accuracy"] == 0.875
+
+
+def test_training_checkpoint_refuses_other_settings_and_clears_when_fresh(tmp_path: Path) -> None:
+    from skin_model.checkpoint import ConfigMismatchError, TrainingCheckpoint
+
+    first = TrainingCheckpoint(tmp_path, {"epochs": 8, "seed": 1}, resume=False)
+    first.write_weights("w.npz", [np.arange(3), np.ones((2, 2))])
+    again = TrainingCheckpoint(tmp_path, {"epochs": 8, "seed": 1}, resume=True)
+    assert again.resumed and [w.tolist() for w in again.read_weights("w.npz")] == [[0, 1, 2], [[1, 1], [1, 1]]]
+    with pytest.raises(ConfigMismatchError, match="epochs"):
+        TrainingCheckpoint(tmp_path, {"epochs": 9, "seed": 1}, resume=True)
+    fresh = TrainingCheckpoint(tmp_path, {"epochs": 9, "seed": 1}, resume=False)
+    assert not fresh.resumed and fresh.read_weights("w.npz") is None
+    fresh.finish()
+    assert not (tmp_path / "checkpoint").exists()
 
 
 def test_worklist_puts_referrals_first_then_risk() -> None:
@@ -609,3 +678,42 @@ def test_training_subset_keeps_whole_groups_and_each_class_share(synthetic_manif
     assert list(half.index) == sorted(half.index)  # the rows keep their order
     with pytest.raises(ValueError, match="fraction"):
         training_subset(rows, 0.0, seed=3)
+
+
+@pytest.mark.slow
+def test_train_resume_goes_on_after_an_interruption(synthetic_manifest, tmp_path: Path, monkeypatch) -> None:
+    """A pretrained run stopped after its first fine-tuning epoch goes on with
+    ``resume=True`` at the second: the warm-up is not redone, the history holds both
+    epochs, the manifest says it was resumed, and the checkpoint is gone at the end."""
+    import skin_model.training as training_module
+    import skin_model.warmup as warmup_module
+    from skin_model.training import TrainConfig, train
+
+    config = dict(arch="effnet_lite0", input_size=32, epochs=2, feature_views=1, head_epochs=5, bootstrap=0)
+    out, cache = tmp_path / "model", tmp_path / "cache"
+    real_callback = training_module._balanced_accuracy_callback
+
+    def interrupted(*args, **kwargs):
+        selector = real_callback(*args, **kwargs)
+        original = selector.on_epoch_end
+
+        def stop_after_first(epoch, logs=None):
+            original(epoch, logs)
+            if epoch == 0:
+                raise RuntimeError("power cut")
+
+        selector.on_epoch_end = stop_after_first
+        return selector
+
+    monkeypatch.setattr(training_module, "_balanced_accuracy_callback", interrupted)
+    with pytest.raises(RuntimeError, match="power cut"):
+        train(TrainConfig(**config), synthetic_manifest, out, cache_dir=cache, progress=False)
+    assert (out / "checkpoint" / "head_features.npz").is_file()
+    monkeypatch.setattr(training_module, "_balanced_accuracy_callback", real_callback)
+    extracted = []
+    monkeypatch.setattr(warmup_module, "_features", lambda *a, **k: extracted.append(1))  # must not be needed
+    manifest = train(TrainConfig(**config), synthetic_manifest, out, cache_dir=cache, progress=False, resume=True)
+    assert extracted == []
+    assert manifest["resumed"] and manifest["epochs_run"] == 2
+    assert len(pd.read_csv(out / "history.csv")) == 2
+    assert not (out / "checkpoint").exists()

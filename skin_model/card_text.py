@@ -1,0 +1,172 @@
+"""The model card's sentences about how a model was trained and on what, written from
+its manifest (so the card of every shipped model says what is true of that model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .sources import COLLECTION_TITLES
+
+LICENCES = (
+    "Licences: ISIC archive images are CC-BY-NC (some CC-0), © the International Skin Imaging Collaboration. "
+    "HAM10000: Tschandl P., Rosendahl C., Kittler H., *The HAM10000 dataset, a large collection of multi-source "
+    "dermatoscopic images of common pigmented skin lesions*, Sci. Data 5, 180161 (2018), CC-BY-NC 4.0 (pictures "
+    "and lesion masks). ISIC 2017: Codella N. et al., *Skin lesion analysis toward melanoma detection*, ISBI 2018. "
+    "Images are not redistributed."
+)
+HAM_MAPPING = (
+    "HAM10000's codes map to the nine classes as follows: akiec → actinic keratosis (HAM's akiec also covers "
+    "intraepithelial carcinoma; where ISIC 2019 files such a picture as squamous cell carcinoma, that finer answer "
+    "wins), bkl → pigmented benign keratosis (HAM does not tell seborrheic keratosis, solar lentigo and "
+    "lichen-planus-like keratosis apart, so seborrheic keratosis is learnt from ISIC 2017 and the seed set "
+    "only), bcc, df, mel, nv, vasc → their classes. A seed picture whose folder disagrees takes the official label."
+)
+
+
+def training_recipe(config: dict[str, Any]) -> str:
+    """The loss and augmentation of a run, in words, from its ``training_config``."""
+    if config.get("logit_adjustment"):
+        loss = f"logit-adjusted loss (τ = {config['logit_adjustment']})"
+    elif not config.get("class_balanced", True):
+        loss = "unweighted loss"
+    else:
+        power = config.get("class_weight_power", 1.0)
+        loss = "class-balanced loss" if power == 1.0 else f"class weights ∝ 1 / count^{power:g}"
+        if config.get("source_balanced"):
+            loss += ", shared equally between collections"
+    parts = [loss, "label smoothing", "flips, rotations, zoom and colour jitter"]
+    if config.get("aspect"):
+        parts.append(f"crops stretched by up to {1 + config['aspect']:.2f}× either way")
+    if config.get("camera"):
+        parts.append(
+            f"camera changes on {config['camera']:.0%} of pictures (exposure, white balance, 50-100 % resolution, "
+            "JPEG quality 30-95)"
+        )
+    if config.get("jpeg"):
+        parts.append(f"JPEG re-compression on {config['jpeg']:.0%}")
+    if config.get("low_res"):
+        parts.append(f"lower-resolution passes on {config['low_res']:.0%}")
+    if config.get("nevus_recall_floor"):
+        parts.append(f"weighting and epoch chosen to keep validation nevus recall ≥ {config['nevus_recall_floor']:g}")
+    return "; ".join(parts) + "; cosine learning-rate schedule"
+
+
+def training_data_text(manifest: dict[str, Any], sizes_sentence: str) -> str:
+    """The card's "Training data" paragraph: the collections the model learnt from
+    (with their training pictures when recorded), the cleaning, the label mapping."""
+    collections = manifest.get("training_collections")
+    if collections:
+        named = ", ".join(
+            f"**{COLLECTION_TITLES.get(c, c)}** ({n:,} training pictures)" for c, n in sorted(collections.items())
+        )
+        source = f"- {named}, cleaned by the project's audit"
+    else:
+        source = (
+            "- *Skin cancer ISIC The International Skin Imaging Collaboration* (Kaggle copy of ISIC archive images, "
+            "180×180) and the official **ISIC 2017** challenge training set, cleaned by the project's audit"
+        )
+    lines = [
+        source + ": byte-identical and near-duplicate copies removed, label conflicts resolved with the official "
+        "ground truth or dropped, leaked Test images removed.",
+        "- Labels cross-checked with ISIC 2019, ISIC 2017, HAM10000 and ISBI 2016 ground truth.",
+        *([f"- {HAM_MAPPING}"] if collections and "ham10000" in collections else []),
+        f"- {sizes_sentence} Train, validation and test never share a picture or a lesion, across collections.",
+        f"- {LICENCES}",
+    ]
+    return "\n".join(lines)
+
+
+FIGURES_START = "<!-- figures:start (written by tools/readme_figures.py from the shipped files; do not edit) -->"
+FIGURES_END = "<!-- figures:end -->"
+
+
+def _interval(values: list[float] | None) -> str:
+    return f" ({values[0]:.2f}-{values[1]:.2f})" if values else ""
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f} %"
+
+
+def figures_markdown(
+    manifest: dict[str, Any], evaluation: dict[str, Any], audit: dict[str, Any] | None, loco: dict[str, Any] | None
+) -> str:
+    """The README's "current figures" block, from the default model's manifest and
+    evaluation, the audit's test split and the leave-one-collection-out benchmark, so
+    that the README cannot drift from what ships."""
+    from .classes import CLASS_NAMES
+
+    lines = [
+        FIGURES_START,
+        f"Model **{manifest['name']}** (`{manifest['architecture']}`, {manifest['input_size']} px, "
+        f"{manifest.get('split_sizes', {}).get('train', 0):,} training pictures). Every figure is on pictures the "
+        "model never trained on; 95 % bootstrap intervals in brackets. Validation chose the epoch, the class "
+        "weighting and the thresholds; test is only reported.",
+        "",
+        "| split | pictures | accuracy | balanced accuracy | macro AUC | malignant AUC | referral sensitivity / "
+        "specificity | nevus recall |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for split, title in (("val", "validation"), ("test", "test")):
+        e = evaluation.get(split)
+        if not e:
+            continue
+        ci = e.get("bootstrap_95ci") or {}
+        lines.append(
+            f"| {title} | {e['n_images']:,} | {e['accuracy']:.3f} | {e['balanced_accuracy']:.3f}"
+            f"{_interval(ci.get('balanced_accuracy'))} | {e['macro_auc']:.3f} | {e['malignant']['roc_auc']:.3f} | "
+            f"{_pct(e['malignant']['sensitivity'])} / {_pct(e['malignant']['specificity'])} | "
+            f"{e['per_class']['nevus']['recall']:.2f} |"
+        )
+    test = evaluation.get("test", {})
+    if test.get("by_collection"):
+        lines += ["", "Test split by collection (the referral threshold is the one fitted on pooled validation):", ""]
+        lines += ["| collection | pictures | accuracy | balanced accuracy | malignant AUC | referral sens. / spec. |"]
+        lines += ["|---|---|---|---|---|---|"]
+        for name, g in test["by_collection"].items():
+            auc = "–" if g.get("malignant_auc") is None else f"{g['malignant_auc']:.3f}"
+            lines.append(
+                f"| {COLLECTION_TITLES.get(name, name)} | {g['n_images']:,} | {g['accuracy']:.3f} | "
+                f"{g['balanced_accuracy']:.3f} | {auc} | {_pct(g.get('malignant_sensitivity'))} / "
+                f"{_pct(g.get('malignant_specificity'))} |"
+            )
+    if test.get("per_class"):
+        lines += [
+            "",
+            "Test recall per class: "
+            + ", ".join(
+                f"{name} {test['per_class'][name]['recall']:.2f} ({test['per_class'][name]['support']})"
+                for name in CLASS_NAMES
+                if test["per_class"][name]["recall"] is not None
+            )
+            + ".",
+        ]
+    splits = ((audit or {}).get("collections") or {}).get("splits", {}).get("test")
+    if splits:
+        names = sorted(splits)
+        lines += ["", "The test split, per class and collection:", ""]
+        lines += ["| class | " + " | ".join(COLLECTION_TITLES.get(c, c) for c in names) + " | total |"]
+        lines += ["|---|" + "---|" * (len(names) + 1)]
+        for label in CLASS_NAMES:
+            counts = [splits[c].get(label, 0) for c in names]
+            lines.append(f"| {label} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
+    if loco:
+        lines += ["", _loco_sentence(loco)]
+    lines.append(FIGURES_END)
+    return "\n".join(lines)
+
+
+def _loco_sentence(loco: dict[str, Any]) -> str:
+    """Leave-one-collection-out, in one paragraph (see benchmarks/leave_one_collection_out.py)."""
+    parts = []
+    for recipe, results in loco.get("recipes", {}).items():
+        cells = ", ".join(
+            f"{COLLECTION_TITLES.get(c, c)} {r['left out']['balanced_accuracy']:.2f} "
+            f"(seen: {r['seen']['balanced_accuracy']:.2f})"
+            for c, r in results.items()
+        )
+        parts.append(f"*{recipe}*: {cells}")
+    return (
+        "Leave one collection out (a head on the frozen backbone's features, trained without the collection and "
+        "measured on its held-out pictures; balanced accuracy): " + "; ".join(parts) + "."
+    )

@@ -1,0 +1,144 @@
+"""Workflows: the steps that load data, run a saved model over it and write what they
+find beside the model (its evaluation, its reliability settings, its similar-case index).
+They sit above prediction, reliability and evaluation, and nothing below imports them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import artifact as artifact_io
+from .cases import CASES_FILE, CASES_LAYER, CASES_REPORT_FILE, SIMILAR_K, CaseIndex, agreement_report, majority
+from .evaluation import by_collection, calibration, evaluate_predictions
+from .inference import Predictor, reliability_advice
+from .pipeline import load_arrays
+from .reliability import (
+    RELIABILITY_FILE,
+    LayeredDensity,
+    ReliabilityCheck,
+    abstention_threshold,
+    apply_temperature,
+    coverage_report,
+    fit_temperature,
+)
+from .sources import collections_of
+from .taps import feature_layers, forward_with_features
+
+
+def evaluate_artifact(
+    artifact,
+    manifest,
+    splits: tuple[str, ...] = ("val", "test"),
+    tta: bool | None = None,
+    cache_dir=None,
+    progress: bool = True,
+    bootstrap: int = 1000,
+) -> dict[str, Any]:
+    """Evaluate a loaded model artifact on manifest splits (images it never trained on)."""
+    predictor = Predictor.from_artifact(artifact, tta=tta)
+    results: dict[str, Any] = {"model": artifact.name}
+    for split in splits:
+        rows = manifest.kept(split)
+        if not len(rows):
+            continue
+        x, y = load_arrays(rows, artifact.input_size, cache_dir, progress)
+        probs = predictor.predict_arrays(x)
+        results[split] = evaluate_predictions(y, probs, split, artifact.malignant_threshold, bootstrap=bootstrap)
+        results[split]["by_collection"] = by_collection(y, probs, collections_of(rows), artifact.malignant_threshold)
+    return results
+
+
+def fit_reliability(artifact, manifest, cache_dir=None, progress: bool = True) -> dict:
+    """Fit temperature, the OOD detector and the abstention cut-off for a saved model on
+    its training/validation splits, save them beside it and record them (with a
+    checksum) in its manifest; returns the manifest entries and test-split figures."""
+    layers = feature_layers(artifact.model)
+    forward = forward_with_features(artifact.model, layers, artifact.input_size)
+
+    def run(split: str) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        x, y = load_arrays(manifest.kept(split), artifact.input_size, cache_dir, progress)
+        outs = [forward(np.asarray(x[i : i + 64], np.float32)) for i in range(0, len(x), 64)]
+        probs = np.concatenate([o[0].numpy() for o in outs])
+        return probs, [np.concatenate([o[k].numpy() for o in outs]) for k in range(1, len(layers) + 1)], y
+
+    _, f_train, y_train = run("train")
+    p_val, f_val, y_val = run("val")
+    density = LayeredDensity.fit(layers, f_train, y_train)
+    density.calibrate(f_val)
+    temperature = fit_temperature(p_val, y_val)
+    cut = abstention_threshold(apply_temperature(p_val, temperature), y_val)
+    path = artifact.path / RELIABILITY_FILE
+    density.save(path)
+    entries = {
+        "temperature": round(temperature, 4),
+        "ood_threshold": round(density.threshold, 4),
+        "abstain_below": round(cut, 4),
+        "reliability_file": RELIABILITY_FILE,
+        "reliability_sha256": artifact_io.sha256_of(path),
+        "ood_layers": layers,
+        "reliability_rule": "answer only if not out of distribution (largest Mahalanobis distance of pooled "
+        "features over ood_layers, each relative to its validation 95th percentile, above the 95th percentile of "
+        "validation lesions) and calibrated top probability >= abstain_below (the lowest cut-off giving >= 80% "
+        "accuracy on the answered validation images)",
+    }
+    report: dict = {"fitted_on": "train (features), val (temperature, thresholds)"}
+    for split, (p, f, y) in {"val": (p_val, f_val, y_val), "test": run("test")}.items():
+        calibrated = apply_temperature(p, temperature)
+        report[split] = {
+            "ece_before": calibration(y, p)["ece"],
+            "ece_after": calibration(y, calibrated)["ece"],
+            "ood_false_rejection": round(float(density.is_outlier(f).mean()), 4),
+            **coverage_report(calibrated, y, cut, density.is_outlier(f)),
+        }
+    artifact_io.write_manifest(artifact.path, artifact_io.read_manifest(artifact.path) | entries)
+    return {"manifest": entries, "report": report}
+
+
+def fit_cases(artifact, manifest, cache_dir=None, progress: bool = True) -> dict:
+    """Index the training images of ``manifest`` (cleaned splits) for a saved model,
+    save the index beside it with its checksum in the model's manifest, and measure on
+    validation and test how the cases' majority relates to the model's answers (also
+    among the answers the reliability check lets through, when the model has one)."""
+    reliability = ReliabilityCheck.from_artifact(artifact)
+    layers = reliability.density.layers if reliability is not None else [CASES_LAYER]
+    if CASES_LAYER not in layers:
+        layers = [*layers, CASES_LAYER]
+    at = layers.index(CASES_LAYER)
+    tta = bool(artifact.manifest.get("tta", False))
+
+    def run(split: str, use_tta: bool):
+        rows = manifest.kept(split)
+        x, y = load_arrays(rows, artifact.input_size, cache_dir, progress)
+        probs, single, features = Predictor(artifact.model, artifact.input_size, use_tta, layers).predict_with_features(
+            x
+        )
+        return rows, x, y, probs, single, features
+
+    rows, _, _, _, _, features = run("train", False)
+    index = CaseIndex.build(features[at], rows, manifest.data_dir)
+    path = artifact.path / CASES_FILE
+    index.save(path)
+    report: dict[str, object] = {"fitted_on": f"train ({len(index)} images)", "k": SIMILAR_K}
+    for split in ("val", "test"):
+        _, x, y, probs, single, features = run(split, tta)
+        predicted = probs.argmax(axis=1)
+        majorities = [majority(cases) for cases in index.nearest(features[at])]
+        report[split] = agreement_report(predicted, y, majorities)
+        if reliability is not None and reliability.density.layers == layers:
+            checked = reliability.check(x, outputs=(single, features))
+            answered = np.array([a == "" for a in reliability_advice(checked, reliability.abstain_below)])
+            report[split]["among_answered"] = agreement_report(
+                predicted[answered], y[answered], [m for m, a in zip(majorities, answered, strict=True) if a]
+            )
+    entries = {
+        "cases_file": CASES_FILE,
+        "cases_sha256": artifact_io.sha256_of(path),
+        "cases_layer": CASES_LAYER,
+        "cases_k": SIMILAR_K,
+    }
+    artifact_io.write_manifest(artifact.path, artifact_io.read_manifest(artifact.path) | entries)
+    result = {"manifest": entries, "report": report}
+    artifact_io.write_json(artifact.path / CASES_REPORT_FILE, result)
+    return result
