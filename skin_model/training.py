@@ -289,6 +289,8 @@ def train(
         "split_sizes": {name: len(rows) for name, rows in splits.items()},
         "training_wall_time_s": round(wall, 1),
         "resumed": bool(checkpoint and checkpoint.resumed),
+        # settings a resume changed, (interrupted run's, resumed run's)
+        "resume_extended": dict(checkpoint.extended) if checkpoint else {},
         "training_collections": {
             str(c): int(n) for c, n in zip(*np.unique(collections, return_counts=True), strict=True)
         },

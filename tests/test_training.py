@@ -584,8 +584,10 @@ def test_training_checkpoint_refuses_other_settings_and_clears_when_fresh(tmp_pa
     first.write_weights("w.npz", [np.arange(3), np.ones((2, 2))])
     again = TrainingCheckpoint(tmp_path, {"epochs": 8, "seed": 1}, resume=True)
     assert again.resumed and [w.tolist() for w in again.read_weights("w.npz")] == [[0, 1, 2], [[1, 1], [1, 1]]]
-    with pytest.raises(ConfigMismatchError, match="epochs"):
-        TrainingCheckpoint(tmp_path, {"epochs": 9, "seed": 1}, resume=True)
+    with pytest.raises(ConfigMismatchError, match="seed"):
+        TrainingCheckpoint(tmp_path, {"epochs": 8, "seed": 2}, resume=True)
+    longer = TrainingCheckpoint(tmp_path, {"epochs": 9, "seed": 1}, resume=True)  # more epochs may be given
+    assert longer.resumed and longer.extended == {"epochs": (8, 9)}
     fresh = TrainingCheckpoint(tmp_path, {"epochs": 9, "seed": 1}, resume=False)
     assert not fresh.resumed and fresh.read_weights("w.npz") is None
     fresh.finish()
