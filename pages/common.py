@@ -525,11 +525,9 @@ def show_prediction_sets(summary: dict[str, Any]) -> None:
     short = coverage_shortfalls(report.get("test") or {}, report["alpha"])
     if short:
         st.warning(
-            "On the test split (the seed set's own Test folder, not drawn like validation) the sets held the true "
-            "class clearly less often than they should for "
+            "On the test split the sets held the true class clearly less often than they should for "
             + ", ".join(f"{plain_name(c)} ({v['covered']} of {v['images']})" for c, v in short.items())
-            + " (one-sided binomial test, p < 0.05): the coverage holds for pictures like the validation ones, not "
-            "for every source.",
+            + " (one-sided binomial test, p < 0.05): the coverage holds on average, not for every class.",
             icon=":material/trending_down:",
         )
 
@@ -892,6 +890,7 @@ COUNT_GROUPS = {
     "seed_train": ("seed set, Train folder", "#8c6d31"),
     "seed_test": ("seed set, Test folder", "#e7ba52"),
     "isic2017": ("ISIC 2017 training set", "#bd9e39"),
+    "ham10000": ("HAM10000", "#843c39"),
     "train": ("training split", "#1b9e77"),
     "val": ("validation split", "#7570b3"),
     "test": ("test split", "#d95f02"),

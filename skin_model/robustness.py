@@ -201,11 +201,13 @@ def compression_note(quality: int | None, report: dict | None) -> str | None:
     if quality is None or quality >= COMPRESSION_NOTE_BELOW:
         return None
     text = (
-        f"This JPEG was saved at quality about {quality}: more compressed than the training pictures of six of "
-        "the nine classes (95), as compressed as the ISIC 2017 ones (75), which hold only melanoma, nevus and "
-        "seborrheic keratosis."
+        f"This JPEG was saved at quality about {quality}: more compressed than the seed set's pictures (95). "
+        "Compression blurs the fine structure a model reads, and a model can learn a collection's compression "
+        "along with its classes."
     )
-    if report:
+    if not report:
+        text += " How this model's answer changes with compression has not been measured."
+    else:
         results = report["report"]
         measured = [int(key.rsplit(" ", 1)[1]) for key in results if key.startswith("JPEG quality")]
         nearest = min(measured, key=lambda m: abs(m - quality))

@@ -156,4 +156,4 @@ def test_compression_note_quotes_the_nearest_measured_quality() -> None:
     assert "from 0.77 to 0.62" in note
     assert "quality 60" in compression_note(50, report)
     bare = compression_note(72, None)  # a model without the measurement: the fact, no figures
-    assert "saved again" not in bare and bare.endswith("Weigh the class with care.")
+    assert "saved again" not in bare and bare.endswith("has not been measured. Weigh the class with care.")
