@@ -167,6 +167,7 @@ def _loco_sentence(loco: dict[str, Any]) -> str:
         )
         parts.append(f"*{recipe}*: {cells}")
     return (
-        "Leave one collection out (a head on the frozen backbone's features, trained without the collection and "
-        "measured on its held-out pictures; balanced accuracy): " + "; ".join(parts) + "."
+        "Leave one collection out (`benchmarks/leave_one_collection_out.py`: a head on the frozen ImageNet "
+        "backbone's features, not the fine-tuned model, trained without the collection and measured on its "
+        "held-out pictures; balanced accuracy, with the collection seen in brackets): " + "; ".join(parts) + "."
     )
