@@ -111,3 +111,17 @@ def test_validate_on_the_test_split_reproduces_the_shipped_test_scores(real_data
     y = np.array([CLASS_NAMES.index(label) for label in rows["final_label"]])[~look_alike]
     expected = balanced_accuracy_score(y, stored[~look_alike].argmax(1))
     assert report["figures"]["balanced_accuracy"]["value"] == pytest.approx(expected, abs=2e-4)
+
+
+def test_the_three_collections_and_a_test_split_that_measures_every_class(real_findings: dict) -> None:
+    """HAM10000 joins as a third collection: the seed set's HAM pictures and shared lesions
+    are found, no lesion straddles a split, and test holds 30 pictures of every class."""
+    found = real_findings["collections"]
+    assert found["collections"] == ["ham10000", "isic2017", "seed"]
+    assert found["overlaps"]["seed in ham10000"]["same_picture"] >= 1200
+    lesions = found["lesions_across_collections"]
+    assert lesions["ham10000_pictures_sharing_a_lesion_with_seed"] >= 1300
+    assert lesions["groups_on_two_sides_of_a_split"] == 0
+    test = real_findings["class_counts"]["after"]["test"]
+    assert sum(test.values()) >= 1500 and min(test.values()) >= 30
+    assert found["masks"]["with_mask"] >= 9800 and not found["masks"]["size_mismatch"]
