@@ -33,7 +33,7 @@ from .train_config import (  # noqa: F401  (re-exported: the training API's name
     training_loss,
     training_sample_weights,
 )
-from .warmup import _augmentation, nevus_recall, selection_score, warm_up_head
+from .warmup import augmentation_options, nevus_recall, selection_score, warm_up_head
 
 
 def _balanced_accuracy_callback(
@@ -267,7 +267,7 @@ def train(
         seed=config.seed,
         sample_weights=sample_weights,
         mixup_alpha=config.mixup_alpha,
-        **_augmentation(config),
+        **augmentation_options(config),
     )
     _compile(model, config, strategy, int(np.ceil(len(x_train) / config.batch_size)), y_train)
     selector = _balanced_accuracy_callback(
@@ -297,7 +297,7 @@ def train(
         "epochs_run": len(history.get("loss", [])),
         "distribution": describe_strategy(strategy),
         "best_epoch": selector.best_epoch + 1,
-        "best_val_balanced_accuracy": round(float(balanced_accuracy_score(y_val, _val_answers(model, size, x_val))), 4),
+        "best_val_balanced_accuracy": _best_val_balanced_accuracy(selector, history, model, size, x_val, y_val),
         "malignant_classes": sorted(MALIGNANT_CLASSES),
         "malignant_threshold": threshold,  # unrounded: see threshold_for_sensitivity
         "malignant_threshold_rule": threshold_rule(config.malignant_sensitivity_target),
@@ -316,9 +316,14 @@ def train(
     return artifact_io.read_manifest(out_dir)
 
 
-def _val_answers(model, size: int, x_val: np.ndarray) -> np.ndarray:
-    """The selected model's single-view answers on validation (what selection scored)."""
-    return Predictor(model, size).predict_arrays(x_val).argmax(1)
+def _best_val_balanced_accuracy(selector, history: dict, model, size: int, x_val, y_val) -> float:
+    """Validation balanced accuracy (single view, what selection scored) of the kept
+    weights: read from the epoch's history, or measured when the warmed-up head was kept."""
+    scores = history.get("val_balanced_accuracy") or []
+    if 0 <= selector.best_epoch < len(scores):
+        return round(float(scores[selector.best_epoch]), 4)
+    answers = Predictor(model, size).predict_arrays(x_val).argmax(1)
+    return round(float(balanced_accuracy_score(y_val, answers)), 4)
 
 
 def _save(model, out_dir: Path, manifest_out: dict, evaluation: dict, history: dict, keep_weights: bool) -> None:

@@ -142,7 +142,7 @@ def _features(model, layer: str, dataset, progress: bool, desc: str) -> tuple[np
     return np.concatenate(feats), (np.concatenate(labels) if labels else None)
 
 
-def _augmentation(config: TrainConfig) -> dict[str, float]:
+def augmentation_options(config: TrainConfig) -> dict[str, float]:
     """The augmentation options of ``config``, as ``pipeline.make_dataset`` takes them."""
     return {
         "zoom": config.zoom,
@@ -172,7 +172,7 @@ def warm_up_head(
     def extract(view: int) -> tuple[np.ndarray, np.ndarray]:
         # the dataset carries each image's index: shuffled views keep their label and weight
         ds = make_dataset(
-            x_train, np.arange(len(x_train)), 64, training=True, seed=config.seed + view, **_augmentation(config)
+            x_train, np.arange(len(x_train)), 64, training=True, seed=config.seed + view, **augmentation_options(config)
         )
         fx, fi = _features(model, layer, ds, progress, f"features, augmented view {view + 1}/{config.feature_views}")
         return fx, fi
