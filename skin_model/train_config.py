@@ -133,6 +133,14 @@ class TrainConfig:
         metavar="R",
     )
 
+    init_from: str | None = option(
+        None,
+        "pretrained backbones: fine-tune further from a saved model folder's weights (same architecture and "
+        "input size), instead of warming up a new head",
+        kind=str,
+        metavar="MODEL_DIR",
+    )
+
     def resolved_input_size(self) -> int:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
 

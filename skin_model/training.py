@@ -145,7 +145,23 @@ def _compile(model, config: TrainConfig, strategy, steps: int, y_train: np.ndarr
         )
 
 
+def _initial_model(config: TrainConfig, size: int):
+    """The saved model ``config.init_from`` names (checksums verified), to fine-tune
+    further: a second schedule from a model that had stopped improving under the first.
+    Its batch norms are folded into the convolutions, which is what frozen batch norms
+    compute, so it trains as the unfolded model would with ``train_batch_norm`` off."""
+    artifact = artifact_io.load_artifact(config.init_from)
+    found = (artifact.manifest.get("architecture"), artifact.input_size)
+    if found != (config.arch, size):
+        raise ValueError(f"{config.init_from} is {found[0]} at {found[1]} px, not {config.arch} at {size} px")
+    return artifact.model
+
+
 def _check_options(config: TrainConfig, strategy, resume: bool) -> None:
+    if config.init_from and (config.arch not in FINETUNE_FROM or config.weighting_search):
+        raise ValueError("--init-from fine-tunes a pretrained backbone's saved model, without the weighting search")
+    if config.init_from and config.train_batch_norm:
+        raise ValueError("--init-from starts from a model whose batch norms are folded: they cannot be trained")
     if config.ema_momentum is not None and is_multi_worker(strategy):
         raise ValueError("weight averaging (ema_momentum) is not supported with multi-worker training")
     if config.logit_adjustment and is_multi_worker(strategy):
@@ -247,12 +263,21 @@ def train(
     collections = collections_of(splits["train"])
 
     with strategy.scope():
-        model = build_model(
-            config.arch, size, stochastic_depth=config.stochastic_depth, colour_constancy=config.colour_constancy
+        model = (
+            _initial_model(config, size)
+            if config.init_from
+            else build_model(
+                config.arch, size, stochastic_depth=config.stochastic_depth, colour_constancy=config.colour_constancy
+            )
         )
     started = time.perf_counter()
     initial, search = None, None
-    if config.arch in FINETUNE_FROM:
+    if config.init_from:
+        probs = Predictor(model, size).predict_arrays(x_val)
+        initial = (selection_score(y_val, probs, config.nevus_recall_floor), model.get_weights())
+        print(f"  starting from {config.init_from}: val balanced accuracy {balanced_accuracy_score(y_val, probs.argmax(1)):.4f}")
+        freeze_for_finetuning(model, config.unfreeze_from, config.train_batch_norm)
+    elif config.arch in FINETUNE_FROM:
         score, weights, search = warm_up_head(
             model, config, (x_train, y_train, x_val, y_val), collections, progress, checkpoint
         )

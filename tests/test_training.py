@@ -719,3 +719,24 @@ def test_train_resume_goes_on_after_an_interruption(synthetic_manifest, tmp_path
     assert manifest["resumed"] and manifest["epochs_run"] == 2
     assert len(pd.read_csv(out / "history.csv")) == 2
     assert not (out / "checkpoint").exists()
+
+
+def test_init_from_refuses_another_architecture_or_size(tiny_model_dir: Path) -> None:
+    """Fine-tuning further starts from a saved model of the same build only: a model of
+    another architecture or input size is refused before any training."""
+    from skin_model.training import TrainConfig, _initial_model
+
+    manifest = load_artifact(tiny_model_dir).manifest
+    config = TrainConfig(arch="effnet_lite2", init_from=str(tiny_model_dir))
+    with pytest.raises(ValueError, match="not effnet_lite2"):
+        _initial_model(config, manifest["input_size"])
+    same = TrainConfig(arch=manifest["architecture"], init_from=str(tiny_model_dir))
+    assert _initial_model(same, manifest["input_size"]).count_params() > 0
+
+
+def test_init_from_is_refused_with_the_weighting_search() -> None:
+    from skin_model.training import TrainConfig, _check_options
+
+    config = TrainConfig(arch="effnet_lite2", init_from="somewhere", weighting_search=True)
+    with pytest.raises(ValueError, match="weighting search"):
+        _check_options(config, None, resume=False)
