@@ -32,6 +32,7 @@ from skin_model.classes import CLASS_NAMES
 from skin_model.explain import Explainer, blurred, deletion_blur_radius, deletion_curve, random_smooth_map
 from skin_model.inference import Predictor
 from skin_model.manifest import build_manifest
+from skin_model.model_files import EXPLANATION_CHECK_FILE
 from skin_model.pipeline import load_arrays
 from skin_model.sources import resolve_data_dir
 
@@ -105,7 +106,7 @@ def main() -> int:
         "compared_at": COMPARED_AT,
         "maps": results,
     }
-    out = artifact.path / "explanation_check.json"
+    out = artifact.path / EXPLANATION_CHECK_FILE
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"wrote {out}")
     return 0

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skin_model.artifact import load_artifact
 from skin_model.images import ImageLoadError, load_image
+from skin_model.model_files import OOD_BENCHMARK_FILE, RELIABILITY_REPORT_FILE
 from skin_model.pipeline import to_model_input
 from skin_model.reliability import ReliabilityCheck
 
@@ -91,13 +92,13 @@ def main() -> int:
             f"{group}: rejected {flags.sum()} of {len(images)} ({flags.mean():.0%}); accepted: "
             f"{', '.join(results[group]['accepted']) or 'none'}"
         )
-    report_path = artifact.path / "reliability.json"
+    report_path = artifact.path / RELIABILITY_REPORT_FILE
     if report_path.is_file():
         report = json.loads(report_path.read_text())["report"]
         for split in ("val", "test"):
             print(f"false rejection of real lesions ({split} split): {report[split]['ood_false_rejection']:.1%}")
         results["lesions"] = {s: report[s]["ood_false_rejection"] for s in ("val", "test")}
-    (artifact.path / "ood_benchmark.json").write_text(json.dumps(results, indent=1) + "\n")
+    (artifact.path / OOD_BENCHMARK_FILE).write_text(json.dumps(results, indent=1) + "\n")
     return 0
 
 

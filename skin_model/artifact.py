@@ -16,12 +16,9 @@ from typing import Any
 
 from .classes import CLASS_NAMES
 from .folding import fold_batch_norms
+from .model_files import EVALUATION_FILE, HISTORY_FILE, MANIFEST_FILE, MODEL_FILE  # noqa: F401  (the registry's names)
 from .paths import TRAINED_MODELS_DIR
 
-MODEL_FILE = "model.keras"
-MANIFEST_FILE = "manifest.json"
-EVALUATION_FILE = "evaluation.json"
-HISTORY_FILE = "history.csv"
 DEFAULT_POINTER = "default.json"
 FORMAT_VERSION = 1
 # manifest keys <kind>_file / <kind>_sha256: the reliability settings and the similar-case index

@@ -29,8 +29,8 @@ import numpy as np
 from .artifact import read_manifest, write_json, write_manifest
 from .classes import CLASS_NAMES, MALIGNANT_MASK
 from .evaluation import stored_scores
+from .model_files import PREDICTION_SETS_FILE
 
-PREDICTION_SETS_FILE = "prediction_sets.json"
 DEFAULT_ALPHA = 0.1
 # thresholds sit this far below their calibration probability (two units of the stored rounding)
 MARGIN = 2e-5

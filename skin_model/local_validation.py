@@ -18,7 +18,7 @@ of the figures, and named in the report.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,189 +26,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .classes import CLASS_NAMES, HAM10000_CODES, ISIC2019_CODES, malignant_score
-from .hashing import hashes_as_uint64
-from .sources import IMAGE_SUFFIXES, isic_id_of
+from .bundle import ModelBundle, load_bundle
+from .classes import CLASS_NAMES, malignant_score
+from .labelled_pictures import (
+    seen_in_training,
+)
 
-# A perceptual hash this close to a training picture's marks a copy: on the audit's
-# 4,080 pictures, 31 of some 8 million pairs from different duplicate groups came this
-# close, so the rule leaves out a handful of look-alikes rather than keep a copy.
-COPY_MAX_BITS = 4
 BOOTSTRAP = 1000
 SPLITS = ("val", "test")
-READ_SUFFIXES = IMAGE_SUFFIXES | {".heic", ".heif", ".avif"}
-
-
-def _normalised(name: str) -> str:
-    return re.sub(r"[\s_\-]+", " ", name.strip().lower())
-
-
-FOLDER_NAMES: dict[str, str] = {
-    **{_normalised(name): name for name in CLASS_NAMES},
-    **{_normalised(code): name for code, name in ISIC2019_CODES.items()},
-    **{_normalised(code): name for code, name in HAM10000_CODES.items()},
-    "sk": "seborrheic keratosis",
-    "nevi": "nevus",
-    "naevus": "nevus",
-    "melanocytic nevus": "nevus",
-    "vascular lesions": "vascular lesion",
-}
-
-
-def class_of_folder(name: str) -> str | None:
-    """The class a folder name stands for (case, spaces, ``_`` and ``-`` ignored), or None."""
-    return FOLDER_NAMES.get(_normalised(name))
-
-
-def _unknown_folders_error(unknown: list[str]) -> ValueError:
-    return ValueError(
-        f"folders that name no class: {', '.join(unknown)}; name each folder after one of "
-        f"{', '.join(CLASS_NAMES)} (or its ISIC code, e.g. MEL, NV, BKL)"
-    )
-
-
-def _pictures_under(folder: Path, root: Path) -> list[tuple[Path, str]]:
-    """(file, name relative to ``root``) of every picture at any depth in ``folder``,
-    in name order, hidden files and folders skipped. A broken link is kept, to be counted
-    as unreadable rather than silently missing from the totals."""
-    found = []
-    listed = (p for p in folder.rglob("*") if p.suffix.lower() in READ_SUFFIXES)
-    for file in sorted(p for p in listed if p.is_file() or (p.is_symlink() and not p.exists())):
-        name = file.relative_to(root).as_posix()
-        if not any(part.startswith(".") for part in name.split("/")):
-            found.append((file, name))
-    return found
-
-
-def read_labelled_folder(root: str | Path) -> pd.DataFrame:
-    """``source`` (the file's path), ``name``, ``label`` for every picture in
-    ``root/<class folder>/`` (any depth below it). Raises ValueError naming the folders
-    that are no class (a typo must not drop a diagnosis silently) or when no picture
-    is found."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"{root} is not a folder")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    unknown = [p.name for p in folders if class_of_folder(p.name) is None]
-    if unknown:
-        raise _unknown_folders_error(unknown)
-    rows = []
-    for folder in folders:
-        label = class_of_folder(folder.name)
-        rows += [{"source": file, "name": name, "label": label} for file, name in _pictures_under(folder, root)]
-    if not rows:
-        raise ValueError(f"no pictures found in class folders under {root}")
-    return pd.DataFrame(rows, columns=["source", "name", "label"])
-
-
-def read_labelled_zip(members: list[tuple[str, bytes]]) -> pd.DataFrame:
-    """The same table for the files of a zip archive (:func:`skin_model.images.zip_members`),
-    ``source`` holding each file's bytes: a file's class is the first folder on its
-    path that names one, so ``MEL/a.jpg`` and ``my clinic/MEL/a.jpg`` both read as
-    melanoma. Every file must lie in a class folder (else ValueError naming the folders)."""
-    rows, unknown = [], set()
-    for name, data in members:
-        *folders, _ = name.split("/")
-        label = next((class_of_folder(f) for f in folders if class_of_folder(f)), None)
-        if label is None:
-            unknown.add("/".join(folders) or "(top level)")
-        else:
-            rows.append({"source": data, "name": name, "label": label})
-    if unknown:
-        raise _unknown_folders_error(sorted(unknown))
-    if not rows:
-        raise ValueError("no pictures found in class folders in the archive")
-    # in name order, as a folder is read: the bootstrap resamples by position
-    return pd.DataFrame(rows, columns=["source", "name", "label"]).sort_values("name", ignore_index=True)
-
-
-ID_COLUMNS = ("image_id", "image", "isic_id", "file", "filename", "name")
-LABEL_COLUMNS = ("label", "diagnosis", "dx", "class")
-
-
-def _csv_labels(csv_path: Path) -> pd.DataFrame:
-    """``key, label`` from an ISIC ground-truth CSV (2017 Part 3, 2019 one-hot) or any
-    CSV with an image column (image_id, image, file, ...) and a diagnosis column
-    (label, diagnosis, dx, class; names or codes as for folders, e.g. HAM10000's)."""
-    from .sources import DataNotFoundError, read_ground_truth_csv
-
-    try:
-        truth = read_ground_truth_csv(csv_path)
-        return pd.DataFrame({"key": truth["isic_id"], "label": truth["label"]})
-    except DataNotFoundError:
-        pass
-    table = pd.read_csv(csv_path, dtype=str)
-    lowered = {c.lower(): c for c in table.columns}
-    id_column = next((lowered[c] for c in ID_COLUMNS if c in lowered), None)
-    label_column = next((lowered[c] for c in LABEL_COLUMNS if c in lowered), None)
-    if id_column is None or label_column is None:
-        raise ValueError(
-            f"{csv_path.name}: needs an image column ({', '.join(ID_COLUMNS)}) and a diagnosis column "
-            f"({', '.join(LABEL_COLUMNS)}), or the ISIC 2017/2019 ground-truth layout"
-        )
-    table = table.dropna(subset=[id_column, label_column])
-    labels = table[label_column].map(class_of_folder)
-    unknown = sorted(set(table[label_column][labels.isna()]))
-    if unknown:
-        raise ValueError(f"{csv_path.name}: diagnoses that name no class: {', '.join(unknown)}")
-    return pd.DataFrame({"key": table[id_column].str.strip(), "label": labels})
-
-
-def read_labelled_csv(root: str | Path, csv_path: str | Path) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The :func:`read_labelled_folder` table for pictures anywhere under ``root``
-    labelled by a CSV (matched by file name, name without extension, or ISIC id), and
-    counts of what did not match: pictures without a label and labels without a
-    picture, and rows whose label names no class here (ISIC 2019's UNK)."""
-    root, csv_path = Path(root), Path(csv_path)
-    if not root.is_dir():
-        raise ValueError(f"{root} is not a folder")
-    labels = _csv_labels(csv_path)
-    no_class = int(labels["label"].isna().sum())
-    by_key = {k: v for k, v in zip(labels["key"], labels["label"], strict=True) if not pd.isna(v)}
-    listed = set(labels["key"])
-    rows, used, unlabelled = [], set(), 0
-    for file, name in _pictures_under(root, root):
-        key = next((k for k in (file.name, file.stem, isic_id_of(file.name)) if k in by_key), None)
-        if key is None:  # no label, or one that names no class here (counted apart)
-            unlabelled += not any(k in listed for k in (file.name, file.stem, isic_id_of(file.name)))
-            continue
-        used.add(key)
-        rows.append({"source": file, "name": name, "label": by_key[key]})
-    if not rows:
-        raise ValueError(f"no picture under {root} has a diagnosis in {csv_path.name}")
-    counts = {
-        "pictures_without_label": unlabelled,
-        "labels_without_picture": len(set(by_key) - used),
-        "labels_naming_no_class": no_class,
-    }
-    return pd.DataFrame(rows, columns=["source", "name", "label"]), counts
-
-
-def bit_distances(phash: str, hashes: np.ndarray) -> np.ndarray:
-    """Bits by which one perceptual hash differs from each of ``hashes`` (as uint64)."""
-    return np.bitwise_count(hashes ^ hashes_as_uint64([phash])[0])
-
-
-def seen_in_training(files: pd.DataFrame, audit_table: pd.DataFrame) -> pd.Series:
-    """Why each picture counts as one the model trained on ('' when it does not):
-    ``files`` has ``name``, ``sha256`` and ``phash`` (None if unreadable);
-    ``audit_table`` is the audit's manifest of the model's data (its ``train`` rows)."""
-    train = audit_table[audit_table["split"] == "train"]
-    shas = set(train["sha256"])
-    ids = set(train["isic_id"].dropna())
-    hashes = hashes_as_uint64(train["phash"].dropna())
-    reasons = []
-    for name, sha, phash in zip(files["name"], files["sha256"], files["phash"], strict=True):
-        isic_id = isic_id_of(Path(name).name)
-        if sha in shas:
-            reasons.append("identical to a training picture")
-        elif isic_id is not None and isic_id in ids:
-            reasons.append(f"{isic_id} is a training picture")
-        elif isinstance(phash, str) and len(hashes) and bit_distances(phash, hashes).min() <= COPY_MAX_BITS:
-            reasons.append("a near-identical copy of a training picture")
-        else:
-            reasons.append("")
-    return pd.Series(reasons, index=files.index, dtype=object)
 
 
 def _interval(values: list[float]) -> list[float] | None:
@@ -496,59 +321,74 @@ def export_source(export_manifest: dict[str, Any], models_dir: Path | None = Non
     return None
 
 
+def _training_check(fingerprint_ok: bool, artifact) -> str:
+    if fingerprint_ok:
+        return "made against the audit of the model's data"
+    if artifact is None:
+        return "not made: the model this export was made from is not at hand"
+    return "not made: the audit of the data this model was trained on is not at hand"
+
+
+def _measured_figures(table: pd.DataFrame, y: np.ndarray, probs: np.ndarray, threshold: float, sets, bootstrap: int):
+    """The figures of the evaluated pictures: headline figures with intervals, accuracy,
+    confusion matrix, missed malignant pictures, per-class recall, prediction sets."""
+    from sklearn.metrics import confusion_matrix
+
+    from .conformal import set_report
+
+    out: dict[str, Any] = {"figures": headline_figures(y, probs, threshold, bootstrap)}
+    out["accuracy"] = round(float((probs.argmax(1) == y).mean()), 4)
+    out["confusion_matrix"] = confusion_matrix(y, probs.argmax(1), labels=list(range(len(CLASS_NAMES)))).tolist()
+    out["missed_malignant"] = missed_malignant(table).to_dict("records")
+    out["per_class_recall"] = {
+        name: round(float((probs[y == k].argmax(1) == k).mean()), 4)
+        for k, name in enumerate(CLASS_NAMES)
+        if (y == k).any()
+    }
+    if sets is not None:
+        measured = set_report(probs, y, sets.thresholds)
+        out["prediction_sets"] = {
+            "coverage_target": sets.coverage,
+            "coverage": measured["coverage"],
+            "mean_size": measured["mean_size"],
+        }
+    return out
+
+
 def validate_folder(
     rows: pd.DataFrame,
     artifact,
     audit_table: pd.DataFrame | None,
     progress: bool = True,
     bootstrap: int = BOOTSTRAP,
-    loaded: tuple | None = None,
-    on_progress=None,
-    export=None,
+    bundle: ModelBundle | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Run a model folder's artifact on labelled pictures (:func:`read_labelled_folder`,
+    """Run a model on labelled pictures (:func:`read_labelled_folder`,
     :func:`read_labelled_csv` or :func:`read_labelled_zip`) as ``predict`` does, and
     measure it on the readable pictures it did not train on. ``audit_table``: the
     audit's manifest of the model's data, or None when it is not at hand (the report
     then says the training check could not be made). Returns (report, per-picture
-    table). ``loaded``: the artifact's (predictor, reliability check, case index) when
-    already loaded (the app's), else they are loaded; ``on_progress(done, total)``
-    follows the model's batches. ``export``: a loaded export to measure instead, with
-    its own referral threshold and prediction sets (the one a clinic would deploy);
-    ``artifact`` is then the model it was made from (:func:`export_source`), whose
-    stored figures fill the model's columns and whose data the training check uses,
-    or None when it is not at hand."""
-    from sklearn.metrics import confusion_matrix
-
-    from .cases import CaseIndex
-    from .conformal import PredictionSets, set_report
-    from .inference import Predictor, predict_files, predictions_table
+    table). ``bundle``: the loaded model that answers (the app's, or an export with its
+    own referral threshold and prediction sets, the one a clinic would deploy); None
+    loads ``artifact``'s. For an export, ``artifact`` is the model it was made from
+    (:func:`export_source`), whose stored figures fill the model's columns and whose data
+    the training check uses, or None when it is not at hand. ``on_progress(done,
+    total)`` follows the model's batches."""
+    from .file_predictions import predict_files, predictions_table
     from .manifest import table_fingerprint
-    from .reliability import ReliabilityCheck
 
     rows = rows.reset_index(drop=True)
-    if export is not None:
-        sets = PredictionSets.from_manifest(export.manifest)
-        threshold = float(export.manifest["malignant_threshold"])
-        loaded = (export, None, None)
-    else:
-        sets = PredictionSets.from_manifest(artifact.manifest)
-        threshold = artifact.malignant_threshold
-    if loaded is None:
-        loaded = (
-            Predictor.from_artifact(artifact),
-            ReliabilityCheck.from_artifact(artifact),
-            CaseIndex.from_artifact(artifact),
-        )
-    predictor, reliability, cases = loaded
+    bundle = bundle or load_bundle(artifact.path)
+    threshold = bundle.malignant_threshold
     results = predict_files(
-        predictor,
+        bundle.predictor,
         list(zip(rows["source"], rows["name"], strict=True)),
         progress=progress,
-        reliability=reliability,
-        cases=cases,
+        reliability=bundle.reliability,
+        cases=bundle.cases,
         malignant_threshold=threshold,
-        prediction_sets=sets,
+        prediction_sets=bundle.prediction_sets,
         on_progress=on_progress,
         fingerprint=True,
     )
@@ -570,49 +410,27 @@ def validate_folder(
     y = np.array([CLASS_NAMES.index(label) for label in rows["label"][used]], dtype=int)
     probs = table.loc[used, list(CLASS_NAMES)].to_numpy(float)
     evaluation = (artifact.evaluation() if artifact is not None else None) or {}
-    if fingerprint_ok:
-        training_check = "made against the audit of the model's data"
-    elif artifact is None:
-        training_check = "not made: the model this export was made from is not at hand"
-    else:
-        training_check = "not made: the audit of the data this model was trained on is not at hand"
     report: dict[str, Any] = {
-        "model": artifact.name if export is None else export_title(export.path, export.manifest),
+        "model": export_title(bundle.source, bundle.manifest) if bundle.is_export else artifact.name,
         "pictures": len(rows),
         "unreadable": int((~ok).sum()),
         "seen_in_training": int((seen != "").sum()),
-        "training_check": training_check,
+        "training_check": _training_check(fingerprint_ok, artifact),
         "evaluated": int(used.sum()),
         "per_class_counts": {name: int((y == k).sum()) for k, name in enumerate(CLASS_NAMES) if (y == k).any()},
     }
-    if export is not None:
+    if bundle.is_export:
         report["export_source"] = artifact.name if artifact is not None else None  # whose figures the columns are
-    counts = report["per_class_counts"]
     # the model's columns are the source model's own figures, at its own threshold (an
     # export's threshold is refitted on the export's probabilities, see skin_model.export)
     model_threshold = float(source_manifest.get("malignant_threshold", threshold))
     report["referral_threshold"], report["model_referral_threshold"] = threshold, model_threshold
+    counts = report["per_class_counts"]
     matched = {split: matched_model_figures(evaluation, split, counts, model_threshold) for split in SPLITS}
     report["model_figures"] = {split: matched[split]["figures"] for split in SPLITS}
     report["model_pictures"] = {split: matched[split]["pictures"] for split in SPLITS}
     report["model_missing_classes"] = {split: matched[split]["missing"] for split in SPLITS}
     if used.any():
-        report["figures"] = headline_figures(y, probs, threshold, bootstrap)
+        report |= _measured_figures(table, y, probs, threshold, bundle.prediction_sets, bootstrap)
         report["against_validation"] = compare(report["figures"], report["model_figures"]["val"])
-        report["accuracy"] = round(float((probs.argmax(1) == y).mean()), 4)
-        labels = list(range(len(CLASS_NAMES)))
-        report["confusion_matrix"] = confusion_matrix(y, probs.argmax(1), labels=labels).tolist()
-        report["missed_malignant"] = missed_malignant(table).to_dict("records")
-        report["per_class_recall"] = {
-            name: round(float((probs[y == k].argmax(1) == k).mean()), 4)
-            for k, name in enumerate(CLASS_NAMES)
-            if (y == k).any()
-        }
-        if sets is not None:
-            measured = set_report(probs, y, sets.thresholds)
-            report["prediction_sets"] = {
-                "coverage_target": sets.coverage,
-                "coverage": measured["coverage"],
-                "mean_size": measured["mean_size"],
-            }
     return report, table

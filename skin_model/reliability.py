@@ -21,9 +21,9 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from sklearn.covariance import LedoitWolf
 
+from .model_files import RELIABILITY_FILE  # noqa: F401  (the registry's name)
 from .taps import forward_with_features
 
-RELIABILITY_FILE = "reliability.npz"
 # Image-quality screens on the model-size picture, measured on the cleaned splits
 # (train 2,697 / val 675 / test 74 images at 224 px): lesions have a grayscale
 # standard deviation >= 5.7, a mean HSV saturation >= 7.0 and a mean absolute

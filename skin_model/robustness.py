@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from .classes import CLASS_NAMES, malignant_score
-
-REPORT_FILE = "robustness.json"  # beside the model: benchmarks/robustness.py
+from .model_files import COMPRESSION_REPORT_FILE  # noqa: F401  (the registry's name)
+from .model_files import ROBUSTNESS_FILE as REPORT_FILE  # noqa: F401
 
 
 def _pil(x: np.ndarray) -> Image.Image:
@@ -189,7 +189,6 @@ def robustness_report(
 # 75, as images.estimate_jpeg_quality reads them); ``compression_shortcut_report``
 # re-saves pictures at these
 SHORTCUT_QUALITIES = (None, 90, 75, 60)  # None: the picture as stored
-COMPRESSION_REPORT_FILE = "compression_shortcut.json"  # beside the model: benchmarks/jpeg_shortcut.py
 # a JPEG saved below this quality gets a note (the seed set's pictures were saved at 95)
 COMPRESSION_NOTE_BELOW = 90
 

@@ -20,8 +20,7 @@ import pandas as pd
 
 from .classes import CLASS_NAMES, MALIGNANT_MASK, malignant_score
 from .evaluation import by_collection
-
-SUBGROUPS_FILE = "subgroups.json"  # beside the model: benchmarks/subgroups.py
+from .model_files import SUBGROUPS_FILE  # noqa: F401  (the registry's name)
 
 # Age bands wide enough to hold a few dozen held-out lesions each.
 AGE_BANDS = ((0, 45, "under 45"), (45, 60, "45-59"), (60, 75, "60-74"), (75, 200, "75 and over"))

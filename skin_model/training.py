@@ -228,6 +228,29 @@ def _preprocessing(config: TrainConfig) -> dict[str, str]:
     return out
 
 
+def _starting_point(
+    model, config: TrainConfig, arrays: tuple, collections: np.ndarray, progress: bool, checkpoint
+) -> tuple[tuple[float, list] | None, dict[str, Any] | None]:
+    """Where fine-tuning starts, as (validation selection score, weights) to beat, and
+    the weighting search's report: a saved model (``init_from``), or a pretrained
+    backbone with its new head warmed up on cached features (then frozen below
+    ``unfreeze_from``); None for a model trained from scratch."""
+    x_val, y_val = arrays[2], arrays[3]
+    size = config.resolved_input_size()
+    if config.init_from:
+        probs = Predictor(model, size).predict_arrays(x_val)
+        initial = (selection_score(y_val, probs, config.nevus_recall_floor), model.get_weights())
+        start = balanced_accuracy_score(y_val, probs.argmax(1))
+        print(f"  starting from {config.init_from}: val balanced accuracy {start:.4f}")
+        freeze_for_finetuning(model, config.unfreeze_from, config.train_batch_norm)
+        return initial, None
+    if config.arch not in FINETUNE_FROM:
+        return None, None
+    score, weights, search = warm_up_head(model, config, arrays, collections, progress, checkpoint)
+    freeze_for_finetuning(model, config.unfreeze_from, config.train_batch_norm)
+    return (score, weights), search
+
+
 def train(
     config: TrainConfig,
     manifest: Manifest,
@@ -242,7 +265,6 @@ def train(
     keep their state in ``out_dir/checkpoint/`` while they train, so a stopped run goes
     on with ``resume=True`` (same configuration) instead of starting again."""
     import keras
-    import tensorflow as tf
 
     strategy = strategy_from_environment()  # first: a multi-worker strategy must precede any TF op
     _check_options(config, strategy, resume)
@@ -271,18 +293,9 @@ def train(
             )
         )
     started = time.perf_counter()
-    initial, search = None, None
-    if config.init_from:
-        probs = Predictor(model, size).predict_arrays(x_val)
-        initial = (selection_score(y_val, probs, config.nevus_recall_floor), model.get_weights())
-        print(f"  starting from {config.init_from}: val balanced accuracy {balanced_accuracy_score(y_val, probs.argmax(1)):.4f}")
-        freeze_for_finetuning(model, config.unfreeze_from, config.train_batch_norm)
-    elif config.arch in FINETUNE_FROM:
-        score, weights, search = warm_up_head(
-            model, config, (x_train, y_train, x_val, y_val), collections, progress, checkpoint
-        )
-        initial = (score, weights)
-        freeze_for_finetuning(model, config.unfreeze_from, config.train_batch_norm)
+    initial, search = _starting_point(
+        model, config, (x_train, y_train, x_val, y_val), collections, progress, checkpoint
+    )
     sample_weights = training_sample_weights(config, y_train, collections).astype(np.float32)
     train_ds = make_dataset(
         x_train,
@@ -303,16 +316,47 @@ def train(
         print("  fine-tuning never beat the warmed-up head: keeping the head-only model")
     wall = time.perf_counter() - started
     evaluation, threshold = _evaluate(model, config, size, arrays, splits)
-    manifest_out = {
+    manifest_out = _manifest_record(
+        config, manifest, out_dir, model, splits, collections, checkpoint, strategy, selector, history, evaluation
+    ) | {
+        "training_wall_time_s": round(wall, 1),
+        "best_val_balanced_accuracy": _best_val_balanced_accuracy(selector, history, model, size, x_val, y_val),
+        "malignant_threshold": threshold,  # unrounded: see threshold_for_sensitivity
+    }
+    if search:
+        manifest_out["class_weighting_search"] = search
+    _save(model, out_dir, manifest_out, {"model": out_dir.name} | evaluation, history, keep_weights)
+    if checkpoint:
+        checkpoint.finish()
+    return artifact_io.read_manifest(out_dir)
+
+
+def _manifest_record(
+    config: TrainConfig,
+    manifest: Manifest,
+    out_dir: Path,
+    model,
+    splits: dict[str, pd.DataFrame],
+    collections: np.ndarray,
+    checkpoint: TrainingCheckpoint | None,
+    strategy,
+    selector,
+    history: dict,
+    evaluation: dict[str, Any],
+) -> dict[str, Any]:
+    """What the manifest records of a finished run: the model, its inputs, the data it
+    saw, how the run went and its headline figures."""
+    import tensorflow as tf
+
+    return {
         "name": out_dir.name,
         "architecture": config.arch,
         "parameters": int(model.count_params()),
-        "input_size": size,
+        "input_size": config.resolved_input_size(),
         "preprocessing": _preprocessing(config),
         "training_config": asdict(config),
         "data_fingerprint": manifest.fingerprint(),
         "split_sizes": {name: len(rows) for name, rows in splits.items()},
-        "training_wall_time_s": round(wall, 1),
         "resumed": bool(checkpoint and checkpoint.resumed),
         # settings a resume changed, (interrupted run's, resumed run's)
         "resume_extended": dict(checkpoint.extended) if checkpoint else {},
@@ -322,9 +366,7 @@ def train(
         "epochs_run": len(history.get("loss", [])),
         "distribution": describe_strategy(strategy),
         "best_epoch": selector.best_epoch + 1,
-        "best_val_balanced_accuracy": _best_val_balanced_accuracy(selector, history, model, size, x_val, y_val),
         "malignant_classes": sorted(MALIGNANT_CLASSES),
-        "malignant_threshold": threshold,  # unrounded: see threshold_for_sensitivity
         "malignant_threshold_rule": threshold_rule(config.malignant_sensitivity_target),
         "tta": config.tta,
         "metrics_summary": {
@@ -334,11 +376,7 @@ def train(
             if split in evaluation
         },
         "tensorflow_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-    } | ({"class_weighting_search": search} if search else {})
-    _save(model, out_dir, manifest_out, {"model": out_dir.name} | evaluation, history, keep_weights)
-    if checkpoint:
-        checkpoint.finish()
-    return artifact_io.read_manifest(out_dir)
+    }
 
 
 def _best_val_balanced_accuracy(selector, history: dict, model, size: int, x_val, y_val) -> float:

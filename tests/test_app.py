@@ -130,13 +130,14 @@ def test_changing_explanation_controls_reruns(app: AppTest) -> None:
 
 
 def test_the_maps_check_runs_once_per_picture_map_and_target(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Moving the opacity slider reruns the page but not the map's check (two more model
-    passes); a different target gives a different map, which is checked anew."""
-    import skin_model.explain
+    """Moving the opacity slider reruns the page but not the picture's analysis (the
+    map's check costs two more model passes); a different target gives a different map,
+    which is checked anew."""
+    import skin_model.analysis
 
     calls = []
-    real = skin_model.explain.evidence_check
-    monkeypatch.setattr(skin_model.explain, "evidence_check", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = skin_model.analysis.evidence_check
+    monkeypatch.setattr(skin_model.analysis, "evidence_check", lambda *a, **k: calls.append(1) or real(*a, **k))
     app.file_uploader[0].set_value(("lesion.jpg", jpeg_bytes(lesion_like(seed=6)), "image/jpeg")).run()
     assert calls == [1]
     shown = next(c.value for c in app.caption if c.value.startswith(("Check:", "Caution:")))
@@ -150,9 +151,9 @@ def test_the_maps_check_runs_once_per_picture_map_and_target(app: AppTest, monke
 @pytest.mark.parametrize(
     ("page", "expected"),
     [
-        ("pages/evaluation.py", "test split"),
-        ("pages/dataset.py", "cross"),
-        ("pages/model_card.py", "Intended use"),
+        ("app_pages/evaluation.py", "test split"),
+        ("app_pages/dataset.py", "cross"),
+        ("app_pages/model_card.py", "Intended use"),
     ],
 )
 def test_other_pages_render(app: AppTest, page: str, expected: str) -> None:
@@ -162,12 +163,12 @@ def test_other_pages_render(app: AppTest, page: str, expected: str) -> None:
     texts = _texts(app) + "\n".join(h.value for h in app.header) + "\n".join(str(m.value) for m in app.metric)
     assert expected.lower() in texts.lower() or page.endswith("dataset.py")
     assert_splits_named(app, texts)
-    if page != "pages/model_card.py":
+    if page != "app_pages/model_card.py":
         assert len(app.get("plotly_chart")) >= 1
 
 
 def test_evaluation_threshold_explorer_updates(app: AppTest) -> None:
-    app.switch_page("pages/evaluation.py").run()
+    app.switch_page("app_pages/evaluation.py").run()
     slider = next(s for s in app.slider if s.label == "Malignant-risk threshold")
     slider.set_value(0.0).run()
     assert not app.exception
@@ -178,7 +179,7 @@ def test_evaluation_threshold_explorer_updates(app: AppTest) -> None:
 def test_evaluation_breaks_the_split_down_by_image_collection(app: AppTest) -> None:
     """The default model's validation figures per source collection, which together
     cover the split."""
-    app.switch_page("pages/evaluation.py").run()
+    app.switch_page("app_pages/evaluation.py").run()
     next(r for r in app.radio if r.label == "Split").set_value("val").run()
     assert not app.exception, app.exception
     table = next(d.value for d in app.dataframe if "collection" in d.value.columns)
@@ -188,7 +189,7 @@ def test_evaluation_breaks_the_split_down_by_image_collection(app: AppTest) -> N
     assert len(table) == 3
     images_in_split = int(next(c.value for c in app.caption if "images in the validation split" in c.value).split()[0])
     assert table["images"].sum() == images_in_split
-    app.switch_page("pages/model_card.py").run()  # the card states the weaker collection's sensitivity
+    app.switch_page("app_pages/model_card.py").run()  # the card states the weaker collection's sensitivity
     assert not app.exception, app.exception
     from skin_model.artifact import default_model_dir, read_evaluation
 
@@ -206,7 +207,7 @@ def test_a_blank_frame_is_flagged_as_not_a_lesion(app: AppTest) -> None:
 
 
 def test_dataset_page_without_data_explains_the_gallery(app: AppTest) -> None:
-    app.switch_page("pages/dataset.py").run()
+    app.switch_page("app_pages/dataset.py").run()
     assert not app.exception, app.exception
     assert any("needs the data set" in i.value for i in app.info)
 
@@ -218,7 +219,7 @@ def test_dataset_page_counts_sources_and_splits_in_colours_of_their_own(app: App
     from skin_model.paths import AUDIT_DIR
 
     audit = json.loads((AUDIT_DIR / "audit.json").read_text())
-    app.switch_page("pages/dataset.py").run()
+    app.switch_page("app_pages/dataset.py").run()
     before, after = (json.loads(c.proto.spec)["data"] for c in app.get("plotly_chart")[:2])
     assert [t["name"] for t in after] == ["training split", "validation split", "test split"]
     assert {t["marker"]["color"] for t in before}.isdisjoint(t["marker"]["color"] for t in after)
@@ -261,7 +262,7 @@ def test_model_card_and_evaluation_report_the_reliability_figures(app: AppTest) 
     from skin_model.artifact import default_model_dir
 
     report = json.loads((default_model_dir() / "reliability.json").read_text())["report"]
-    for page in ("pages/model_card.py", "pages/evaluation.py"):
+    for page in ("app_pages/model_card.py", "app_pages/evaluation.py"):
         app.switch_page(page).run()
         assert not app.exception, app.exception
         tables = [df.value for df in app.dataframe if "lesions wrongly rejected as not-a-lesion" in df.value.columns]
@@ -272,7 +273,7 @@ def test_model_card_and_evaluation_report_the_reliability_figures(app: AppTest) 
             == f"{report['test']['ood_false_rejection']:.1%}"
         )
         assert "rejected" in _texts(app)  # the non-lesion benchmark caption
-    app.switch_page("pages/model_card.py").run()
+    app.switch_page("app_pages/model_card.py").run()
     manifest = json.loads((default_model_dir() / "manifest.json").read_text())
     assert f"{manifest['batch_norms_folded']} batch norms folded" in _texts(app)
 
@@ -284,7 +285,7 @@ def test_model_card_draws_the_heat_maps_deletion_test(app: AppTest) -> None:
     from skin_model.artifact import default_model_dir
 
     check = json.loads((default_model_dir() / "explanation_check.json").read_text())
-    app.switch_page("pages/model_card.py").run()
+    app.switch_page("app_pages/model_card.py").run()
     assert not app.exception, app.exception
     figures = [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
     deletion = [f for f in figures if "Deletion test" in str(f["layout"].get("title"))]
@@ -315,7 +316,7 @@ def test_model_card_reports_how_the_similar_lesions_measured(app: AppTest) -> No
     from skin_model.artifact import default_model_dir
 
     val = json.loads((default_model_dir() / "cases.json").read_text())["report"]["val"]
-    app.switch_page("pages/model_card.py").run()
+    app.switch_page("app_pages/model_card.py").run()
     assert not app.exception, app.exception
     tables = [df.value for df in app.dataframe if "model right when it does not" in df.value.columns]
     assert len(tables) == 1
@@ -328,7 +329,7 @@ def test_model_card_reports_how_the_similar_lesions_measured(app: AppTest) -> No
 
 def _similar_cases_script() -> None:
     """An app page that shows four cases, three of them nevi, for a melanoma answer."""
-    from pages.common import show_similar_cases
+    from app_pages.result_sections import show_similar_cases
     from skin_model.cases import SimilarCase
 
     cases = [
@@ -382,14 +383,14 @@ def test_a_real_lesion_shows_the_most_similar_training_lesions(
     """With the shipped index: ten distinct training lesions per picture, listed without
     the data set and shown as pictures with it; and each answer's stability under small
     changes of the photo, checked once per picture however often the page reruns."""
-    import skin_model.robustness
+    import skin_model.analysis
 
     pictures = sorted(real_data_dir.glob("skin-cancer-isic/*/Test/nevus/*.jpg"))[:2]
     if not pictures:
         pytest.skip(f"no nevus test images under {real_data_dir}")
     calls: list[int] = []
-    real = skin_model.robustness.stability_check
-    monkeypatch.setattr(skin_model.robustness, "stability_check", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = skin_model.analysis.stability_check
+    monkeypatch.setattr(skin_model.analysis, "stability_check", lambda *a, **k: calls.append(1) or real(*a, **k))
     app.file_uploader[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in pictures]).run()
     assert not app.exception, app.exception
     answered = len(pictures) - sum("does not look like a dermoscopic lesion" in e.value for e in app.error)
@@ -408,7 +409,7 @@ def test_a_real_lesion_shows_the_most_similar_training_lesions(
 
 def _stability_script() -> None:
     """An app page showing one stable and one unstable answer with validation context."""
-    from pages.common import show_stability
+    from app_pages.result_sections import show_stability
     from skin_model.robustness import StabilityCheck
 
     report = {"split": "val", "stable_share": 0.4, "accuracy_when_stable": 0.86, "accuracy_when_unstable": 0.69}
@@ -434,7 +435,7 @@ def test_model_card_shows_the_robustness_test(app: AppTest) -> None:
     from skin_model.artifact import default_model_dir
     from skin_model.robustness import PERTURBATIONS, REPORT_FILE
 
-    app.switch_page("pages/model_card.py").run()
+    app.switch_page("app_pages/model_card.py").run()
     assert not app.exception, app.exception
     if not (default_model_dir() / REPORT_FILE).is_file():  # not measured for this model: said so
         assert any(f"No robustness test of {default_model_dir().name} ships" in i.value for i in app.info)
@@ -455,7 +456,7 @@ def test_model_card_shows_the_compression_test_and_its_limitation(app: AppTest) 
     from skin_model.artifact import default_model_dir
     from skin_model.robustness import COMPRESSION_REPORT_FILE
 
-    app.switch_page("pages/model_card.py").run()
+    app.switch_page("app_pages/model_card.py").run()
     assert not app.exception, app.exception
     if not (default_model_dir() / COMPRESSION_REPORT_FILE).is_file():  # not measured for this model: said so
         assert any(f"No compression test of {default_model_dir().name} ships" in i.value for i in app.info)
@@ -475,7 +476,7 @@ def test_dataset_page_shows_the_compression_of_each_collection(app: AppTest) -> 
     from skin_model.paths import AUDIT_DIR
 
     audit = json.loads((AUDIT_DIR / "audit.json").read_text())
-    app.switch_page("pages/dataset.py").run()
+    app.switch_page("app_pages/dataset.py").run()
     assert not app.exception, app.exception
     assert "Compression per collection" in _texts(app)
     tables = [df.value for df in app.dataframe if set(df.value.columns) == set(audit["compression_by_collection"])]
@@ -491,7 +492,7 @@ def test_model_card_shows_the_figures_by_patient_group(app: AppTest) -> None:
 
     report = json.loads((default_model_dir() / SUBGROUPS_FILE).read_text())
     val = report["splits"]["val"]
-    app.switch_page("pages/model_card.py").run()
+    app.switch_page("app_pages/model_card.py").run()
     assert not app.exception, app.exception
     tables = [df.value for df in app.dataframe if "malignant referred (95 % CI)" in df.value.columns]
     assert len(tables) == len(report["splits"])
@@ -544,7 +545,7 @@ def test_evaluation_shows_a_confusion_cell_picture_by_picture(app: AppTest) -> N
     from skin_model.classes import CLASS_NAMES
 
     evaluation = read_evaluation(default_model_dir())
-    app.switch_page("pages/evaluation.py").run()
+    app.switch_page("app_pages/evaluation.py").run()
     assert not app.exception, app.exception
     split = app.radio[0].value
     cm = np.array(evaluation[split]["confusion_matrix"])
@@ -580,7 +581,7 @@ def test_model_card_shows_the_prediction_sets_and_where_they_fell_short(app: App
     from skin_model.conformal import PREDICTION_SETS_FILE
 
     report = json.loads((default_model_dir() / PREDICTION_SETS_FILE).read_text())
-    app.switch_page("pages/model_card.py").run()
+    app.switch_page("app_pages/model_card.py").run()
     assert not app.exception, app.exception
     [table] = [df.value for df in app.dataframe if "true class in the set" in df.value.columns]
     assert table["split"].tolist() == ["validation", "test"]
@@ -611,7 +612,7 @@ def test_evaluation_differential_explorer_trades_coverage_for_width(app: AppTest
     from skin_model.conformal import class_thresholds, set_report
 
     evaluation = json.loads((default_model_dir() / "evaluation.json").read_text())
-    app.switch_page("pages/evaluation.py").run()
+    app.switch_page("app_pages/evaluation.py").run()
     assert not app.exception, app.exception
     slider = next(s for s in app.slider if s.label == "Coverage asked for")
     assert slider.value == pytest.approx(0.9)  # the shipped model's recorded coverage
@@ -649,7 +650,7 @@ def test_model_card_says_what_a_malignant_risk_has_meant(app: AppTest) -> None:
     from skin_model.risk_context import RiskContext
 
     context = RiskContext.from_evaluation(read_evaluation(default_model_dir()), "test")
-    app.switch_page("pages/model_card.py").run()
+    app.switch_page("app_pages/model_card.py").run()
     assert not app.exception, app.exception
     [table] = [df.value for df in app.dataframe if "mean risk" in df.value.columns]
     test_rows = table[table["split"].str.startswith("test")]
@@ -659,7 +660,7 @@ def test_model_card_says_what_a_malignant_risk_has_meant(app: AppTest) -> None:
 
 
 def test_follow_up_page_compares_two_pictures(app: AppTest) -> None:
-    app.switch_page("pages/follow_up.py").run()
+    app.switch_page("app_pages/follow_up.py").run()
     assert not app.exception, app.exception
     assert "Upload both pictures" in _texts(app)
     earlier, later = app.file_uploader
@@ -680,7 +681,7 @@ def test_follow_up_page_on_two_real_pictures(app: AppTest, real_data_dir) -> Non
     pictures = sorted(real_data_dir.glob("skin-cancer-isic/*/Test/nevus/*.jpg"))[:2]
     if len(pictures) < 2:
         pytest.skip(f"no nevus test images under {real_data_dir}")
-    app.switch_page("pages/follow_up.py").run()
+    app.switch_page("app_pages/follow_up.py").run()
     for uploader, picture in zip(app.file_uploader, pictures, strict=True):
         uploader.set_value((picture.name, picture.read_bytes(), "image/jpeg"))
     app.run()
@@ -693,7 +694,7 @@ def test_follow_up_page_on_two_real_pictures(app: AppTest, real_data_dir) -> Non
 
 
 def test_model_card_names_the_classes_the_follow_up_spread_lacks(app: AppTest) -> None:
-    app.switch_page("pages/model_card.py").run()
+    app.switch_page("app_pages/model_card.py").run()
     assert not app.exception, app.exception
     import json
 
@@ -726,7 +727,7 @@ def test_the_pages_shared_module_leaves_tensorflow_for_the_model_load() -> None:
     import subprocess
     import sys
 
-    probe = "import sys, pages.common; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
+    probe = "import sys, app_pages.common; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
@@ -736,7 +737,7 @@ def test_model_card_says_how_many_pictures_trained_and_judged_the_model(app: App
 
     from skin_model.artifact import default_model_dir
 
-    app.switch_page("pages/model_card.py").run()
+    app.switch_page("app_pages/model_card.py").run()
     assert not app.exception, app.exception
     sizes = json.loads((default_model_dir() / "manifest.json").read_text())["split_sizes"]
     expected = (
@@ -748,7 +749,7 @@ def test_model_card_says_how_many_pictures_trained_and_judged_the_model(app: App
 
 
 def test_split_sizes_sentence_by_hand() -> None:
-    from pages.common import split_sizes_sentence
+    from app_pages.model_sections import split_sizes_sentence
 
     assert split_sizes_sentence({"train": 2697, "val": 675, "test": 74}) == (
         "Trained on 2,697 pictures; 675 validation and 74 test pictures held out."
@@ -769,7 +770,7 @@ def _class_zip(files: dict[str, bytes]) -> bytes:
 
 
 def test_your_pictures_page_explains_before_any_upload(app: AppTest) -> None:
-    app.switch_page("pages/your_pictures.py").run()
+    app.switch_page("app_pages/your_pictures.py").run()
     assert not app.exception, app.exception
     assert app.title[0].value == "Does it work on your pictures?"
     assert "Upload a zip to measure the model on your pictures" in _texts(app)
@@ -777,7 +778,7 @@ def test_your_pictures_page_explains_before_any_upload(app: AppTest) -> None:
 
 
 def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
-    app.switch_page("pages/your_pictures.py").run()
+    app.switch_page("app_pages/your_pictures.py").run()
     files = {f"clinic/MEL/m{k}.jpg": jpeg_bytes(lesion_like(seed=40 + k)) for k in range(3)}
     files |= {f"clinic/nevus/n{k}.jpg": jpeg_bytes(lesion_like(seed=50 + k)) for k in range(3)}
     files["clinic/nevus/broken.jpg"] = b"\xff\xd8\xff\xe0"
@@ -849,7 +850,7 @@ def test_your_pictures_page_measures_a_zip_of_class_folders(app: AppTest, monkey
 
 
 def test_your_pictures_page_names_folders_that_are_no_class(app: AppTest) -> None:
-    app.switch_page("pages/your_pictures.py").run()
+    app.switch_page("app_pages/your_pictures.py").run()
     files = {"MEL/a.jpg": jpeg_bytes(lesion_like(seed=1)), "moles/b.jpg": jpeg_bytes(lesion_like(seed=2))}
     app.file_uploader[0].set_value(("mixed.zip", _class_zip(files), "application/zip")).run()
     assert not app.exception, app.exception
@@ -859,20 +860,21 @@ def test_your_pictures_page_names_folders_that_are_no_class(app: AppTest) -> Non
 
 def test_model_pages_say_why_when_the_model_cannot_be_loaded(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
     import skin_model.artifact
-    from pages.common import load_model_bundle
+    import skin_model.bundle
+    from app_pages.common import load_model_bundle
 
     def refuse(*args, **kwargs):
         raise skin_model.artifact.ArtifactError("model.keras does not match the checksum in manifest.json")
 
-    monkeypatch.setattr(skin_model.artifact, "load_artifact", refuse)
+    monkeypatch.setattr(skin_model.bundle, "load_artifact", refuse)
     load_model_bundle.clear()
     try:
-        for page in ("pages/diagnose.py", "pages/follow_up.py", "pages/your_pictures.py"):
+        for page in ("app_pages/diagnose.py", "app_pages/follow_up.py", "app_pages/your_pictures.py"):
             app.switch_page(page).run()
             assert not app.exception, (page, app.exception)
             errors = [e.value for e in app.error]
             assert errors == ["The model could not be loaded: model.keras does not match the checksum in manifest.json"]
-            if page != "pages/diagnose.py":  # (the Diagnose uploader shows first, while the model loads)
+            if page != "app_pages/diagnose.py":  # (the Diagnose uploader shows first, while the model loads)
                 assert not app.file_uploader  # the page stops before asking for pictures
     finally:
         load_model_bundle.clear()  # later tests load the real model again

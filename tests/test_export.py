@@ -13,16 +13,8 @@ from skin_model.artifact import ArtifactError, load_artifact
 from skin_model.classes import CLASS_NAMES, MALIGNANT_MASK, malignant_score
 from skin_model.conformal import PredictionSets, class_thresholds
 from skin_model.evaluation import threshold_for_sensitivity
-from skin_model.export import (
-    answers_turned,
-    check_export,
-    export_model,
-    is_exported_model,
-    keras_answers,
-    load_exported,
-    parity_report,
-    parity_summary,
-)
+from skin_model.export import export_model, is_exported_model, load_exported
+from skin_model.export_parity import answers_turned, check_export, keras_answers, parity_report, parity_summary
 from skin_model.inference import Predictor
 from skin_model.pipeline import load_arrays
 

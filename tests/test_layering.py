@@ -17,17 +17,35 @@ PACKAGE = ROOT / "skin_model"
 
 # bottom to top; a module may import from its own layer and any layer before it
 LAYERS: dict[str, tuple[str, ...]] = {
-    "shared": ("classes", "paths", "hashing", "images", "checkpoint", "distribute", "folding", "int8_bias"),
-    "data": ("sources", "splits", "manifest", "collections_audit", "audit", "pipeline"),
+    "shared": (
+        "classes",
+        "paths",
+        "model_files",
+        "hashing",
+        "images",
+        "checkpoint",
+        "distribute",
+        "folding",
+        "int8_bias",
+    ),
+    "data": ("sources", "splits", "manifest", "collections_audit", "audit", "pipeline", "labelled_pictures"),
     "model": ("colour_constancy", "backbones", "models", "taps"),
     "artifact": ("artifact",),
     "evaluate": ("evaluation", "subgroups", "robustness"),
     "explain | reliability": ("explain", "cases", "reliability", "conformal"),
-    "predict": ("inference",),
+    "predict": ("inference", "file_predictions"),
     "report": ("case_report", "risk_context", "follow_up", "card_text"),
-    "serve": ("export", "bench"),
-    "train | workflows": ("train_config", "finetune", "warmup", "training", "workflows", "local_validation"),
-    "cli": ("cli", "__main__", "__init__"),
+    "serve": ("export", "export_parity", "bundle", "bench"),
+    "train | workflows": (
+        "train_config",
+        "finetune",
+        "warmup",
+        "training",
+        "workflows",
+        "analysis",
+        "local_validation",
+    ),
+    "cli": ("cli_flags", "cli_model", "cli_use", "cli", "__main__", "__init__"),
 }
 LAYER_OF = {module: rank for rank, modules in enumerate(LAYERS.values()) for module in modules}
 

@@ -12,18 +12,21 @@ import pytest
 from PIL import Image
 
 from skin_model.artifact import load_artifact
+from skin_model.bundle import load_bundle
 from skin_model.classes import CLASS_NAMES, MALIGNANT_CLASSES
-from skin_model.local_validation import (
+from skin_model.labelled_pictures import (
     class_of_folder,
+    read_labelled_csv,
+    read_labelled_folder,
+    read_labelled_zip,
+    seen_in_training,
+)
+from skin_model.local_validation import (
     compare,
     format_report,
     headline_figures,
     matched_model_figures,
     missed_malignant,
-    read_labelled_csv,
-    read_labelled_folder,
-    read_labelled_zip,
-    seen_in_training,
     validate_folder,
 )
 
@@ -323,7 +326,9 @@ def test_validate_measures_an_export_with_its_source_models_columns(
 
     rows = read_labelled_folder(root)
     keras_report, keras_table = validate_folder(rows, artifact, synthetic_manifest.table, progress=False, bootstrap=20)
-    report, table = validate_folder(rows, source, synthetic_manifest.table, progress=False, bootstrap=20, export=export)
+    report, table = validate_folder(
+        rows, source, synthetic_manifest.table, progress=False, bootstrap=20, bundle=load_bundle(out)
+    )
     assert report["model"] == f"tiny.tflite (tflite export of {artifact.name})"
     assert report["training_check"] == "made against the audit of the model's data"
     assert table.set_index("file").loc[planted["copy"], "seen_in_training"] == "identical to a training picture"
@@ -341,7 +346,7 @@ def test_validate_measures_an_export_with_its_source_models_columns(
     refitted = out.parent / (out.name + ".json")
     refitted.write_text(json.dumps(export.manifest | {"malignant_threshold": 0.999}))
     high, _ = validate_folder(
-        rows, source, synthetic_manifest.table, progress=False, bootstrap=20, export=load_exported(out)
+        rows, source, synthetic_manifest.table, progress=False, bootstrap=20, bundle=load_bundle(out)
     )
     assert high["model_figures"] == keras_report["model_figures"]
     assert high["figures"]["referral_sensitivity"]["value"] == 0.0
@@ -350,7 +355,9 @@ def test_validate_measures_an_export_with_its_source_models_columns(
     assert "export's own threshold" not in format_report(report)  # same threshold as the model's: nothing to say
 
     # without its source model: measured all the same, nothing to compare with, no training check claimed
-    alone, _ = validate_folder(rows, None, synthetic_manifest.table, progress=False, bootstrap=20, export=export)
+    alone, _ = validate_folder(
+        rows, None, synthetic_manifest.table, progress=False, bootstrap=20, bundle=load_bundle(out)
+    )
     assert alone["training_check"] == "not made: the model this export was made from is not at hand"
     assert alone["seen_in_training"] == 0 and alone["evaluated"] == report["evaluated"] + report["seen_in_training"]
     assert all(v is None for v in alone["model_figures"]["val"].values())

@@ -77,7 +77,8 @@ def test_validate_on_the_test_split_reproduces_the_shipped_test_scores(real_data
     from skin_model.artifact import default_model_dir, load_artifact
     from skin_model.classes import CLASS_NAMES
     from skin_model.evaluation import stored_split_scores
-    from skin_model.local_validation import read_labelled_folder, validate_folder
+    from skin_model.labelled_pictures import read_labelled_folder
+    from skin_model.local_validation import validate_folder
     from skin_model.paths import AUDIT_DIR
 
     audit = pd.read_csv(AUDIT_DIR / "manifest.csv")

@@ -595,7 +595,8 @@ def test_training_checkpoint_refuses_other_settings_and_clears_when_fresh(tmp_pa
 
 
 def test_worklist_puts_referrals_first_then_risk() -> None:
-    from skin_model.inference import FilePrediction, worklist_table
+    from skin_model.file_predictions import worklist_table
+    from skin_model.inference import FilePrediction
 
     melanoma, nevus = CLASS_NAMES.index("melanoma"), CLASS_NAMES.index("nevus")
 

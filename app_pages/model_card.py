@@ -5,11 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from pages.common import (
-    DISCLAIMER,
-    model_summaries,
-    photo_to_photo,
-    plain_name,
+from app_pages.common import DISCLAIMER, model_summaries, photo_to_photo
+from app_pages.model_sections import (
     show_cases_report,
     show_compression_report,
     show_explanation_check,
@@ -19,16 +16,14 @@ from pages.common import (
     show_robustness,
     show_subgroups,
     split_sizes_sentence,
-    split_title,
-    use_app_navigation,
 )
 from skin_model.card_text import training_data_text, training_recipe
-from skin_model.classes import CLASS_NAMES
+from skin_model.case_report import split_title
+from skin_model.classes import CLASS_NAMES, plain_name
 from skin_model.robustness import COMPRESSION_NOTE_BELOW
 from skin_model.sources import COLLECTION_TITLES
 from skin_model.subgroups import validation_groups
 
-use_app_navigation()
 st.title("Model card")
 models = model_summaries()
 default = next((m for m in models if m["default"]), None)

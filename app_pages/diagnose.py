@@ -9,46 +9,29 @@ import json
 
 import streamlit as st
 
-from pages.common import (
-    IMAGE_TYPES,
-    METHOD_LABELS,
-    model_bundle_or_stop,
-    npy_bytes,
+from app_pages.charts import probability_chart
+from app_pages.common import IMAGE_TYPES, model_bundle_or_stop, npy_bytes, png_bytes, read_model_report, show_disclaimer
+from app_pages.result_sections import (
     patient_detail_inputs,
-    plain_name,
-    png_bytes,
-    probability_chart,
-    read_model_report,
-    show_disclaimer,
     show_finding,
     show_patient_context,
     show_similar_cases,
     show_stability,
-    use_app_navigation,
 )
-from skin_model.artifact import EVALUATION_FILE
+from skin_model.analysis import analyse_picture, check_stability, printable_report
 from skin_model.case_report import (
-    ModelFacts,
-    answer_checks,
-    case_report_html,
-    compression_finding,
     explanation_caption,
-    prediction_set_finding,
-    risk_meaning_finding,
     verdict,
 )
 from skin_model.cases import CASES_REPORT_FILE
 from skin_model.classes import CLASS_INFO, CLASS_NAMES, MALIGNANT_CLASSES
-from skin_model.conformal import PREDICTION_SETS_FILE, PredictionSets
-from skin_model.explain import MALIGNANT_TARGET, METHODS, evidence_check, render_overlay
+from skin_model.explain import MALIGNANT_TARGET, METHOD_LABELS, METHODS
+from skin_model.file_predictions import predictions_table, worklist_table
 from skin_model.images import ImageLoadError, load_image, zip_members
-from skin_model.inference import FilePrediction, diagnose, predictions_table, worklist_table
-from skin_model.risk_context import RiskContext
-from skin_model.robustness import COMPRESSION_REPORT_FILE, stability_check
+from skin_model.inference import FilePrediction
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.subgroups import SUBGROUPS_FILE
 
-use_app_navigation()
 st.title("Diagnose a skin lesion")
 show_disclaimer()
 
@@ -75,16 +58,10 @@ for upload in [*(uploads or []), *([photo] if photo is not None else [])]:
         refused += [(f"{upload.name}/{name}", reason) for name, reason in skipped]
     else:
         files.append((upload.name, upload.getvalue()))
-art, predictor, explainer, reliability, cases = model_bundle_or_stop()
-cases_report = read_model_report(str(art.path / CASES_REPORT_FILE))
-robustness = read_model_report(str(art.path / ROBUSTNESS_FILE))
-compression_report = read_model_report(str(art.path / COMPRESSION_REPORT_FILE))
+bundle = model_bundle_or_stop()
+art = bundle.artifact
 subgroups_report = read_model_report(str(art.path / SUBGROUPS_FILE))
-evaluation = read_model_report(str(art.path / EVALUATION_FILE))
-model_facts = ModelFacts.from_artifact(art, evaluation)
-prediction_sets = PredictionSets.from_manifest(art.manifest)
-risk_context = RiskContext.from_evaluation(evaluation)
-sets_report = read_model_report(str(art.path / PREDICTION_SETS_FILE))
+robustness = read_model_report(str(art.path / ROBUSTNESS_FILE))
 st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
     f"Malignant-risk threshold {art.malignant_threshold:.1%}, chosen on validation for ≥ 90 % sensitivity."
@@ -124,41 +101,22 @@ for number, (name, data) in enumerate(files, start=1):
         summary.append((number, FilePrediction(name, f"unreadable: {exc}", None)))
         progress.progress(number / len(files))
         continue
-    with st.spinner("Classifying and explaining…"):
-        # None = the predicted class, known only once the model has answered
-        target = {"predicted class": None, "malignant risk": MALIGNANT_TARGET}.get(target_choice, target_choice)
-        # Grad-CAM comes from the prediction's own model call; other methods run apart
-        fused = method == "gradcam" and predictor.explains
-        result = diagnose(
-            predictor,
-            loaded.image,
-            art.malignant_threshold,
-            reliability,
-            target,
-            explain=fused,
-            cases=cases,
-            prediction_sets=prediction_sets,
-        )
-        heat = result.heat
-        if heat is None:
-            if target is None:
-                target = CLASS_NAMES.index(result.predicted_class)
-            # SmoothGrad with 5 noisy samples keeps the page interactive (~2-3 s on 2 cores).
-            heat = explainer.explain(result.model_input, method, target=target, smooth_samples=5)
-        overlay = render_overlay(loaded.image, heat, opacity=opacity)
-        # the map's own check costs two more 8-view passes: run once per picture, map and
-        # target, not again on a rerun that changes only the opacity or another picture
-        checks = st.session_state.setdefault("evidence_checks", {})
-        key = (digest, art.name, hashlib.sha256(heat.tobytes()).hexdigest(), str(target))
-        if key not in checks:
-            explained = target if target is not None else result.predicted_class
-            checks[key] = evidence_check(
-                predictor.predict_arrays, result.model_input, heat, explained, probs=result.probs
-            )
-        check = checks[key]
+    # None = the predicted class, known only once the model has answered
+    target = {"predicted class": None, "malignant risk": MALIGNANT_TARGET}.get(target_choice, target_choice)
+    # one analysis per picture, map and target, kept for the session: a rerun that changes
+    # only the opacity or another picture recomputes nothing
+    analyses = st.session_state.setdefault("analyses", {})
+    key = (digest, art.name, method, str(target))
+    if key not in analyses:
+        with st.spinner("Classifying and explaining…"):
+            # SmoothGrad with 5 noisy samples keeps the page interactive on 2 cores
+            analyses[key] = analyse_picture(bundle, loaded, method, target, smooth_samples=5)
+    analysis = analyses[key]
+    result, check = analysis.result, analysis.evidence
+    overlay = analysis.overlay(opacity)
     for note in loaded.notes:
         st.caption(f":material/info: {note}")
-    compression = compression_finding(loaded.jpeg_quality, compression_report)
+    compression = analysis.compression
     if compression:
         st.warning(compression.detail, icon=":material/compress:")
 
@@ -169,7 +127,7 @@ for number, (name, data) in enumerate(files, start=1):
         width="stretch",
         alt=f"Uploaded skin image {name}",
     )
-    target_label = target_choice if target_choice != "predicted class" else plain_name(result.predicted_class)
+    target_label = analysis.target_label
     explanation = explanation_caption(METHOD_LABELS[method], target_label)
     right.image(
         overlay,
@@ -182,9 +140,8 @@ for number, (name, data) in enumerate(files, start=1):
     # the referral decision, in the words of the printable report
     for finding in verdict(result):
         show_finding(finding)
-    risk_meaning = None
-    if risk_context is not None and not result.out_of_distribution:
-        risk_meaning = risk_meaning_finding(result.malignant_probability, risk_context)
+    risk_meaning = analysis.risk_meaning
+    if risk_meaning is not None:
         st.caption(f"**{risk_meaning.headline}** {risk_meaning.detail}")
 
     chart_col, top_col = st.columns([3, 2])
@@ -195,9 +152,8 @@ for number, (name, data) in enumerate(files, start=1):
             label, description = CLASS_INFO[class_name]
             tag = " · malignant/pre-malignant" if class_name in MALIGNANT_CLASSES else ""
             st.markdown(f"- **{label}**: {p:.1%}{tag}  \n  {description}")
-        differential = None
-        if result.prediction_set is not None and not result.out_of_distribution:
-            differential = prediction_set_finding(result.prediction_set, prediction_sets.coverage, sets_report)
+        differential = analysis.differential
+        if differential is not None:
             st.markdown(f"**{differential.headline}**")
             st.caption(differential.detail)
         if (
@@ -211,43 +167,34 @@ for number, (name, data) in enumerate(files, start=1):
                 "refers below it. The Model card shows how often its answers were right."
             )
 
-    # the answer re-read on small changes of the photo (9 more pictures through the 8-view
-    # pass, ~0.4 s), once per picture and model, computed here so that everything above is
-    # already on screen; pointless for a picture that is not a lesion
-    stability = None
-    if not result.out_of_distribution:
-        stabilities = st.session_state.setdefault("stability_checks", {})
-        if (digest, art.name) not in stabilities:
-            with st.spinner("Checking the answer on slightly changed copies of the photo…"):
-                stabilities[(digest, art.name)] = stability_check(
-                    predictor.predict_arrays, result.model_input, result.probs
-                )
-        stability = stabilities[(digest, art.name)]
+    # the answer re-read on small changes of the photo (9 more pictures through the
+    # model), once per picture and model, computed here so that everything above is
+    # already on screen; None for a picture that is not a lesion
+    stabilities = st.session_state.setdefault("stability_checks", {})
+    if (digest, art.name) not in stabilities:
+        with st.spinner("Checking the answer on slightly changed copies of the photo…"):
+            stabilities[(digest, art.name)] = check_stability(bundle, analysis)
+    stability = stabilities[(digest, art.name)]
+    if stability is not None:
         show_stability(stability, robustness)
     if result.similar is not None and not result.out_of_distribution:
-        show_similar_cases(result.similar, result.predicted_class, cases_report)
+        show_similar_cases(result.similar, result.predicted_class, read_model_report(str(art.path / CASES_REPORT_FILE)))
 
     printable = functools.partial(
-        case_report_html,
+        printable_report,
+        bundle,
+        analysis,
+        stability,
         file_name=name,
         file_sha256=digest,
-        image=loaded.image,
-        original_size=loaded.original_size,
-        overlay=overlay,
-        explanation=f"{explanation}. {check.describe(target_label)}",
-        result=result,
-        model=model_facts,
-        findings=answer_checks(result, stability, compression, robustness, cases_report),
-        differential=differential,
-        risk_meaning=risk_meaning,
-        image_notes=loaded.notes,
+        opacity=opacity,
         patient=patient,
         subgroups_report=subgroups_report,
     )
     report = {
         "file": name,
         **result.as_dict(),
-        "explanation": {"method": method, "target": str(target), "evidence_check": dataclasses.asdict(check)},
+        "explanation": {"method": method, "target": str(analysis.target), "evidence_check": dataclasses.asdict(check)},
         "stability": None if stability is None else dataclasses.asdict(stability),
         "model": art.name,
         "image_notes": loaded.notes,
@@ -295,7 +242,7 @@ for number, (name, data) in enumerate(files, start=1):
     )
     d4.download_button(
         "Heat map (.npy)",
-        functools.partial(npy_bytes, heat),
+        functools.partial(npy_bytes, analysis.heat),
         f"{stem}.heatmap.npy",
         "application/octet-stream",
         key=f"npy{number}",

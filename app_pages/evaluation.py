@@ -6,24 +6,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages.common import (
-    confusion_figure,
-    curves_figure,
-    history_figure,
-    legend_caption,
-    load_audit,
-    model_summaries,
-    reliability_figure,
-    show_confused_pictures,
-    show_prediction_set_explorer,
-    show_reliability,
-    split_title,
-    use_app_navigation,
-)
+from app_pages.charts import confusion_figure, curves_figure, history_figure, legend_caption, reliability_figure
+from app_pages.common import load_audit, model_summaries
+from app_pages.model_sections import show_confused_pictures, show_prediction_set_explorer, show_reliability
+from skin_model.case_report import split_title
 from skin_model.evaluation import malignant_operating_point
 from skin_model.sources import COLLECTION_TITLES
 
-use_app_navigation()
 st.title("Evaluation")
 models = [m for m in model_summaries() if m["evaluation"]]
 if not models:

@@ -1,16 +1,9 @@
-"""Shared UI pieces for every page: cached loading, charts, and fixed texts.
-
-Pages stay thin: anything about models, metrics or images is done by ``skin_model``;
-this module only loads it once and draws it.
-"""
+"""Page sections that show how the model measured: reliability, explanation checks,
+robustness and compression, subgroups, similar cases, prediction sets, risk meaning and
+the pictures it confused (Evaluation page and model card)."""
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import io
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,13 +11,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from skin_model import artifact as artifact_io
-from skin_model.case_report import DISCLAIMER as REPORT_DISCLAIMER
-from skin_model.case_report import Finding, similar_cases_finding, split_title, stability_finding
-from skin_model.cases import CASES_REPORT_FILE, SimilarCase
-from skin_model.classes import CLASS_NAMES, MALIGNANT_CLASSES, plain_name
+from app_pages.charts import percent_bar
+from app_pages.common import data_picture, load_manifest_table
+from skin_model.case_report import split_title
+from skin_model.classes import CLASS_NAMES, plain_name
 from skin_model.conformal import (
-    PREDICTION_SETS_FILE,
     class_thresholds,
     coverage_shortfalls,
     set_report,
@@ -32,114 +23,9 @@ from skin_model.conformal import (
 )
 from skin_model.evaluation import stored_scores
 from skin_model.explain import METHOD_LABELS
-from skin_model.follow_up import PhotoToPhoto
-from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
 from skin_model.risk_context import NEIGHBOURS, RiskContext
-from skin_model.robustness import COMPRESSION_NOTE_BELOW, COMPRESSION_REPORT_FILE, StabilityCheck
-from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
-from skin_model.sources import COLLECTION_TITLES, DataNotFoundError, resolve_data_dir, source_collection
-from skin_model.subgroups import ATTRIBUTES, MIN_IMAGES, SUBGROUPS_FILE, patient_context, validation_groups
-
-DISCLAIMER = f"**{REPORT_DISCLAIMER.headline}** {REPORT_DISCLAIMER.detail}"
-COLORSCALE = "Viridis"  # perceptually uniform and readable with colour-blindness
-SHORT = {name: "".join(w[0] for w in name.split()).upper() for name in CLASS_NAMES}
-
-
-def keep_tensorflow_state_between_reruns() -> None:
-    """Stop Streamlit from calling ``keras.backend.clear_session()`` after every script run.
-
-    Streamlit's script runner does that to reset "stateful modules"; with Keras 3 it also
-    clears TensorFlow's kernel cache, so the cached, already-traced model rebuilt all its
-    CPU kernels on the first call of every rerun: an upload took ~7 s instead of ~0.3 s.
-    The shared model is read-only (see ``load_model_bundle``), so there is nothing to reset.
-    The replacement keeps the rest of Streamlit's clean-up (closing matplotlib figures).
-    Idempotent; if a Streamlit release moves the hook, it does nothing.
-    """
-    from streamlit.runtime.scriptrunner import script_runner
-
-    original = getattr(script_runner, "_clean_problem_modules", None)
-    if original is None or getattr(original, "keeps_keras", False):
-        return
-
-    def clean_problem_modules_except_keras() -> None:
-        import sys
-
-        plt = sys.modules.get("matplotlib.pyplot")
-        if plt is not None:
-            with contextlib.suppress(Exception):
-                plt.close("all")
-
-    clean_problem_modules_except_keras.keeps_keras = True  # type: ignore[attr-defined]
-    script_runner._clean_problem_modules = clean_problem_modules_except_keras
-
-
-def png_bytes(image) -> bytes:
-    """A PIL image as PNG file contents (for download buttons)."""
-    out = io.BytesIO()
-    image.save(out, format="PNG")
-    return out.getvalue()
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    """An array as .npy file contents (for download buttons)."""
-    out = io.BytesIO()
-    np.save(out, array)
-    return out.getvalue()
-
-
-def use_app_navigation() -> None:
-    """Call first on every page. Streamlit starts a server in its old multipage mode
-    whenever a ``pages/`` folder sits beside the entry script, and keeps it until some
-    run of ``app.py`` calls ``st.navigation``: a first visitor arriving by a page's
-    link (a bookmark, after a restart) got the page run on its own, without
-    ``app.py``'s set-up and navigation, and every file of ``pages/`` (``common``
-    included) listed as a page. This switches the server to ``app.py``'s navigation
-    and reruns, so ``app.py`` runs and shows the page asked for."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
-def show_disclaimer() -> None:
-    st.warning(DISCLAIMER, icon=":material/warning:")
-
-
-@st.cache_resource(show_spinner="Loading the model…")
-def load_model_bundle(model_dir: str | None = None):
-    """The verified model, its compiled predictor, its explainer, its reliability
-    check and its similar-case index, loaded once per server process and shared by all
-    sessions (none of them holds per-user state)."""
-    from skin_model.cases import CaseIndex
-    from skin_model.explain import Explainer
-    from skin_model.inference import Predictor
-    from skin_model.reliability import ReliabilityCheck
-
-    art = artifact_io.load_artifact(model_dir)
-    # the predictor's traced pass also yields the reliability check's inputs and the
-    # Grad-CAM map; the explainer serves the other methods (traced when first asked for).
-    # Not frozen: 4 ms less per upload (of ~0.4 s in the browser) would cost ~0.9 s more
-    # before the model is ready and ~0.3 GB of memory.
-    predictor = Predictor.from_artifact(art, explain=True)
-    predictor.warm_up()
-    explainer = Explainer(art.model, art.input_size)
-    reliability = ReliabilityCheck.from_artifact(art)
-    bundle = art, predictor, explainer, reliability, CaseIndex.from_artifact(art)
-    # TensorFlow and the model are ~450k long-lived Python objects; Streamlit runs a
-    # full gc.collect after every script run, which scanned them all (~0.3 s of CPU per
-    # rerun). Freezing moves everything alive now out of the collector's sight.
-    gc.freeze()
-    return bundle
-
-
-def model_bundle_or_stop():
-    """:func:`load_model_bundle`, or the reason it failed shown on the page, which then stops."""
-    try:
-        return load_model_bundle()
-    except artifact_io.ArtifactError as exc:
-        st.error(f"The model could not be loaded: {exc}")
-        st.stop()
+from skin_model.robustness import COMPRESSION_NOTE_BELOW
+from skin_model.subgroups import ATTRIBUTES, MIN_IMAGES
 
 
 def split_sizes_sentence(sizes: dict[str, int] | None) -> str:
@@ -150,17 +36,6 @@ def split_sizes_sentence(sizes: dict[str, int] | None) -> str:
     held_out = [f"{sizes[s]:,} {split_title(s)}" for s in ("val", "test") if s in sizes]
     trained = f"Trained on {sizes['train']:,} pictures" if "train" in sizes else "Training pictures not recorded"
     return f"{trained}; {' and '.join(held_out)} pictures held out." if held_out else f"{trained}."
-
-
-def read_json(path: Path) -> Any:
-    return artifact_io.read_report(path.parent, path.name)
-
-
-@st.cache_data
-def read_model_report(path: str) -> Any:
-    """A JSON report beside a model (or None), read once per server process like the
-    model itself, not on every rerun."""
-    return read_json(Path(path))
 
 
 def show_reliability(summary: dict[str, Any]) -> None:
@@ -244,67 +119,6 @@ def show_explanation_check(summary: dict[str, Any]) -> None:
         "what the model uses, which is not necessarily what a dermatologist would look at: a ruler mark or a hair "
         "the model relies on is faithfully lit up too."
     )
-
-
-def data_picture(relative_path: str):
-    """A picture of the data set (path relative to its root), when the data set is on
-    this machine, else None."""
-    from skin_model.images import ImageLoadError, load_image
-
-    try:
-        path = resolve_data_dir(None) / relative_path
-        return load_image(path).image if path.is_file() else None
-    except (DataNotFoundError, ImageLoadError):
-        return None
-
-
-def show_similar_cases(cases: list[SimilarCase], predicted: str, report: dict[str, Any] | None) -> None:
-    """The training lesions the model finds most similar to a picture, what they were
-    diagnosed as, and a warning when their majority names another class than the model."""
-    st.markdown(f"**The {len(cases)} most similar training lesions** (as the model sees them)")
-    finding = similar_cases_finding(cases, predicted, report)
-    if finding.kind == "caution":
-        st.warning(f"**{finding.headline}** {finding.detail}", icon=":material/search:")
-    else:
-        st.caption(finding.text)
-    pictures = [data_picture(case.path) for case in cases]
-    if all(picture is not None for picture in pictures):
-        for start in range(0, len(cases), 5):
-            for column, case, picture in zip(
-                st.columns(5), cases[start : start + 5], pictures[start : start + 5], strict=False
-            ):
-                tag = " (malignant)" if case.label in MALIGNANT_CLASSES else ""
-                column.image(
-                    picture,
-                    caption=f"{plain_name(case.label)}{tag} · similarity {case.similarity:.2f} · {case.isic_id}",
-                    width="stretch",
-                    alt=f"Training lesion {case.isic_id or case.path}, diagnosed {plain_name(case.label)}",
-                )
-        return
-    table = pd.DataFrame(
-        {
-            "similarity": [case.similarity for case in cases],
-            "diagnosis": [plain_name(case.label) for case in cases],
-            "malignant": [case.label in MALIGNANT_CLASSES for case in cases],
-            "ISIC id": [case.isic_id for case in cases],
-            "collection": [COLLECTION_TITLES.get(source_collection(c.source), c.source) for c in cases],
-        }
-    )
-    st.dataframe(table, hide_index=True, width="stretch")
-    st.caption(
-        "The pictures are not shipped with the app (the ISIC images may not be redistributed); they are shown "
-        "when the data set is on this machine (`SKIN_DATA_DIR`). The ISIC ids find them in the ISIC archive."
-    )
-
-
-def show_stability(check: StabilityCheck, report: dict[str, Any] | None) -> None:
-    """Whether the picture's answer survives small changes of the photo, with what such
-    stability was worth on validation (``benchmarks/robustness.py``), when measured."""
-    finding = stability_finding(check, report)
-    if finding.kind == "caution":
-        st.warning(f"**{finding.headline}** {finding.detail}", icon=":material/compare_arrows:")
-    else:
-        st.caption(finding.text)
 
 
 def show_robustness(summary: dict[str, Any]) -> None:
@@ -411,45 +225,6 @@ def show_subgroups(summary: dict[str, Any]) -> None:
     st.caption(
         f"Groups with fewer than {MIN_IMAGES} pictures are marked: one picture moves their figures by 5 points or "
         "more. Differences between groups follow their class mix (column 'malignant') as well as the patients."
-    )
-
-
-# The patient details a clinician may give on the Diagnose page (never shown to the model).
-PATIENT_DETAILS = ("site", "age", "sex")
-NOT_GIVEN = "not given"
-
-
-def patient_detail_inputs(report: dict[str, Any] | None) -> dict[str, str]:
-    """Sidebar choices of the patient's body site, age band and sex, offered from the
-    groups the model's subgroup report measured on validation; returns those given."""
-    val = validation_groups(report)
-    if not val:
-        return {}
-    st.subheader("Patient (optional)")
-    chosen = {}
-    for attribute in PATIENT_DETAILS:
-        groups = list(val["attributes"].get(attribute, {}))
-        if groups:
-            choice = st.selectbox(
-                ATTRIBUTES[attribute].capitalize(),
-                [NOT_GIVEN, *groups],
-                help="Not used by the model: the page quotes how the model did on validation lesions of such patients.",
-            )
-            if choice != NOT_GIVEN:
-                chosen[attribute] = choice
-    return chosen
-
-
-def show_patient_context(report: dict[str, Any] | None, chosen: dict[str, str]) -> None:
-    """How the model did on validation lesions of patients like the one described."""
-    context = patient_context(report, chosen)
-    if context is None:
-        return
-    scope, lines = context
-    st.info(
-        f"**How the model did for patients like this one** ({scope}). The model does not see these details.\n"
-        + "\n".join(f"- {line}" for line in lines),
-        icon=":material/person:",
     )
 
 
@@ -621,131 +396,6 @@ def show_prediction_set_explorer(summary: dict[str, Any], split: str) -> None:
     )
 
 
-@st.cache_data
-def model_summaries() -> list[dict[str, Any]]:
-    """Manifest and evaluation of every shipped model (weights not needed)."""
-    out = []
-    default = None
-    with contextlib.suppress(artifact_io.ArtifactError):
-        default = artifact_io.default_model_dir().name
-    for path in artifact_io.list_model_dirs(TRAINED_MODELS_DIR):
-        manifest = json.loads((path / artifact_io.MANIFEST_FILE).read_text())
-        out.append(
-            {
-                "name": path.name,
-                "path": str(path),
-                "default": path.name == default,
-                "manifest": manifest,
-                "evaluation": artifact_io.read_evaluation(path),
-                "reliability": read_json(path / "reliability.json"),
-                "ood_benchmark": read_json(path / "ood_benchmark.json"),
-                "explanation_check": read_json(path / "explanation_check.json"),
-                "cases": read_json(path / CASES_REPORT_FILE),
-                "robustness": read_json(path / ROBUSTNESS_FILE),
-                "compression": read_json(path / COMPRESSION_REPORT_FILE),
-                "subgroups": read_json(path / SUBGROUPS_FILE),
-                "prediction_sets": read_json(path / PREDICTION_SETS_FILE),
-                "history": pd.read_csv(path / artifact_io.HISTORY_FILE)
-                if (path / artifact_io.HISTORY_FILE).is_file()
-                else None,
-            }
-        )
-    return sorted(out, key=lambda m: (not m["default"], m["name"]))
-
-
-@st.cache_data
-def load_audit() -> dict[str, Any] | None:
-    return read_json(AUDIT_DIR / "audit.json")
-
-
-@st.cache_data
-def load_manifest_table() -> pd.DataFrame | None:
-    path = AUDIT_DIR / "manifest.csv"
-    return pd.read_csv(path) if path.is_file() else None
-
-
-# the picture formats the uploaders accept (the loader reads them all; see skin_model.images)
-IMAGE_TYPES = ["jpg", "jpeg", "png", "heic", "heif", "avif", "bmp", "tif", "tiff", "webp"]
-
-# how each kind of statement is shown: a reason to refer in red, a caution in amber
-FINDING_BOXES = {
-    "not_a_lesion": ("error", ":material/block:"),
-    "high_risk": ("error", ":material/flag:"),
-    "unsure": ("warning", ":material/help:"),
-    "caution": ("warning", ":material/warning:"),
-    "below_threshold": ("success", ":material/check_circle:"),
-    "note": ("info", ":material/info:"),
-}
-
-
-def show_finding(finding: Finding) -> None:
-    """One statement about a result, in the box its kind calls for."""
-    box, icon = FINDING_BOXES[finding.kind]
-    getattr(st, box)(f"**{finding.headline}** {finding.detail}".strip(), icon=icon)
-
-
-@st.cache_data
-def photo_to_photo(model_dir: str) -> PhotoToPhoto | None:
-    """How much the model's answer differed between two photos of one validation lesion."""
-    path = Path(model_dir)
-    fingerprint = (read_json(path / artifact_io.MANIFEST_FILE) or {}).get("data_fingerprint")
-    evaluation = read_json(path / artifact_io.EVALUATION_FILE)
-    return PhotoToPhoto.from_stored(load_manifest_table(), evaluation, fingerprint)
-
-
-def comparison_chart(earlier: np.ndarray, later: np.ndarray) -> go.Figure:
-    """The nine class probabilities of two pictures side by side, one row per class."""
-    names = [plain_name(n) for n in CLASS_NAMES][::-1]
-    fig = go.Figure(
-        [
-            go.Bar(
-                name=name,
-                y=names,
-                x=values[::-1],
-                orientation="h",
-                marker_color=colour,
-                text=[f"{v:.0%}" for v in values[::-1]],
-                textposition="outside",
-                hovertemplate="%{y}: %{x:.1%}<extra></extra>",
-            )
-            for name, values, colour in (("earlier", earlier, "#9ecae1"), ("later", later, "#08519c"))
-        ]
-    )
-    fig.update_layout(
-        barmode="group",
-        xaxis=dict(range=[0, 1.1], tickformat=".0%", title="probability"),
-        height=460,
-        margin=dict(l=10, r=10, t=10, b=10),
-        legend=dict(orientation="h", traceorder="normal"),
-    )
-    return fig
-
-
-def probability_chart(ranked: list[tuple[str, float]], malignant: set[str]) -> go.Figure:
-    """Horizontal bars, most likely on top, with the percentage written on each bar."""
-    names = [plain_name(n) for n, _ in ranked][::-1]
-    values = [p for _, p in ranked][::-1]
-    colors = ["#b2182b" if n in malignant else "#2166ac" for n, _ in ranked][::-1]
-    fig = go.Figure(
-        go.Bar(
-            x=values,
-            y=names,
-            orientation="h",
-            marker_color=colors,
-            text=[f"{v:.1%}" for v in values],
-            textposition="auto",
-            hovertemplate="%{y}: %{x:.1%}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        xaxis=dict(range=[0, 1], tickformat=".0%", title="probability"),
-        height=320,
-        margin=dict(l=10, r=10, t=30, b=10),
-        title="Class probabilities (red: malignant or pre-malignant)",
-    )
-    return fig
-
-
 def show_confused_pictures(summary: dict[str, Any], split: str) -> None:
     """One off-diagonal cell of a model's confusion matrix, picture by picture: the
     stored scores aligned with the audit's manifest rows (no model run), and the
@@ -790,142 +440,3 @@ def show_confused_pictures(summary: dict[str, Any], split: str) -> None:
     for k, (isic_id, image) in enumerate(pictures):
         if image is not None:
             cols[k % 6].image(image, caption=isic_id, alt=f"{CLASS_NAMES[true_class]} answered {CLASS_NAMES[answered]}")
-
-
-def confusion_figure(cm: list[list[int]], normalise: bool, of: str) -> go.Figure:
-    """Annotated confusion matrix, counts or row-normalised (recall per true class);
-    ``of`` names the pictures in the title ("test split", "your pictures")."""
-    counts = np.asarray(cm, dtype=float)
-    rows = counts.sum(axis=1, keepdims=True)
-    values = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0) if normalise else counts
-    text = [[f"{v:.0%}" if normalise else f"{int(v)}" for v in row] for row in values]
-    labels = [SHORT[n] for n in CLASS_NAMES]
-    fig = go.Figure(
-        go.Heatmap(
-            z=values,
-            x=labels,
-            y=labels,
-            text=text,
-            texttemplate="%{text}",
-            colorscale=COLORSCALE,
-            hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
-        )
-    )
-    fig.update_layout(
-        title=f"Confusion matrix ({'row-normalised' if normalise else 'counts'}) — {of}",
-        xaxis_title="predicted",
-        yaxis_title="true",
-        yaxis_autorange="reversed",
-        height=520,
-    )
-    return fig
-
-
-def curves_figure(
-    curves: dict[str, dict[str, list[float]]], per_class: dict[str, dict], kind: str, split: str
-) -> go.Figure:
-    """ROC or precision-recall curves per class, AUC/AP in the legend."""
-    fig = go.Figure()
-    for name, curve in curves.items():
-        if kind == "roc":
-            label = f"{SHORT[name]} (AUC {per_class[name]['roc_auc']:.2f})"
-            fig.add_trace(go.Scatter(x=curve["x"], y=curve["y"], name=label, mode="lines"))
-        else:
-            label = f"{SHORT[name]} (AP {per_class[name]['average_precision']:.2f})"
-            fig.add_trace(go.Scatter(x=curve["recall"], y=curve["precision"], name=label, mode="lines"))
-    if kind == "roc":
-        fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="chance", mode="lines", line=dict(dash="dot", color="grey")))
-        fig.update_layout(xaxis_title="1 − specificity", yaxis_title="sensitivity")
-    else:
-        fig.update_layout(xaxis_title="recall (sensitivity)", yaxis_title="precision")
-    fig.update_layout(title=f"{'ROC' if kind == 'roc' else 'Precision-recall'} curves — {split} split", height=450)
-    return fig
-
-
-def reliability_figure(calibration: dict[str, Any], split: str) -> go.Figure:
-    bins = calibration["bins"]
-    fig = go.Figure()
-    fig.add_trace(
-        go.Bar(
-            x=[(b["lower"] + b["upper"]) / 2 for b in bins],
-            y=[b["accuracy"] for b in bins],
-            width=0.09,
-            name="accuracy",
-            text=[f"n={b['count']}" for b in bins],
-            textposition="outside",
-        )
-    )
-    fig.add_trace(
-        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", line=dict(dash="dot", color="grey"))
-    )
-    fig.update_layout(
-        title=f"Reliability diagram — {split} split (ECE {calibration['ece']:.3f})",
-        xaxis_title="top-class confidence",
-        yaxis_title="accuracy",
-        yaxis_range=[0, 1.1],
-        height=400,
-    )
-    return fig
-
-
-def history_figure(history: pd.DataFrame) -> go.Figure:
-    fig = go.Figure()
-    epochs = history.index + 1
-    for column, label in (
-        ("loss", "training loss"),
-        ("accuracy", "training accuracy"),
-        ("val_balanced_accuracy", "validation balanced accuracy"),
-    ):
-        if column in history:
-            fig.add_trace(go.Scatter(x=epochs, y=history[column], name=label, mode="lines+markers"))
-    fig.update_layout(
-        title="Training curves (training split; selection on validation)", xaxis_title="epoch", height=380
-    )
-    return fig
-
-
-# Sources and splits in their own colours (and a fixed order), so a bar colour never means
-# "seed Train folder" in one chart and "training split" in the one beside it.
-COUNT_GROUPS = {
-    "seed_train": ("seed set, Train folder", "#8c6d31"),
-    "seed_test": ("seed set, Test folder", "#e7ba52"),
-    "isic2017": ("ISIC 2017 training set", "#bd9e39"),
-    "ham10000": ("HAM10000", "#843c39"),
-    "train": ("training split", "#1b9e77"),
-    "val": ("validation split", "#7570b3"),
-    "test": ("test split", "#d95f02"),
-}
-
-
-def percent_bar(label: str | None = None) -> st.column_config.ProgressColumn:
-    """A 0-100 column as a bar with whole percents ("81%", not Streamlit's "81.25%")."""
-    return st.column_config.ProgressColumn(label, format="%.0f%%", min_value=0, max_value=100)
-
-
-def class_counts_figure(counts: dict[str, dict[str, int]], title: str) -> go.Figure:
-    """Stacked bars of images per class, one trace per source or split of the audit's counts."""
-    fig = go.Figure()
-    order = [g for g in COUNT_GROUPS if g in counts] + [g for g in counts if g not in COUNT_GROUPS]
-    for group in order:
-        per_class = counts[group]
-        label, colour = COUNT_GROUPS.get(group, (group, None))
-        fig.add_trace(
-            go.Bar(
-                name=label,
-                marker_color=colour,
-                x=[SHORT[c] for c in CLASS_NAMES],
-                y=[per_class.get(c, 0) for c in CLASS_NAMES],
-                text=[per_class.get(c, 0) for c in CLASS_NAMES],
-                textposition="auto",
-            )
-        )
-    fig.update_layout(barmode="stack", title=title, height=380, yaxis_title="images")
-    return fig
-
-
-def legend_caption() -> str:
-    return " · ".join(f"{SHORT[n]} = {n}" for n in CLASS_NAMES)
-
-
-def asset(path: str) -> Path:
-    return Path(__file__).resolve().parents[1] / "assets" / path

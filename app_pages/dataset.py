@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages.common import class_counts_figure, legend_caption, load_audit, load_manifest_table, use_app_navigation
+from app_pages.charts import class_counts_figure, legend_caption
+from app_pages.common import load_audit, load_manifest_table
 from skin_model.classes import CLASS_NAMES
 from skin_model.images import ImageLoadError, load_image
 from skin_model.sources import COLLECTION_TITLES, DATA_ENV_VAR
@@ -56,7 +57,6 @@ def show_collections(found: dict) -> None:
     )
 
 
-use_app_navigation()
 st.title("Dataset audit")
 audit = load_audit()
 if audit is None:

@@ -9,27 +9,18 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages.common import (
-    confusion_figure,
-    legend_caption,
-    load_manifest_table,
-    model_bundle_or_stop,
-    percent_bar,
-    plain_name,
-    show_disclaimer,
-    use_app_navigation,
-)
-from skin_model.classes import CLASS_NAMES
+from app_pages.charts import confusion_figure, legend_caption, percent_bar
+from app_pages.common import load_manifest_table, model_bundle_or_stop, show_disclaimer
+from skin_model.classes import CLASS_NAMES, plain_name
 from skin_model.images import ImageLoadError, zip_members
+from skin_model.labelled_pictures import read_labelled_zip
 from skin_model.local_validation import (
     comparison_note,
     conclusion,
     figure_rows,
-    read_labelled_zip,
     validate_folder,
 )
 
-use_app_navigation()
 st.title("Does it work on your pictures?")
 show_disclaimer()
 st.markdown(
@@ -47,7 +38,8 @@ with st.expander("How to prepare the zip"):
         "session. The same check runs "
         "on a folder with `python -m skin_model validate FOLDER`."
     )
-art, predictor, _, reliability, cases = model_bundle_or_stop()
+bundle = model_bundle_or_stop()
+art = bundle.artifact
 
 upload = st.file_uploader("Zip of class folders", type=["zip"], key="validation_zip")
 if upload is None:
@@ -76,7 +68,7 @@ if kept is None or kept[0] != key:
             art,
             load_manifest_table(),
             progress=False,
-            loaded=(predictor, reliability, cases),
+            bundle=bundle,
             on_progress=show_progress,
         )
     bar.empty()

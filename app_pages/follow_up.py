@@ -5,25 +5,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages.common import (
-    IMAGE_TYPES,
-    METHOD_LABELS,
-    comparison_chart,
-    model_bundle_or_stop,
-    photo_to_photo,
-    plain_name,
-    show_disclaimer,
-    show_finding,
-    use_app_navigation,
-)
+from app_pages.charts import comparison_chart
+from app_pages.common import IMAGE_TYPES, model_bundle_or_stop, photo_to_photo, show_disclaimer
+from app_pages.result_sections import show_finding
 from skin_model.case_report import explanation_caption, verdict
-from skin_model.conformal import PredictionSets
-from skin_model.explain import render_overlay
+from skin_model.classes import plain_name
+from skin_model.explain import METHOD_LABELS, render_overlay
 from skin_model.follow_up import compare
 from skin_model.images import ImageLoadError, load_image
 from skin_model.inference import diagnose
 
-use_app_navigation()
 st.title("Has it changed? Two pictures of one lesion")
 show_disclaimer()
 st.markdown(
@@ -31,8 +22,9 @@ st.markdown(
     "the page shows both answers and says whether the change of the malignant risk stands out from how much two "
     "photos of one unchanged lesion differ."
 )
-art, predictor, _, reliability, _ = model_bundle_or_stop()
-prediction_sets = PredictionSets.from_manifest(art.manifest)
+bundle = model_bundle_or_stop()
+art, predictor, reliability = bundle.artifact, bundle.predictor, bundle.reliability
+prediction_sets = bundle.prediction_sets
 
 results = {}
 for column, when in zip(st.columns(2), ("earlier", "later"), strict=True):

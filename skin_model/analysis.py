@@ -1,0 +1,179 @@
+"""One picture's analysis, as the Diagnose page and ``explain`` both give it: the
+verdict (probabilities, risk, reliability, similar lesions, differential), the heat map
+and its deletion check, what the risk has meant, the compression note, the stability
+check and the printable report. Written once, so the page and the command line cannot
+drift apart."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .bundle import ModelBundle
+from .case_report import (
+    Finding,
+    ModelFacts,
+    answer_checks,
+    case_report_html,
+    compression_finding,
+    explanation_caption,
+    prediction_set_finding,
+    risk_meaning_finding,
+)
+from .cases import CASES_REPORT_FILE
+from .classes import CLASS_NAMES, plain_name
+from .conformal import PREDICTION_SETS_FILE
+from .explain import MALIGNANT_TARGET, METHOD_LABELS, EvidenceCheck, evidence_check, render_overlay
+from .images import LoadedImage
+from .inference import Diagnosis, diagnose
+from .risk_context import RiskContext
+from .robustness import COMPRESSION_REPORT_FILE, StabilityCheck, stability_check
+from .robustness import REPORT_FILE as ROBUSTNESS_FILE
+
+
+@dataclass
+class PictureAnalysis:
+    """Everything said about one picture except the stability check (see
+    :func:`check_stability`), which costs more than all of this and is shown last."""
+
+    loaded: LoadedImage
+    result: Diagnosis
+    method: str
+    target: int | str  # a class index or MALIGNANT_TARGET
+    target_label: str  # the explained target in a reader's words
+    heat: np.ndarray
+    evidence: EvidenceCheck
+    risk_meaning: Finding | None
+    differential: Finding | None
+    compression: Finding | None
+
+    @property
+    def explanation(self) -> str:
+        """The heat map's caption followed by its own check, in words."""
+        return f"{explanation_caption(METHOD_LABELS[self.method], self.target_label)}. {self.evidence_text}"
+
+    @property
+    def evidence_text(self) -> str:
+        return self.evidence.describe(self.target_label)
+
+    def overlay(self, opacity: float) -> Image.Image:
+        return render_overlay(self.loaded.image, self.heat, opacity=opacity)
+
+
+def target_label(target: int | str) -> str:
+    """A heat map's target in a reader's words: a class's plain name, or the malignant risk."""
+    return "malignant risk" if target == MALIGNANT_TARGET else plain_name(CLASS_NAMES[int(target)])
+
+
+def analyse_picture(
+    bundle: ModelBundle,
+    loaded: LoadedImage,
+    method: str = "gradcam",
+    target: int | str | None = None,
+    smooth_samples: int | None = None,
+    max_n: int | None = 10,
+) -> PictureAnalysis:
+    """Diagnose ``loaded`` and explain ``target`` (None: the predicted class; a class
+    name or index; or MALIGNANT_TARGET) with ``method``. Grad-CAM comes from the
+    diagnosis's own model call when the bundle's predictor carries that pass; the
+    other methods run on the bundle's explainer (it must have been loaded with
+    ``explain=True``)."""
+    if isinstance(target, str) and target != MALIGNANT_TARGET:
+        target = CLASS_NAMES.index(target)
+    fused = method == "gradcam" and getattr(bundle.predictor, "explains", False)
+    result = diagnose(
+        bundle.predictor,
+        loaded.image,
+        bundle.malignant_threshold,
+        bundle.reliability,
+        target,
+        explain=fused,
+        cases=bundle.cases,
+        prediction_sets=bundle.prediction_sets,
+    )
+    if target is None:
+        target = CLASS_NAMES.index(result.predicted_class)
+    heat = result.heat
+    if heat is None:
+        if bundle.explainer is None:
+            raise ValueError(f"{bundle.name} was loaded without an explainer: load it with explain=True")
+        options = {"max_n": max_n} | ({"smooth_samples": smooth_samples} if smooth_samples else {})
+        heat = bundle.explainer.explain(result.model_input, method, target=target, **options)
+    check = evidence_check(bundle.predictor.predict_arrays, result.model_input, heat, target, probs=result.probs)
+    return PictureAnalysis(
+        loaded=loaded,
+        result=result,
+        method=method,
+        target=target,
+        target_label=target_label(target),
+        heat=heat,
+        evidence=check,
+        risk_meaning=_risk_meaning(bundle, result),
+        differential=_differential(bundle, result),
+        compression=compression_finding(loaded.jpeg_quality, bundle.report(COMPRESSION_REPORT_FILE)),
+    )
+
+
+def _risk_meaning(bundle: ModelBundle, result: Diagnosis) -> Finding | None:
+    """What the picture's malignant risk has meant on held-out lesions (not for a non-lesion)."""
+    context = RiskContext.from_evaluation(bundle.artifact.evaluation() if bundle.artifact else None)
+    if context is None or result.out_of_distribution:
+        return None
+    return risk_meaning_finding(result.malignant_probability, context)
+
+
+def _differential(bundle: ModelBundle, result: Diagnosis) -> Finding | None:
+    if result.prediction_set is None or result.out_of_distribution or bundle.prediction_sets is None:
+        return None
+    report = bundle.report(PREDICTION_SETS_FILE)
+    return prediction_set_finding(result.prediction_set, bundle.prediction_sets.coverage, report)
+
+
+def check_stability(bundle: ModelBundle, analysis: PictureAnalysis) -> StabilityCheck | None:
+    """The answer re-read on small changes of the photo (None for a picture that is not
+    a lesion, where it means nothing)."""
+    if analysis.result.out_of_distribution:
+        return None
+    return stability_check(bundle.predictor.predict_arrays, analysis.result.model_input, analysis.result.probs)
+
+
+def printable_report(
+    bundle: ModelBundle,
+    analysis: PictureAnalysis,
+    stability: StabilityCheck | None,
+    *,
+    file_name: str,
+    file_sha256: str,
+    opacity: float,
+    patient: dict[str, str] | None = None,
+    subgroups_report: dict[str, Any] | None = None,
+) -> str:
+    """The one-page HTML report of the analysis (the app's download, ``explain --report``)."""
+    if bundle.artifact is None:
+        raise ValueError("the printable report describes a model folder, not an export")
+    loaded = analysis.loaded
+    return case_report_html(
+        file_name=file_name,
+        file_sha256=file_sha256,
+        image=loaded.image,
+        original_size=loaded.original_size,
+        overlay=analysis.overlay(opacity),
+        explanation=analysis.explanation,
+        result=analysis.result,
+        model=ModelFacts.from_artifact(bundle.artifact, bundle.artifact.evaluation()),
+        findings=answer_checks(
+            analysis.result,
+            stability,
+            analysis.compression,
+            bundle.report(ROBUSTNESS_FILE),
+            bundle.report(CASES_REPORT_FILE),
+        ),
+        differential=analysis.differential,
+        risk_meaning=analysis.risk_meaning,
+        image_notes=loaded.notes,
+        patient=patient,
+        subgroups_report=subgroups_report,
+    )
