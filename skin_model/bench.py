@@ -82,6 +82,42 @@ def _diagnose_with_heat(predictor, check, x: np.ndarray) -> np.ndarray:
     return heat_from_cam(cams[0], predictor.input_size)
 
 
+def _part_figures(bundle, x: np.ndarray, repeats: int) -> dict[str, Any]:
+    """The similar-case lookup and the explainer's Grad-CAM, each on its own."""
+    out: dict[str, Any] = {}
+    cases = bundle.cases
+    if cases is not None:  # the similar training lesions of one picture, from its pooled features
+        pooled = np.random.default_rng(2).random((1, cases.features.shape[1])).astype(np.float32)
+        cases.nearest(pooled)
+        out["similar_cases_ms_p50"] = round(statistics.median(_timed(lambda: cases.nearest(pooled), repeats)) * 1000, 2)
+    explainer = bundle.explainer
+    explainer.explain(x[0], "gradcam", target=0)
+    out["gradcam_ms_p50"] = round(
+        statistics.median(_timed(lambda: explainer.explain(x[0], "gradcam", 0), repeats)) * 1000, 2
+    )
+    return out
+
+
+def _folder_figures(artifact, x: np.ndarray, folder_images: int, tflite, repeats: int) -> dict[str, Any]:
+    """``predict``'s throughput on a folder of synthetic JPEGs (decoding included), and
+    the TFLite export's figures on the same files."""
+    from .file_predictions import iter_input_files, predict_files
+    from .inference import Predictor
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "images").mkdir()
+        _synthetic_jpegs(Path(tmp) / "images", folder_images)
+        files = iter_input_files([Path(tmp) / "images"])
+        plain = Predictor.from_artifact(artifact, tta=False)
+        plain.predict_arrays(x)
+        seconds = statistics.median(_timed(lambda: predict_files(plain, files, progress=False), 3))
+        out["throughput_images_per_s"] = round(folder_images / seconds, 1)
+        out["throughput_note"] = f"{folder_images} synthetic 180x180 JPEGs from disk, decoding included, no TTA"
+        out.update(_tflite_figures(artifact, tflite, Path(tmp), x, files, repeats))
+    return out
+
+
 def run_benchmark(
     model_dir: str | Path | None = None,
     repeats: int = 30,
@@ -92,7 +128,6 @@ def run_benchmark(
     ``tflite`` (an export), or for a float32 single-view TFLite export made on the fly."""
     from .bundle import load_bundle
     from .explain import evidence_check
-    from .file_predictions import iter_input_files, predict_files
     from .inference import Predictor, predict_and_check
     from .robustness import stability_check
 
@@ -151,28 +186,8 @@ def run_benchmark(
         steady = functools.partial(stability_check, explaining.predict_arrays, x[0], probs)
         ms = np.array(_timed(steady, repeats)) * 1000
         results[f"stability_check_ms_p50{label}"] = round(float(np.percentile(ms, 50)), 2)
-    cases = bundle.cases
-    if cases is not None:  # the similar training lesions of one picture, from its pooled features
-        pooled = np.random.default_rng(2).random((1, cases.features.shape[1])).astype(np.float32)
-        cases.nearest(pooled)
-        results["similar_cases_ms_p50"] = round(
-            statistics.median(_timed(lambda: cases.nearest(pooled), repeats)) * 1000, 2
-        )
-    explainer = bundle.explainer
-    explainer.explain(x[0], "gradcam", target=0)
-    results["gradcam_ms_p50"] = round(
-        statistics.median(_timed(lambda: explainer.explain(x[0], "gradcam", 0), repeats)) * 1000, 2
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "images").mkdir()
-        _synthetic_jpegs(Path(tmp) / "images", folder_images)
-        files = iter_input_files([Path(tmp) / "images"])
-        plain = Predictor.from_artifact(artifact, tta=False)
-        plain.predict_arrays(x)
-        seconds = statistics.median(_timed(lambda: predict_files(plain, files, progress=False), 3))
-        results["throughput_images_per_s"] = round(folder_images / seconds, 1)
-        results["throughput_note"] = f"{folder_images} synthetic 180x180 JPEGs from disk, decoding included, no TTA"
-        results.update(_tflite_figures(artifact, tflite, Path(tmp), x, files, repeats))
+    results.update(_part_figures(bundle, x, repeats))
+    results.update(_folder_figures(artifact, x, folder_images, tflite, repeats))
     results["machine_gflops_end"] = machine_gflops()
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return results

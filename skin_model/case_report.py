@@ -312,6 +312,49 @@ def _finding_html(finding: Finding) -> str:
     return f'<div class="finding {_FINDING_CLASS[finding.kind]}">{text}</div>'
 
 
+def _patient_html(patient: dict[str, str] | None, subgroups_report: dict[str, Any] | None) -> list[str]:
+    """The report's section on the patient details a clinician gave (none: no section)."""
+    if not patient:
+        return []
+    e = html.escape
+    parts: list[str] = []
+    given = "; ".join(f"{e(ATTRIBUTES.get(k, k))}: {e(v)}" for k, v in patient.items())
+    parts.append(
+        f'<div class="section"><h2>Patient details given</h2><p>{given} (recorded here; the model does '
+        "not see them).</p>"
+    )
+    context = patient_context(subgroups_report, patient)
+    if context:
+        scope, lines = context
+        parts.append(f"<p>How the model did for such patients ({e(scope)}):</p><ul>")
+        parts += [f"<li>{e(line)}</li>" for line in lines]
+        parts.append("</ul>")
+    parts.append("</div>")
+    return parts
+
+
+def _head_html(
+    file_name: str, file_sha256: str, original_size: tuple[int, int], created: datetime, model: ModelFacts
+) -> list[str]:
+    """The report's head: its locked-down page header, disclaimer, and the picture and model it is about."""
+    e = html.escape
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">",
+        f"<title>Lesion report: {e(file_name)}</title><style>{_STYLE}</style></head><body>",
+        "<h1>Skin lesion decision-support report</h1>",
+        f'<p class="disclaimer"><strong>{e(DISCLAIMER.headline)}</strong> {e(DISCLAIMER.detail)}</p>',
+        '<div class="section"><h2>Picture and model</h2><table>',
+        f"<tr><th>file</th><td>{e(file_name)} ({original_size[0]}×{original_size[1]} px; "
+        f"SHA-256 {e(file_sha256[:16])}…)</td></tr>",
+        f"<tr><th>analysed</th><td>{created:%Y-%m-%d %H:%M} UTC</td></tr>",
+        f"<tr><th>model</th><td>{e(model.name)} ({e(model.architecture)}, input {model.input_size} px; "
+        f"weights SHA-256 {e(model.weights_sha256[:16])}…; skin_model {e(__version__)})</td></tr></table></div>",
+    ]
+
+
 def case_report_html(
     *,
     file_name: str,
@@ -350,19 +393,7 @@ def case_report_html(
         for name, p in result.ranked
     )
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta http-equiv="Content-Security-Policy" '
-        "content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">",
-        f"<title>Lesion report: {e(file_name)}</title><style>{_STYLE}</style></head><body>",
-        "<h1>Skin lesion decision-support report</h1>",
-        f'<p class="disclaimer"><strong>{e(DISCLAIMER.headline)}</strong> {e(DISCLAIMER.detail)}</p>',
-        '<div class="section"><h2>Picture and model</h2><table>',
-        f"<tr><th>file</th><td>{e(file_name)} ({original_size[0]}×{original_size[1]} px; "
-        f"SHA-256 {e(file_sha256[:16])}…)</td></tr>",
-        f"<tr><th>analysed</th><td>{created:%Y-%m-%d %H:%M} UTC</td></tr>",
-        f"<tr><th>model</th><td>{e(model.name)} ({e(model.architecture)}, input {model.input_size} px; "
-        f"weights SHA-256 {e(model.weights_sha256[:16])}…; skin_model {e(__version__)})</td></tr></table></div>",
+        *_head_html(file_name, file_sha256, original_size, created, model),
         '<div class="section"><h2>Result</h2>',
         *(_finding_html(f) for f in verdict(result)),
         f"<p>Most probable class: <strong>{e(plain_name(top))}</strong> ({top_p:.1%}). Malignant risk (the summed "
@@ -396,19 +427,7 @@ def case_report_html(
     if image_notes:
         parts.append('<ul class="small">' + "".join(f"<li>{e(note)}</li>" for note in image_notes) + "</ul>")
     parts.append("</div>")
-    if patient:
-        given = "; ".join(f"{e(ATTRIBUTES.get(k, k))}: {e(v)}" for k, v in patient.items())
-        parts.append(
-            f'<div class="section"><h2>Patient details given</h2><p>{given} (recorded here; the model does '
-            "not see them).</p>"
-        )
-        context = patient_context(subgroups_report, patient)
-        if context:
-            scope, lines = context
-            parts.append(f"<p>How the model did for such patients ({e(scope)}):</p><ul>")
-            parts += [f"<li>{e(line)}</li>" for line in lines]
-            parts.append("</ul>")
-        parts.append("</div>")
+    parts += _patient_html(patient, subgroups_report)
     parts += [
         f'<p class="small">{e(plain_name(top))}: {e(CLASS_INFO[top][1])} Figures per class, per image '
         "collection and per patient group, and the model's known limitations, are on the app's Model card "

@@ -220,6 +220,32 @@ def by_collection(
     return out
 
 
+def malignant_figures(y_true: np.ndarray, probs: np.ndarray, malignant_threshold: float) -> dict[str, Any]:
+    """Benign against malignant: AUC, sensitivity and specificity at the referral
+    threshold, sensitivity at 80 % specificity, the confusion counts and the ROC curve."""
+    y_mal = MALIGNANT_MASK[y_true].astype(int)
+    score = malignant_score(probs)
+    flagged = score >= malignant_threshold
+    has_both_mal = 0 < y_mal.sum() < len(y_mal)
+    malignant = {
+        "threshold": round(float(malignant_threshold), 4),
+        "roc_auc": round(_malignant_auc(y_true, probs), 4) if has_both_mal else None,
+        "sensitivity": round(float(flagged[y_mal == 1].mean()), 4) if y_mal.any() else None,
+        "specificity": round(float((~flagged)[y_mal == 0].mean()), 4) if (y_mal == 0).any() else None,
+        "sensitivity_at_80_specificity": sensitivity_at_specificity(y_mal, score),
+        "confusion": {
+            "tp": int((flagged & (y_mal == 1)).sum()),
+            "fn": int((~flagged & (y_mal == 1)).sum()),
+            "fp": int((flagged & (y_mal == 0)).sum()),
+            "tn": int((~flagged & (y_mal == 0)).sum()),
+        },
+    }
+    if has_both_mal:
+        fpr, tpr, _ = metrics.roc_curve(y_mal, score)
+        malignant["roc"] = _resample(fpr, tpr)
+    return malignant
+
+
 def evaluate_predictions(
     y_true: np.ndarray,
     probs: np.ndarray,
@@ -262,27 +288,7 @@ def evaluate_predictions(
                 "precision": precision_c.round(4).tolist()[:: max(1, len(recall_c) // CURVE_POINTS)],
             }
 
-    y_mal = MALIGNANT_MASK[y_true].astype(int)
-    score = malignant_score(probs)
-    flagged = score >= malignant_threshold
-    has_both_mal = 0 < y_mal.sum() < len(y_mal)
-    malignant = {
-        "threshold": round(float(malignant_threshold), 4),
-        "roc_auc": round(_malignant_auc(y_true, probs), 4) if has_both_mal else None,
-        "sensitivity": round(float(flagged[y_mal == 1].mean()), 4) if y_mal.any() else None,
-        "specificity": round(float((~flagged)[y_mal == 0].mean()), 4) if (y_mal == 0).any() else None,
-        "sensitivity_at_80_specificity": sensitivity_at_specificity(y_mal, score),
-        "confusion": {
-            "tp": int((flagged & (y_mal == 1)).sum()),
-            "fn": int((~flagged & (y_mal == 1)).sum()),
-            "fp": int((flagged & (y_mal == 0)).sum()),
-            "tn": int((~flagged & (y_mal == 0)).sum()),
-        },
-    }
-    if has_both_mal:
-        fpr, tpr, _ = metrics.roc_curve(y_mal, score)
-        malignant["roc"] = _resample(fpr, tpr)
-
+    malignant = malignant_figures(y_true, probs, malignant_threshold)
     macro_auc = _macro_auc(y_true, probs)
     return {
         "split": split,

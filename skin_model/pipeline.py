@@ -121,6 +121,28 @@ def _sometimes(image, probability: float, pick_seed, change):
     return tf.cond(tf.random.stateless_uniform([], pick_seed) < probability, lambda: change(image), lambda: image)
 
 
+def _random_crop_shape(size, seeds, zoom: float, aspect: float):
+    """The shape of :func:`augment`'s random crop: a side of 1 - ``zoom`` to all of the
+    picture's, stretched by up to 1 + ``aspect`` either way (capped at the picture)."""
+    import tensorflow as tf
+
+    scale = tf.random.stateless_uniform([], seeds[3], 1.0 - zoom, 1.0)
+    side = tf.cast(size, tf.float32) * scale
+    if aspect > 0:
+        # a stretch by up to 1 + aspect either way (seeds derived from the last one, apart from the others')
+        log_ratio = tf.random.stateless_uniform([], tf.random.split(seeds[7], 15)[13], -1.0, 1.0) * tf.math.log1p(
+            aspect
+        )
+        ratio = tf.exp(log_ratio)
+        crop_h = tf.minimum(side * tf.sqrt(ratio), tf.cast(size, tf.float32))
+        crop_w = tf.minimum(side / tf.sqrt(ratio), tf.cast(size, tf.float32))
+        crop_shape = tf.stack([tf.cast(crop_h, tf.int32), tf.cast(crop_w, tf.int32), 3])
+    else:
+        crop = tf.cast(side, tf.int32)
+        crop_shape = tf.stack([crop, crop, 3])
+    return crop_shape
+
+
 def augment(
     image,
     seed_pair,
@@ -156,20 +178,7 @@ def augment(
     image = tf.image.stateless_random_flip_up_down(image, seeds[1])
     k = tf.random.stateless_uniform([], seeds[2], 0, 4, dtype=tf.int32)
     image = tf.image.rot90(image, k)
-    scale = tf.random.stateless_uniform([], seeds[3], 1.0 - zoom, 1.0)
-    side = tf.cast(size, tf.float32) * scale
-    if aspect > 0:
-        # a stretch by up to 1 + aspect either way (seeds derived from the last one, apart from the others')
-        log_ratio = tf.random.stateless_uniform([], tf.random.split(seeds[7], 15)[13], -1.0, 1.0) * tf.math.log1p(
-            aspect
-        )
-        ratio = tf.exp(log_ratio)
-        crop_h = tf.minimum(side * tf.sqrt(ratio), tf.cast(size, tf.float32))
-        crop_w = tf.minimum(side / tf.sqrt(ratio), tf.cast(size, tf.float32))
-        crop_shape = tf.stack([tf.cast(crop_h, tf.int32), tf.cast(crop_w, tf.int32), 3])
-    else:
-        crop = tf.cast(side, tf.int32)
-        crop_shape = tf.stack([crop, crop, 3])
+    crop_shape = _random_crop_shape(size, seeds, zoom, aspect)
     image = tf.image.stateless_random_crop(image, crop_shape, seeds[4])
     image = tf.image.resize(image, tf.stack([size, size]))
     if low_res > 0:
