@@ -41,7 +41,7 @@ def keep_tensorflow_state_between_reruns() -> None:
 
     Streamlit's script runner does that to reset "stateful modules"; with Keras 3 it also
     clears TensorFlow's kernel cache, so the cached, already-traced model rebuilt all its
-    CPU kernels on the first call of every rerun: an upload took ~7 s instead of ~0.3 s.
+    CPU kernels on the first call of every rerun, and every upload paid for it.
     The shared model is read-only (see ``load_model_bundle``), so there is nothing to reset.
     The replacement keeps the rest of Streamlit's clean-up (closing matplotlib figures).
     Idempotent; if a Streamlit release moves the hook, it does nothing.

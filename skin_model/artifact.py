@@ -53,8 +53,7 @@ def library_versions() -> dict[str, str]:
 def inference_model(model):
     """``model`` as an artifact stores it: the architecture and weights without the
     optimizer state (which would triple the file for nothing at inference time), batch
-    norms folded into their convolutions, so loading needs no rebuild (0.3 s instead
-    of 0.5 s to load plus 0.2-0.5 s to fold, for the shipped Lite2)."""
+    norms folded into their convolutions, so loading needs no rebuild and no folding."""
     # Rebuilt from its config: Keras 3.15's clone_model keeps the compiled optimizer.
     copy = type(model).from_config(model.get_config())
     copy.set_weights(model.get_weights())

@@ -30,9 +30,9 @@ def dihedral_views(x):
 def keep_blas_single_threaded() -> None:
     """Give NumPy's BLAS one thread in this process. OpenBLAS threads keep spinning for
     a while after each matrix product and compete with TensorFlow's threads for the same
-    cores: the reliability check's 2 ms distance computation made the next 8-view model
-    call ~30 ms slower (75 instead of 44 ms per checked image on 2 cores). TensorFlow
-    does the heavy work here; the matrix products left to NumPy are small."""
+    cores: the reliability check's small distance computation made the next 8-view
+    model call markedly slower. TensorFlow does the heavy work here; the matrix products
+    left to NumPy are small."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1, user_api="blas")
@@ -41,11 +41,10 @@ def keep_blas_single_threaded() -> None:
 class FrozenOnFirstCall:
     """A traced function whose variables become constants of its graph on its first
     call, for a model whose weights no longer change (a loaded artifact). TensorFlow
-    then skips a variable read per weight and lets oneDNN prepare the weights once:
-    measured on the shipped Lite2, one image 9.2 instead of 11.4 ms, the 8-view
-    explaining pass 40 instead of 44 ms. It costs 0.6-0.9 s of freezing and 170-370 MB
-    of memory per pass, so it pays only for a long-running server answering one
-    image at a time (batches gain nothing). Thread-safe; returns what the traced
+    then skips a variable read per weight and lets oneDNN prepare the weights once, so
+    single images run faster. It costs time to freeze and memory per pass, so it pays
+    only for a long-running server answering one image at a time (batches gain nothing;
+    ``bench`` prints both). Thread-safe; returns what the traced
     function returns."""
 
     def __init__(self, function) -> None:

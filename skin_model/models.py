@@ -146,7 +146,7 @@ def effnet_lite2(
     colour_constancy: bool = False,
 ) -> keras.Model:
     """EfficientNet-Lite2 (4.9M params, 21 blocks, wider) with ImageNet weights and a new
-    head; run at 224 px: at its native 260 an epoch took ~1.3x as long and validation scored lower."""
+    head; run below its native 260 px, where an epoch costs less and validation scored no lower."""
     return _effnet_lite("lite2", input_size, n_classes, dropout, pretrained, stochastic_depth, colour_constancy)
 
 
