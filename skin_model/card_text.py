@@ -48,7 +48,11 @@ def training_recipe(config: dict[str, Any]) -> str:
         parts.append(f"lower-resolution passes on {config['low_res']:.0%}")
     if config.get("nevus_recall_floor"):
         parts.append(f"weighting and epoch chosen to keep validation nevus recall ≥ {config['nevus_recall_floor']:g}")
-    return "; ".join(parts) + "; cosine learning-rate schedule"
+    schedule = "cosine learning-rate schedule"
+    if config.get("init_from"):
+        start = str(config["init_from"]).rstrip("/").split("/")[-1]
+        schedule = f"a second cosine schedule, fine-tuned further from {start} (from {config.get('unfreeze_from')} up)"
+    return "; ".join(parts) + "; " + schedule
 
 
 def training_data_text(manifest: dict[str, Any], sizes_sentence: str) -> str:

@@ -215,3 +215,16 @@ def test_report_pictures_keep_their_shape_up_to_the_cap(side: int) -> None:
     shown = _data_uris(_page(image=picture, overlay=picture))[0]
     assert shown.size == (min(side, REPORT_PICTURE_SIDE), min(side, REPORT_PICTURE_SIDE) // 2)
     assert shown.getpixel((1, 1)) == (10, 200, 30)
+
+
+def test_training_recipe_names_a_second_schedule_and_its_start() -> None:
+    from skin_model.card_text import training_recipe
+
+    first = {"class_weight_power": 0.5, "camera": 0.8, "aspect": 0.33}
+    assert training_recipe(first).endswith("; cosine learning-rate schedule")
+    second = first | {"init_from": "trained_models/effnet_lite2_3col/", "unfreeze_from": "block8_expand_conv"}
+    text = training_recipe(second)
+    assert "class weights ∝ 1 / count^0.5" in text and "camera changes on 80% of pictures" in text
+    assert text.endswith(
+        "a second cosine schedule, fine-tuned further from effnet_lite2_3col (from block8_expand_conv up)"
+    )
