@@ -77,7 +77,10 @@ def save_artifact(model, out_dir: Path, manifest: dict[str, Any]) -> Path:
         "format_version": FORMAT_VERSION,
         "class_names": list(CLASS_NAMES),
         **manifest,
-        "batch_norms_folded": count_batch_norms(model) - count_batch_norms(stored),
+        # plus those a model fine-tuned further from a saved one arrived with (``init_from``)
+        "batch_norms_folded": count_batch_norms(model)
+        - count_batch_norms(stored)
+        + manifest.get("batch_norms_folded", 0),
         "versions": library_versions(),
         "weights_file": MODEL_FILE,
         "weights_sha256": sha256_of(model_path),

@@ -325,6 +325,10 @@ def train(
     }
     if search:
         manifest_out["class_weighting_search"] = search
+    if config.init_from:  # its batch norms were folded before this run
+        manifest_out["batch_norms_folded"] = artifact_io.read_manifest(Path(config.init_from)).get(
+            "batch_norms_folded", 0
+        )
     _save(model, out_dir, manifest_out, {"model": out_dir.name} | evaluation, history, keep_weights)
     if checkpoint:
         checkpoint.finish()

@@ -60,7 +60,10 @@ def test_upload_gives_probabilities_risk_and_heatmap(app: AppTest) -> None:
     assert any(m in texts for m in ("Malignant risk", "unsure", "does not look like a dermoscopic lesion"))
     assert "Top 3" in texts
     # the map's own deletion check, in one of its two wordings, with the 10 % it blurs
-    assert "Check: blurring the 10% of the picture this map rates highest" in texts
+    assert any(
+        f"{wording}: blurring the 10% of the picture this map rates highest" in texts
+        for wording in ("Check", "Caution")
+    )
     # the shipped default has a reliability check: its confidence is shown unless the picture was flagged
     flagged = "does not look like a dermoscopic lesion" in texts
     assert ("Calibrated confidence in the top class" in texts) != flagged
@@ -597,8 +600,11 @@ def test_model_card_shows_the_prediction_sets_and_where_they_fell_short(app: App
         return binomtest(v["covered"], v["images"], 1 - report["alpha"], alternative="less").pvalue < 0.05
 
     per_class = report["test"]["per_class"]
-    assert any(short(v) for v in per_class.values()) and not all(short(v) for v in per_class.values())
-    warning = next(w.value for w in app.warning if "held the true class clearly less often" in w.value)
+    warnings = [w.value for w in app.warning if "held the true class clearly less often" in w.value]
+    if not any(short(v) for v in per_class.values()):  # nothing to name: no warning
+        assert not warnings
+        return
+    [warning] = warnings
     for name, v in per_class.items():
         assert (f"{plain_name(name)} ({v['covered']} of {v['images']})" in warning) == short(v), name
 
