@@ -29,7 +29,7 @@ from .conformal import PREDICTION_SETS_FILE
 from .explain import MALIGNANT_TARGET, METHOD_LABELS, EvidenceCheck, evidence_check, render_overlay
 from .images import LoadedImage
 from .inference import Diagnosis, diagnose
-from .risk_context import RiskContext
+from .model_files import EVALUATION_FILE
 from .robustness import COMPRESSION_REPORT_FILE, StabilityCheck, stability_check
 from .robustness import REPORT_FILE as ROBUSTNESS_FILE
 
@@ -119,10 +119,9 @@ def analyse_picture(
 
 def _risk_meaning(bundle: ModelBundle, result: Diagnosis) -> Finding | None:
     """What the picture's malignant risk has meant on held-out lesions (not for a non-lesion)."""
-    context = RiskContext.from_evaluation(bundle.artifact.evaluation() if bundle.artifact else None)
-    if context is None or result.out_of_distribution:
+    if bundle.risk_context is None or result.out_of_distribution:
         return None
-    return risk_meaning_finding(result.malignant_probability, context)
+    return risk_meaning_finding(result.malignant_probability, bundle.risk_context)
 
 
 def _differential(bundle: ModelBundle, result: Diagnosis) -> Finding | None:
@@ -163,7 +162,7 @@ def printable_report(
         overlay=analysis.overlay(opacity),
         explanation=analysis.explanation,
         result=analysis.result,
-        model=ModelFacts.from_artifact(bundle.artifact, bundle.artifact.evaluation()),
+        model=ModelFacts.from_artifact(bundle.artifact, bundle.report(EVALUATION_FILE)),
         findings=answer_checks(
             analysis.result,
             stability,

@@ -5,8 +5,9 @@ same thing and cannot load a model's parts differently."""
 
 from __future__ import annotations
 
+import functools
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from .conformal import PredictionSets
 from .explain import Explainer
 from .export import ExportedPredictor, is_exported_model, load_exported
 from .inference import Predictor
+from .model_files import EVALUATION_FILE
 from .reliability import ReliabilityCheck
+from .risk_context import RiskContext
 
 
 @dataclass
@@ -35,6 +38,7 @@ class ModelBundle:
     cases: CaseIndex | None = None
     artifact: ModelArtifact | None = None
     explainer: Explainer | None = None
+    _reports: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -49,8 +53,19 @@ class ModelBundle:
         return self.artifact is None
 
     def report(self, file_name: str) -> Any:
-        """A JSON report stored beside the model folder (None for an export or a missing report)."""
-        return None if self.artifact is None else read_report(self.artifact.path, file_name)
+        """A JSON report stored beside the model folder (None for an export or a missing
+        report), read once: a loaded model's folder does not change, and every analysed
+        picture asks for the same reports."""
+        if self.artifact is None:
+            return None
+        if file_name not in self._reports:
+            self._reports[file_name] = read_report(self.artifact.path, file_name)
+        return self._reports[file_name]
+
+    @functools.cached_property
+    def risk_context(self) -> RiskContext | None:
+        """What malignant risks meant on the stored evaluation's held-out lesions."""
+        return RiskContext.from_evaluation(self.report(EVALUATION_FILE))
 
 
 def load_bundle(
