@@ -5,10 +5,12 @@
 The two training collections were saved at different JPEG qualities (every seed-set file
 at 95, every ISIC 2017 file at 75, as the audit reads them), and ISIC 2017 holds only three classes (melanoma, nevus,
 seborrheic keratosis). A model can learn "more compressed, so one of those three" along
-with the lesions. Here every held-out picture is saved again at JPEG quality 90, 75 and
-60 (before the resize to the model's input, as another camera or archive would store it)
-and, per collection, balanced accuracy, malignant AUC and the share of pictures of the
-other six classes that the model calls one of the three are printed. An unseen picture
+with the lesions. Here every held-out picture is saved again at JPEG quality 95, 90, 75
+and 60, as a PNG and at half its size (before the resize to the model's input, as another
+camera or archive would store it) and, per collection, balanced accuracy, malignant AUC,
+the share of pictures of the other six classes that the model calls one of the three, and
+the shares of answers and of referral decisions (at the model's threshold) that change
+from the picture as stored are printed. An unseen picture
 saved at another quality than the seed set's 95 meets the model as these do. Needs the
 data set (``--data`` or ``$SKIN_DATA_DIR``).
 """
@@ -66,7 +68,13 @@ def main() -> int:
         predictor = Predictor.from_artifact(artifact)
         started = time.perf_counter()
         report = compression_shortcut_report(
-            predictor.predict_arrays, images, y, collections, narrow, artifact.input_size
+            predictor.predict_arrays,
+            images,
+            y,
+            collections,
+            narrow,
+            artifact.input_size,
+            malignant_threshold=artifact.malignant_threshold,
         )
         reports[artifact.name] = {"split": args.split, "narrow_classes": [CLASS_NAMES[k] for k in narrow]}
         reports[artifact.name]["report"] = report
@@ -75,7 +83,7 @@ def main() -> int:
         print(f"\n{artifact.name} (TTA {predictor.tta}; {time.perf_counter() - started:.0f} s)")
         print(
             f"{'saved as':18s} {'collection':10s} {'images':>6s} {'bal. acc':>8s} {'mal. AUC':>8s} "
-            f"{'others called the three':>24s}"
+            f"{'others called the three':>24s} {'answers changed':>15s} {'referrals changed':>17s}"
         )
         for quality, by_collection in report.items():
             for collection, r in by_collection.items():
@@ -83,7 +91,7 @@ def main() -> int:
                 narrow_share = "-" if r["called_narrow"] is None else f"{r['called_narrow']:.1%}"
                 print(
                     f"{quality:18s} {collection:10s} {r['images']:6d} {r['balanced_accuracy']:8.3f} {auc:>8s} "
-                    f"{narrow_share:>24s}"
+                    f"{narrow_share:>24s} {r['answer_changed']:15.1%} {r['referral_changed']:17.1%}"
                 )
     if args.json:
         write_json(Path(args.json), reports)

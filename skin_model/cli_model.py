@@ -30,6 +30,31 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_threshold(args: argparse.Namespace) -> int:
+    """Refit a model's referral threshold by a rule on its stored validation scores."""
+    from .artifact import load_artifact
+    from .workflows import refit_referral_threshold
+
+    artifact = load_artifact(args.model)
+    result = refit_referral_threshold(artifact, manifest_from_args(args).table, args.rule, args.target)
+    print(f"referral threshold {result['old_threshold']:.4f} -> {result['threshold']:.4f}: {result['rule']}")
+    evaluation = load_artifact(args.model).evaluation() or {}
+    for split in ("val", "test"):
+        if split in evaluation:
+            m = evaluation[split]["malignant"]
+            within = ", ".join(
+                f"{c} {r['malignant_sensitivity']:.3f}/{r['malignant_specificity']:.3f}"
+                for c, r in evaluation[split]["by_collection"].items()
+                if r["malignant_sensitivity"] is not None and r["malignant_specificity"] is not None
+            )
+            print(
+                f"{split}: sensitivity {m['sensitivity']:.3f}, specificity {m['specificity']:.3f}; "
+                f"by collection {within}"
+            )
+    print("refit what reads the threshold next: benchmarks/subgroups.py, benchmarks/jpeg_shortcut.py, export")
+    return 0
+
+
 def cmd_cases(args: argparse.Namespace) -> int:
     """Index the training lesions for a model's similar-case view and measure it."""
     from .artifact import load_artifact
@@ -135,7 +160,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             split: load_arrays(manifest.kept(split), artifact.input_size, progress=not args.quiet)
             for split in (("val", "test") if args.parity_split == "both" else (args.parity_split,))
         }
-        checked = check_export(artifact, exported, splits, tta)
+        from .sources import collections_of
+
+        val_collections = collections_of(manifest.kept("val")) if "val" in splits else None
+        checked = check_export(artifact, exported, splits, tta, val_collections)
         print(json.dumps(checked["parity"], indent=1))
         for line in parity_summary(checked["parity"]):
             print(line)
@@ -166,6 +194,21 @@ def add_model_commands(sub) -> None:
     add_model_flag(calibrate)
     add_split_and_quiet_flags(calibrate)
     calibrate.set_defaults(func=cmd_calibrate)
+
+    threshold = sub.add_parser(
+        "threshold",
+        help="refit the referral threshold by a rule on the stored validation scores",
+        description="Refit a saved model's malignant referral threshold on its stored validation scores (no model "
+        "run) by a rule: pooled (the pooled validation pictures reach the sensitivity target) or weakest-collection "
+        "(every image collection's validation pictures reach it on their own), then re-evaluate the stored splits "
+        "at it. benchmarks/trust_transfer.py measures both rules leaving one collection out.",
+    )
+    add_data_flag(threshold)
+    add_model_flag(threshold)
+    add_split_and_quiet_flags(threshold)
+    threshold.add_argument("--rule", choices=["pooled", "weakest-collection"], default="weakest-collection")
+    threshold.add_argument("--target", type=float, default=None, help="sensitivity target (default: the model's)")
+    threshold.set_defaults(func=cmd_threshold)
 
     cases = sub.add_parser(
         "cases",

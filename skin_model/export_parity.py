@@ -20,12 +20,14 @@ def check_export(
     export: Path,
     splits: dict[str, tuple[np.ndarray, np.ndarray]],
     tta: bool | None = None,
+    val_collections: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Compare an export with the Keras model on ``splits`` (name -> images, labels),
     record the parity in the export's manifest and, when validation is among them,
     refit the malignant referral threshold (the model's rule) and the prediction sets
     (the source's coverage) on the export's own validation probabilities, the test
-    split, if given, measured with them. Returns ``{"parity": ..., "prediction_sets":
+    split, if given, measured with them. ``val_collections``: each validation picture's
+    collection, which a per-collection referral rule needs. Returns ``{"parity": ..., "prediction_sets":
     report or None}``."""
     from .conformal import DEFAULT_ALPHA, fit_prediction_sets
     from .inference import Predictor
@@ -38,7 +40,7 @@ def check_export(
     path = manifest_path(export)
     manifest = json.loads(path.read_text())
     if "val" in served:
-        manifest |= refitted_threshold(artifact, *served["val"])
+        manifest |= refitted_threshold(artifact, *served["val"], collections=val_collections)
     thresholds = (artifact.malignant_threshold, float(manifest["malignant_threshold"]))
     parity = {
         split: parity_report(probs, served[split][0], served[split][1], answered=answered, thresholds=thresholds)
@@ -74,18 +76,25 @@ def keras_answers(predictor, artifact: ModelArtifact, x: np.ndarray) -> tuple[np
     return probs, probs.max(axis=1) >= UNSURE_BELOW
 
 
-def refitted_threshold(artifact: ModelArtifact, val_probs: np.ndarray, y_val: np.ndarray) -> dict[str, Any]:
+def refitted_threshold(
+    artifact: ModelArtifact, val_probs: np.ndarray, y_val: np.ndarray, collections: np.ndarray | None = None
+) -> dict[str, Any]:
     """Manifest entries for the export's malignant referral threshold, fitted by the
-    source model's rule (its sensitivity target) on the export's validation
-    probabilities, with the source's threshold kept beside it."""
+    source model's rule and sensitivity target on the export's validation
+    probabilities (and the pictures' ``collections``, for a per-collection rule), with
+    the source's threshold kept beside it."""
     from .classes import MALIGNANT_MASK, malignant_score
-    from .evaluation import threshold_for_sensitivity, threshold_rule
+    from .transfer import LEGACY_RULE, fit_referral_threshold, referral_rule_text
 
     target = float(artifact.manifest.get("training_config", {}).get("malignant_sensitivity_target", 0.9))
-    threshold = threshold_for_sensitivity(MALIGNANT_MASK[np.asarray(y_val)], malignant_score(val_probs), target)
+    rule = artifact.manifest.get("referral_rule", LEGACY_RULE)
+    if collections is None:
+        collections = np.zeros(len(y_val), int)  # one collection: every rule is the pooled one
+    y_mal = MALIGNANT_MASK[np.asarray(y_val)]
+    threshold = fit_referral_threshold(rule, y_mal, malignant_score(val_probs), collections, target)
     return {
         "malignant_threshold": threshold,  # unrounded: it lies halfway between two scores 1e-6 apart or more
-        "malignant_threshold_rule": threshold_rule(target),
+        "malignant_threshold_rule": referral_rule_text(rule, target),
         "malignant_threshold_fitted_on": "this export's own validation probabilities",
         "source_malignant_threshold": artifact.malignant_threshold,
     }

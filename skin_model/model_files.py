@@ -20,6 +20,8 @@ SUBGROUPS_FILE = "subgroups.json"
 ROBUSTNESS_FILE = "robustness.json"
 COMPRESSION_REPORT_FILE = "compression_shortcut.json"
 EXPLANATION_CHECK_FILE = "explanation_check.json"
+TRUST_TRANSFER_FILE = "trust_transfer.json"
+HEATMAP_LESION_FILE = "heatmap_lesion.json"
 CHECKPOINT_DIR = "checkpoint"  # a training run's state while it trains; never shipped
 
 
@@ -72,6 +74,18 @@ MODEL_FILES: tuple[ModelFile, ...] = (
         "answers of pictures saved again (JPEG, PNG, half size)",
         "benchmarks/jpeg_shortcut.py",
         "Diagnose page, predict, model card",
+    ),
+    ModelFile(
+        TRUST_TRANSFER_FILE,
+        "refusals and referral figures leaving one collection out",
+        "benchmarks/trust_transfer.py",
+        "Evaluation page, model card",
+    ),
+    ModelFile(
+        HEATMAP_LESION_FILE,
+        "the heat maps against the lesion masks",
+        "benchmarks/heatmap_lesion.py",
+        "Evaluation page, model card",
     ),
     ModelFile(
         EXPLANATION_CHECK_FILE,

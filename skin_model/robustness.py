@@ -188,7 +188,10 @@ def robustness_report(
 # the image collections were saved at different JPEG qualities (seed set 95, ISIC 2017
 # 75, as images.estimate_jpeg_quality reads them); ``compression_shortcut_report``
 # re-saves pictures at these
-SHORTCUT_QUALITIES = (None, 90, 75, 60)  # None: the picture as stored
+SHORTCUT_QUALITIES = (None, 95, 90, 75, 60)  # None: the picture as stored
+# Besides the JPEG qualities: the picture saved losslessly, and at half its side (as a
+# phone's smaller export or a downscaled archive would hand it over)
+SHORTCUT_SAVES = ("PNG", "half size")
 # a JPEG saved below this quality gets a note (the seed set's pictures were saved at 95)
 COMPRESSION_NOTE_BELOW = 90
 
@@ -220,6 +223,57 @@ def compression_note(quality: int | None, report: dict | None) -> str | None:
     return text + " Weigh the class with care."
 
 
+def resave_png(image: Image.Image) -> Image.Image:
+    """The picture as it reads back after being saved losslessly as a PNG."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
+def half_size(image: Image.Image) -> Image.Image:
+    """The picture at half its side (antialiased), saved losslessly: a smaller export."""
+    w, h = image.size
+    return resave_png(image.resize((max(1, w // 2), max(1, h // 2)), Image.Resampling.BILINEAR))
+
+
+def _saved_again(image: Image.Image, save: int | str | None) -> Image.Image:
+    if save is None:
+        return image
+    if save == "PNG":
+        return resave_png(image)
+    if save == "half size":
+        return half_size(image)
+    return resave_jpeg(image, int(save))
+
+
+def _save_name(save: int | str | None) -> str:
+    return "as stored" if save is None else f"JPEG quality {save}" if isinstance(save, int) else str(save)
+
+
+def _shortcut_row(y, probs, top, stored_top, referred, stored_referred, k, narrow, narrow_classes) -> dict:
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+    from .classes import MALIGNANT_MASK
+
+    malignant = MALIGNANT_MASK[y[k]]
+    others = k & ~narrow
+    row: dict[str, float | int | None] = {
+        "images": int(k.sum()),
+        "balanced_accuracy": round(float(balanced_accuracy_score(y[k], top[k])), 4),
+        "accuracy": round(float((y[k] == top[k]).mean()), 4),
+        "malignant_auc": (
+            round(float(roc_auc_score(malignant, malignant_score(probs[k]))), 4)
+            if 0 < malignant.sum() < k.sum()
+            else None
+        ),
+        "called_narrow": round(float(np.isin(top[others], list(narrow_classes)).mean()), 4) if others.any() else None,
+        "answer_changed": round(float((top[k] != stored_top[k]).mean()), 4),
+    }
+    if referred is not None:
+        row["referral_changed"] = round(float((referred[k] != stored_referred[k]).mean()), 4)
+    return row
+
+
 def compression_shortcut_report(
     predict: Callable[[np.ndarray], np.ndarray],
     images: Sequence[Image.Image],
@@ -228,42 +282,43 @@ def compression_shortcut_report(
     narrow_classes: Sequence[int],
     size: int,
     qualities: Sequence[int | None] = SHORTCUT_QUALITIES,
+    saves: Sequence[str] = SHORTCUT_SAVES,
+    malignant_threshold: float | None = None,
 ) -> dict[str, dict[str, dict[str, float | int | None]]]:
-    """Does the model read the class off the JPEG compression? Every picture (as stored,
-    before the resize to ``size``) is saved again at each of ``qualities``, and per
-    quality and image collection this gives balanced accuracy, malignant AUC and
-    ``called_narrow``: the share of pictures of classes outside ``narrow_classes`` (the
-    few classes of the collection saved at a lower quality) that the model calls one of
-    them; "all" pools the collections. A model that learnt the collection's compression
-    along with its classes moves pictures into those classes as their quality falls;
-    one that learnt the lesions does not."""
-    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
-
-    from .classes import MALIGNANT_MASK
+    """Does the model read the class off how the picture was saved? Every picture (as
+    stored, before the resize to ``size``) is saved again at each JPEG quality of
+    ``qualities`` and in each of ``saves`` (PNG, half size), and per save and image
+    collection this gives balanced accuracy, accuracy, malignant AUC, ``answer_changed``
+    (the share whose top class differs from the stored picture's), ``referral_changed``
+    (the share whose referral at ``malignant_threshold`` differs; only with a threshold)
+    and ``called_narrow``: the share of pictures of classes outside ``narrow_classes``
+    (the few classes of the collection saved at a lower quality) that the model calls one
+    of them; "all" pools the collections. A model that learnt the collection's
+    compression along with its classes moves pictures into those classes as their
+    quality falls; one that learnt the lesions does not."""
     from .pipeline import to_model_input
 
     narrow = np.isin(y, list(narrow_classes))
     report: dict[str, dict[str, dict[str, float | int | None]]] = {}
-    for quality in qualities:
-        x = np.stack([to_model_input(im if quality is None else resave_jpeg(im, quality), size) for im in images])
-        probs = predict(x)
+    stored_top = stored_referred = None
+    for save in [None, *[q for q in qualities if q is not None], *saves]:
+        probs = predict(np.stack([to_model_input(_saved_again(im, save), size) for im in images]))
         top = probs.argmax(axis=1)
-        rows = {}
-        for collection in [*sorted(set(collections)), "all"]:
-            k = collections == collection if collection != "all" else np.ones(len(y), bool)
-            malignant = MALIGNANT_MASK[y[k]]
-            others = k & ~narrow
-            rows[collection] = {
-                "images": int(k.sum()),
-                "balanced_accuracy": round(float(balanced_accuracy_score(y[k], top[k])), 4),
-                "malignant_auc": (
-                    round(float(roc_auc_score(malignant, malignant_score(probs[k]))), 4)
-                    if 0 < malignant.sum() < k.sum()
-                    else None
-                ),
-                "called_narrow": round(float(np.isin(top[others], list(narrow_classes)).mean()), 4)
-                if others.any()
-                else None,
-            }
-        report["as stored" if quality is None else f"JPEG quality {quality}"] = rows
+        referred = None if malignant_threshold is None else malignant_score(probs) >= malignant_threshold
+        if save is None:
+            stored_top, stored_referred = top, referred
+        report[_save_name(save)] = {
+            collection: _shortcut_row(
+                y,
+                probs,
+                top,
+                stored_top,
+                referred,
+                stored_referred,
+                collections == collection if collection != "all" else np.ones(len(y), bool),
+                narrow,
+                narrow_classes,
+            )
+            for collection in [*sorted(set(collections)), "all"]
+        }
     return report

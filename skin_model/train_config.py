@@ -41,6 +41,12 @@ class TrainConfig:
     malignant_sensitivity_target: float = option(
         0.9, "validation malignant sensitivity the referral threshold is fitted for", flag="--sensitivity-target"
     )
+    referral_rule: str = option(
+        "weakest-collection",
+        "how the referral threshold is fitted on validation: pooled (the pooled pictures reach the sensitivity "
+        "target) or weakest-collection (every image collection reaches it on its own)",
+        metavar="RULE",
+    )
     tta: bool = option(False, "evaluate with 8-view test-time augmentation")
     bootstrap: int = option(1000, "bootstrap resamples of the evaluation's intervals")
     feature_views: int = option(4, "pretrained models: augmented views per image for the cached-feature head warm-up")

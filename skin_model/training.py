@@ -19,7 +19,7 @@ from .colour_constancy import DEFAULT_POWER, TARGET_GREY
 from .conformal import PREDICTION_SETS_FILE, fit_from_evaluation
 from .distribute import describe as describe_strategy
 from .distribute import fit_multi_worker, is_multi_worker, strategy_from_environment
-from .evaluation import by_collection, evaluate_predictions, threshold_for_sensitivity, threshold_rule
+from .evaluation import by_collection, evaluate_predictions
 from .finetune import freeze_for_finetuning, layer_rate_scales, layerwise_adamw
 from .inference import Predictor
 from .manifest import Manifest
@@ -33,6 +33,7 @@ from .train_config import (  # noqa: F401  (re-exported: the training API's name
     training_loss,
     training_sample_weights,
 )
+from .transfer import fit_referral_threshold, referral_rule_text
 from .warmup import augmentation_options, nevus_recall, selection_score, warm_up_head
 
 
@@ -200,8 +201,13 @@ def _evaluate(model, config: TrainConfig, size: int, arrays: dict, splits: dict)
     eval_predictor = Predictor(model, size, tta=config.tta)
     x_val, y_val = arrays.get("val", arrays["train"])
     val_probs = eval_predictor.predict_arrays(x_val)
-    threshold = threshold_for_sensitivity(
-        MALIGNANT_MASK[y_val], malignant_score(val_probs), config.malignant_sensitivity_target
+    val_rows = splits.get("val", splits["train"])
+    threshold = fit_referral_threshold(
+        config.referral_rule,
+        MALIGNANT_MASK[y_val],
+        malignant_score(val_probs),
+        np.asarray(collections_of(val_rows)),
+        config.malignant_sensitivity_target,
     )
     evaluation: dict[str, Any] = {}
     for name, (x, y) in arrays.items():
@@ -371,7 +377,8 @@ def _manifest_record(
         "distribution": describe_strategy(strategy),
         "best_epoch": selector.best_epoch + 1,
         "malignant_classes": sorted(MALIGNANT_CLASSES),
-        "malignant_threshold_rule": threshold_rule(config.malignant_sensitivity_target),
+        "malignant_threshold_rule": referral_rule_text(config.referral_rule, config.malignant_sensitivity_target),
+        "referral_rule": config.referral_rule,
         "tta": config.tta,
         "metrics_summary": {
             split: {k: evaluation[split][k] for k in ("balanced_accuracy", "macro_auc", "accuracy")}

@@ -50,6 +50,47 @@ def evaluate_artifact(
     return results
 
 
+def refit_referral_threshold(artifact, table, rule: str, target: float | None = None, bootstrap: int = 1000) -> dict:
+    """Refit a saved model's referral threshold by ``rule`` on its stored validation
+    scores (no model run) and re-evaluate its stored splits at the new threshold: the
+    manifest's threshold, rule and metrics summary and ``evaluation.json`` are
+    rewritten. ``table``: the manifest table the model was evaluated on (its fingerprint
+    is checked). Returns the old and new thresholds and the rule in words."""
+    from .classes import MALIGNANT_MASK, malignant_score
+    from .evaluation import stored_split_scores
+    from .model_files import EVALUATION_FILE
+    from .transfer import fit_referral_threshold, referral_rule_text
+
+    manifest = artifact_io.read_manifest(artifact.path)
+    config = dict(manifest.get("training_config", {}))
+    target = float(target if target is not None else config.get("malignant_sensitivity_target", 0.9))
+    evaluation = artifact.evaluation() or {}
+    fingerprint = manifest.get("data_fingerprint")
+    rows, y_val, p_val = stored_split_scores(table, evaluation, "val", fingerprint)
+    threshold = fit_referral_threshold(
+        rule, MALIGNANT_MASK[y_val], malignant_score(p_val), collections_of(rows), target
+    )
+    for split in ("val", "test"):
+        if split in evaluation:
+            rows, y, probs = stored_split_scores(table, evaluation, split, fingerprint)
+            evaluation[split] = evaluate_predictions(y, probs, split, threshold, bootstrap=bootstrap)
+            evaluation[split]["by_collection"] = by_collection(y, probs, collections_of(rows), threshold)
+    artifact_io.write_json(artifact.path / EVALUATION_FILE, evaluation)
+    config |= {"referral_rule": rule, "malignant_sensitivity_target": target}
+    entries = {
+        "malignant_threshold": threshold,  # unrounded: see threshold_for_sensitivity
+        "malignant_threshold_rule": referral_rule_text(rule, target),
+        "referral_rule": rule,
+        "training_config": config,
+    }
+    artifact_io.write_manifest(artifact.path, manifest | entries)
+    return {
+        "old_threshold": artifact.malignant_threshold,
+        "threshold": threshold,
+        "rule": entries["malignant_threshold_rule"],
+    }
+
+
 def fit_reliability(artifact, manifest, cache_dir=None, progress: bool = True) -> dict:
     """Fit temperature, the OOD detector and the abstention cut-off for a saved model on
     its training/validation splits, save them beside it and record them (with a

@@ -103,14 +103,39 @@ def test_compression_shortcut_report_catches_a_model_that_reads_the_compression(
         probs[np.arange(len(x)), np.where(_fine_detail(x) > cut, BCC, NEVUS)] = 1.0
         return probs
 
-    report = compression_shortcut_report(reads_compression, images, y, collections, narrow, size=48)
-    assert list(report) == ["as stored", "JPEG quality 90", "JPEG quality 75", "JPEG quality 60"]
+    # refer when the malignant risk (here: the carcinoma's probability) reaches one half
+    report = compression_shortcut_report(
+        reads_compression, images, y, collections, narrow, size=48, malignant_threshold=0.5
+    )
+    assert list(report) == [
+        "as stored",
+        "JPEG quality 95",
+        "JPEG quality 90",
+        "JPEG quality 75",
+        "JPEG quality 60",
+        "PNG",
+        "half size",
+    ]
     assert report["as stored"]["seed"] == {
         "images": 3,
         "balanced_accuracy": 1.0,
+        "accuracy": 1.0,
         "malignant_auc": None,  # one class only
         "called_narrow": 0.0,
+        "answer_changed": 0.0,
+        "referral_changed": 0.0,
     }
+    # lossless: the very same pixels, so nothing changes
+    assert report["PNG"]["all"] == report["as stored"]["all"]
+    # the carcinomas lose their detail and are no longer referred: 3 of the 6 decisions change
+    assert report["JPEG quality 60"]["seed"]["referral_changed"] == 1.0
+    assert report["JPEG quality 60"]["all"]["referral_changed"] == 0.5
+    assert report["JPEG quality 60"]["all"]["answer_changed"] == 0.5
+    assert report["JPEG quality 60"]["isic2017"]["referral_changed"] == 0.0
+    assert (
+        "referral_changed"
+        not in compression_shortcut_report(reads_compression, images, y, collections, narrow, 48)["PNG"]["all"]
+    )
     assert report["JPEG quality 60"]["seed"]["called_narrow"] == 1.0
     assert report["JPEG quality 60"]["seed"]["balanced_accuracy"] == 0.0
     assert report["JPEG quality 60"]["isic2017"]["called_narrow"] is None  # it holds only narrow classes
