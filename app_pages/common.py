@@ -26,7 +26,12 @@ from skin_model.conformal import (
     PREDICTION_SETS_FILE,
 )
 from skin_model.follow_up import PhotoToPhoto
-from skin_model.model_files import EXPLANATION_CHECK_FILE, OOD_BENCHMARK_FILE, RELIABILITY_REPORT_FILE
+from skin_model.model_files import (
+    EXPLANATION_CHECK_FILE,
+    HEATMAP_LESION_FILE,
+    RELIABILITY_REPORT_FILE,
+    TRUST_TRANSFER_FILE,
+)
 from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
 from skin_model.robustness import COMPRESSION_REPORT_FILE
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
@@ -147,7 +152,8 @@ def model_summaries() -> list[dict[str, Any]]:
                 "manifest": manifest,
                 "evaluation": artifact_io.read_evaluation(path),
                 "reliability": read_json(path / RELIABILITY_REPORT_FILE),
-                "ood_benchmark": read_json(path / OOD_BENCHMARK_FILE),
+                "trust_transfer": read_json(path / TRUST_TRANSFER_FILE),
+                "heatmap_lesion": read_json(path / HEATMAP_LESION_FILE),
                 "explanation_check": read_json(path / EXPLANATION_CHECK_FILE),
                 "cases": read_json(path / CASES_REPORT_FILE),
                 "robustness": read_json(path / ROBUSTNESS_FILE),

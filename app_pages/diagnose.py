@@ -19,6 +19,7 @@ from app_pages.result_sections import (
     show_stability,
 )
 from skin_model.analysis import analyse_picture, check_stability, printable_report
+from skin_model.card_text import referral_caveat
 from skin_model.case_report import (
     explanation_caption,
     verdict,
@@ -29,6 +30,7 @@ from skin_model.explain import MALIGNANT_TARGET, METHOD_LABELS, METHODS
 from skin_model.file_predictions import predictions_table, worklist_table
 from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import FilePrediction
+from skin_model.model_files import TRUST_TRANSFER_FILE
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.subgroups import SUBGROUPS_FILE
 
@@ -66,6 +68,9 @@ st.caption(
     f"Model: **{art.name}** ({art.manifest.get('architecture')}, input {art.input_size}px). "
     f"Malignant-risk threshold {art.malignant_threshold:.1%}, chosen on validation for ≥ 90 % sensitivity."
 )
+caveat = referral_caveat(art.manifest, bundle.report(TRUST_TRANSFER_FILE))
+if caveat:
+    st.caption(caveat)
 for name, reason in refused:
     st.error(f"{name}: refused ({reason})")
 if not files:

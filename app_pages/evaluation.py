@@ -8,7 +8,13 @@ import streamlit as st
 
 from app_pages.charts import confusion_figure, curves_figure, history_figure, legend_caption, reliability_figure
 from app_pages.common import load_audit, model_summaries
-from app_pages.model_sections import show_confused_pictures, show_prediction_set_explorer, show_reliability
+from app_pages.model_sections import show_confused_pictures, show_prediction_set_explorer
+from app_pages.trust_sections import (
+    show_heatmaps_on_lesions,
+    show_referral_transfer,
+    show_refusals_across_collections,
+    show_reliability,
+)
 from skin_model.case_report import split_title
 from skin_model.evaluation import malignant_operating_point
 from skin_model.sources import COLLECTION_TITLES
@@ -83,7 +89,20 @@ m2.metric("Macro AUC", f"{ev['macro_auc']:.3f}" if ev["macro_auc"] is not None e
 m3.metric("Malignant AUC", f"{ev['malignant']['roc_auc']:.3f}" if ev["malignant"]["roc_auc"] else "n/a")
 m4.metric("Accuracy", f"{ev['accuracy']:.3f}")
 
-tab_cm, tab_wrong, tab_curves, tab_table, tab_groups, tab_cal, tab_thr, tab_sets, tab_rel, tab_hist = st.tabs(
+(
+    tab_cm,
+    tab_wrong,
+    tab_curves,
+    tab_table,
+    tab_groups,
+    tab_cal,
+    tab_thr,
+    tab_sets,
+    tab_rel,
+    tab_clinic,
+    tab_maps,
+    tab_hist,
+) = st.tabs(
     [
         "Confusion matrix",
         "Mistakes, picture by picture",
@@ -94,6 +113,8 @@ tab_cm, tab_wrong, tab_curves, tab_table, tab_groups, tab_cal, tab_thr, tab_sets
         "Benign/malignant threshold",
         "Differential",
         "Reliability",
+        "Another clinic's camera",
+        "Heat maps on lesions",
         "Training",
     ]
 )
@@ -176,6 +197,13 @@ with tab_sets:
     show_prediction_set_explorer(chosen, split)
 with tab_rel:
     show_reliability(chosen)
+with tab_clinic:
+    st.markdown("**Referral threshold, within each collection and fitted without it**")
+    show_referral_transfer(chosen)
+    st.markdown("**What the reliability check refuses, fitted with and without each collection**")
+    show_refusals_across_collections(chosen)
+with tab_maps:
+    show_heatmaps_on_lesions(chosen, examples=True)
 with tab_hist:
     if chosen["history"] is not None:
         st.plotly_chart(history_figure(chosen["history"]), width="stretch")

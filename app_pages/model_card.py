@@ -11,12 +11,12 @@ from app_pages.model_sections import (
     show_compression_report,
     show_explanation_check,
     show_prediction_sets,
-    show_reliability,
     show_risk_meaning,
     show_robustness,
     show_subgroups,
     split_sizes_sentence,
 )
+from app_pages.trust_sections import show_heatmaps_on_lesions, show_referral_transfer, show_reliability
 from skin_model.card_text import training_data_text, training_recipe
 from skin_model.case_report import split_title
 from skin_model.classes import CLASS_NAMES, plain_name
@@ -103,11 +103,15 @@ show_risk_meaning(default)
 st.header("Knowing what it does not know")
 show_reliability(default)
 
+st.header("Would it hold on another clinic's camera?")
+show_referral_transfer(default)
+
 st.header("A differential, not one answer")
 show_prediction_sets(default)
 
 st.header("Do the heat maps show what the model uses?")
 show_explanation_check(default)
+show_heatmaps_on_lesions(default)
 
 st.header("Would a slightly different photo get the same answer?")
 show_robustness(default)

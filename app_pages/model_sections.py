@@ -38,47 +38,6 @@ def split_sizes_sentence(sizes: dict[str, int] | None) -> str:
     return f"{trained}; {' and '.join(held_out)} pictures held out." if held_out else f"{trained}."
 
 
-def show_reliability(summary: dict[str, Any]) -> None:
-    """What the model's reliability check does and how it measured: OOD rejection,
-    false rejection, calibration before/after temperature scaling, abstention coverage."""
-    reliability, bench = summary.get("reliability"), summary.get("ood_benchmark")
-    if not reliability:
-        st.info(f"{summary['name']} has no fitted reliability check (`python -m skin_model calibrate`).")
-        return
-    settings = reliability["manifest"]
-    st.markdown(
-        f"- **Not a lesion?** Mahalanobis distance of the model's pooled features to the nearest class, at "
-        f"{len(settings.get('ood_layers', [1]))} depths of the network (flagged above the 95th percentile of "
-        "validation lesions), plus image screens for blank, colourless and noise frames.\n"
-        f"- **Calibration:** temperature scaling, T = {settings['temperature']:.2f}, fitted on validation.\n"
-        f"- **Abstention:** the model answers only at calibrated confidence ≥ {settings['abstain_below']:.0%}; "
-        "below that, or for a non-lesion image, it says *uncertain: refer*."
-    )
-    rows = []
-    for split in ("val", "test"):
-        r = reliability["report"].get(split)
-        if r:
-            rows.append(
-                {
-                    "split": split_title(split),
-                    "lesions wrongly rejected as not-a-lesion": f"{r['ood_false_rejection']:.1%}",
-                    "ECE before → after": f"{r['ece_before']:.3f} → {r['ece_after']:.3f}",
-                    "answered (coverage)": f"{r['coverage']:.0%}",
-                    "accuracy when answering": f"{r['accuracy_answered']:.0%}",
-                    "accuracy on all": f"{r['accuracy_all']:.0%}",
-                }
-            )
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    if bench:
-        parts = [
-            f"{name}: {b['rejected']} of {b['n']} rejected"
-            + (f" (missed: {', '.join(b['accepted'])})" if b["accepted"] else "")
-            for name, b in bench.items()
-            if name != "lesions"
-        ]
-        st.caption("Non-lesion images (`benchmarks/ood.py`): " + "; ".join(parts) + ".")
-
-
 def show_explanation_check(summary: dict[str, Any]) -> None:
     """The heat maps' deletion test (``benchmarks/explain_faithfulness.py``): how fast the
     predicted class's probability falls as the pixels a map rates highest are blurred

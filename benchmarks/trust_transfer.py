@@ -42,11 +42,19 @@ from skin_model.evaluation import stored_split_scores  # noqa: E402
 from skin_model.images import load_image  # noqa: E402
 from skin_model.manifest import build_manifest  # noqa: E402
 from skin_model.model_files import EVALUATION_FILE, TRUST_TRANSFER_FILE  # noqa: E402
+from skin_model.outlier_pictures import outlier_pictures  # noqa: E402
 from skin_model.pipeline import default_cache_dir, load_arrays, to_model_input  # noqa: E402
 from skin_model.reliability import screen_image  # noqa: E402
 from skin_model.sources import collections_of, resolve_data_dir  # noqa: E402
 from skin_model.taps import forward_with_features  # noqa: E402
-from skin_model.transfer import best_rule, ood_transfer_report, threshold_transfer_report  # noqa: E402
+from skin_model.transfer import (  # noqa: E402
+    best_rule,
+    distance_detector,
+    lesion_detector,
+    ood_transfer_report,
+    threshold_transfer_report,
+)
+from skin_model.workflows import OUTLIER_PICTURES  # noqa: E402
 
 BENCHMARK = "non-lesion benchmark"
 
@@ -83,11 +91,10 @@ def picture_features(pictures: dict, size: int, layers: list[str], forward) -> t
 
 
 def print_ood(report: dict) -> None:
-    q = report["quantile"]
     within = ", ".join(f"{c} {r['rate']:.1%}" for c, r in report["within_collection"].items())
     held = ", ".join(f"{c} {r['rate']:.1%}" for c, r in report["leave_one_collection_out"].items())
     other = report["other"][BENCHMARK]
-    print(f"OOD at the {q:.3g} quantile: lesions refused within collection (test) {within}")
+    print(f"{report['detector']}: lesions refused within collection (test) {within}")
     print(f"  held-out collection refused: {held}")
     print(
         f"  non-lesion refused: {other['refused']} of {other['n']} ({other['rate']:.1%}, 95% CI "
@@ -127,9 +134,16 @@ def main() -> int:
     other = {
         group: picture_features(pictures, artifact.input_size, layers, forward) for group, pictures in groups.items()
     }
+    generated = {str(k): p for k, p in enumerate(outlier_pictures(OUTLIER_PICTURES, artifact.input_size))}
+    generated_features = picture_features(generated, artifact.input_size, layers, forward)[0]
+    detectors = {"lesion detector (refuses in the app)": lesion_detector(0, generated_features[0])} | {
+        f"feature distance at the {q:.3g} quantile": distance_detector(layers, q) for q in args.quantiles
+    }
     result: dict = {"model": artifact.name, "non_lesion_benchmark": len(benchmark), "ood": []}
-    for q in args.quantiles:
-        report = ood_transfer_report(layers, splits["train"], splits["val"], splits["test"], other, q)
+    for name, fit_detector in detectors.items():
+        report = {"detector": name} | ood_transfer_report(
+            fit_detector, splits["train"], splits["val"], splits["test"], other
+        )
         result["ood"].append(report)
         print_ood(report)
         near = [f"{g}: {r['rate']:.0%} refused" for g, r in report["other"].items() if g != BENCHMARK]

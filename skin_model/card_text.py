@@ -175,3 +175,45 @@ def _loco_sentence(loco: dict[str, Any]) -> str:
         "backbone's features, not the fine-tuned model, trained without the collection and measured on its "
         "held-out pictures; balanced accuracy, with the collection seen in brackets): " + "; ".join(parts) + "."
     )
+
+
+def referral_caveat(manifest: dict[str, Any], transfer: dict[str, Any] | None) -> str | None:
+    """What a clinician should know about the referral threshold on pictures from another
+    camera, in words: how the threshold was chosen, where on the test pictures it held
+    the sensitivity target and where not, and the lowest sensitivity it kept on a
+    collection it was fitted without (``benchmarks/trust_transfer.py``). None without
+    that measurement."""
+    if not transfer:
+        return None
+    referral = transfer["referral"]
+    rule = manifest.get("referral_rule", "pooled")
+    figures = referral["rules"].get(rule)
+    if figures is None:
+        return None
+    target = referral["target_sensitivity"]
+    chosen = (
+        f"every image collection's validation pictures reach {target:.0%} sensitivity at it"
+        if rule == "weakest-collection"
+        else f"the pooled validation pictures reach {target:.0%} sensitivity at it"
+    )
+    text = f"The referral threshold ({manifest['malignant_threshold']:.1%} malignant risk) was chosen so that {chosen}."
+    within = figures["test_by_collection"]
+    short = {c: f for c, f in within.items() if f["sensitivity"] is not None and f["sensitivity"] < target}
+    if short:
+        parts = [
+            f"{round(f['sensitivity'] * f['malignant'])} of {f['malignant']} malignant lesions in pictures like "
+            f"{COLLECTION_TITLES.get(c, c)}'s"
+            for c, f in short.items()
+        ]
+        text += f" On test pictures it caught only {'; '.join(parts)}."
+    else:
+        text += f" On test pictures it caught at least {target:.0%} of malignant lesions in every collection."
+    held_out = figures["leave_one_collection_out"]
+    weakest = min(held_out, key=lambda c: held_out[c]["sensitivity"] if held_out[c]["sensitivity"] is not None else 1)
+    text += (
+        f" Fitted without one collection, it caught as few as {held_out[weakest]['sensitivity']:.0%} of the "
+        f"malignant lesions of the collection left out ({COLLECTION_TITLES.get(weakest, weakest)}), so on a camera "
+        "this model has never seen it may miss more than its figures say: refer a lesion that worries you "
+        "whatever the risk reads."
+    )
+    return text

@@ -13,7 +13,6 @@ HISTORY_FILE = "history.csv"
 PREDICTION_SETS_FILE = "prediction_sets.json"
 RELIABILITY_FILE = "reliability.npz"
 RELIABILITY_REPORT_FILE = "reliability.json"
-OOD_BENCHMARK_FILE = "ood_benchmark.json"
 CASES_FILE = "cases.npz"
 CASES_REPORT_FILE = "cases.json"
 SUBGROUPS_FILE = "subgroups.json"
@@ -56,10 +55,9 @@ MODEL_FILES: tuple[ModelFile, ...] = (
     ModelFile(
         RELIABILITY_REPORT_FILE,
         "calibration and refusal figures",
-        "calibrate, benchmarks/ood.py",
+        "calibrate",
         "Evaluation page, model card",
     ),
-    ModelFile(OOD_BENCHMARK_FILE, "refusal of non-lesion pictures", "benchmarks/ood.py", "Evaluation page"),
     ModelFile(CASES_FILE, "pooled features of the training lesions", "cases", "similar-case view", True),
     ModelFile(CASES_REPORT_FILE, "how often the similar lesions agree", "cases", "Diagnose page, model card"),
     ModelFile(SUBGROUPS_FILE, "figures by patient group", "benchmarks/subgroups.py", "Diagnose page, model card"),

@@ -3,13 +3,19 @@ out-of-distribution detector, and the abstention rule built on both.
 
 - Temperature scaling (Guo et al. 2017): one scalar T fitted on validation so that
   softmax(log p / T) minimises the negative log-likelihood.
-- Out-of-distribution score (Lee et al. 2018): at two depths of the network (the last
-  block's output and the final pooled features), the Mahalanobis distance of the
-  average-pooled activations to the nearest class mean under a shared (Ledoit-Wolf)
-  covariance fitted on training images, divided by that layer's 95th percentile on
-  validation lesions; the score is the larger of the two, and its threshold is again its
-  95th percentile on validation lesions, so about 5% of real lesions are rejected by
-  design.
+- Lesion detector (outlier exposure, Hendrycks et al. 2019): a logistic regression on
+  the last block's pooled features, lesions (training pictures) against generated
+  pictures that are not lesions (:mod:`skin_model.outlier_pictures`); a picture is
+  refused when its probability of not being a lesion is above the 99th percentile of
+  validation lesions'. It decides whether a picture is refused.
+- Feature distance (Lee et al. 2018): at two depths of the network (the last block's
+  output and the final pooled features), the Mahalanobis distance of the average-pooled
+  activations to the nearest class mean under a shared (Ledoit-Wolf) covariance fitted
+  on training images, divided by that layer's 95th percentile on validation lesions; the
+  score is the larger of the two. It used to decide refusals, but it also measures how
+  unlike the training collections' cameras a picture is: fitted without one collection,
+  it refused 41-65 % of that collection's real lesions (``benchmarks/trust_transfer.py``).
+  A model fitted before the detector existed still refuses by it.
 """
 
 from __future__ import annotations
@@ -113,8 +119,9 @@ class LayeredDensity:
     def is_outlier(self, features: list[np.ndarray]) -> np.ndarray:
         return self.distance(features) > self.threshold
 
-    def save(self, path: Path) -> None:
-        arrays = {"layers": np.array(self.layers), "threshold": np.array(self.threshold)}
+    def save(self, path: Path, extra: dict[str, np.ndarray] | None = None) -> None:
+        """Save to ``path`` (.npz), with ``extra`` arrays beside (the lesion detector's)."""
+        arrays = {"layers": np.array(self.layers), "threshold": np.array(self.threshold)} | (extra or {})
         for k, d in enumerate(self.densities):
             arrays |= {f"means_{k}": d.means, f"precision_{k}": d.precision, f"scale_{k}": np.array(d.threshold)}
         np.savez(path, **arrays)
@@ -128,6 +135,75 @@ class LayeredDensity:
                 for k in range(len(layers))
             ]
             return cls(layers, densities, float(data["threshold"]))
+
+
+LESION_DETECTOR_QUANTILE = 0.99  # of validation lesions' probability of not being a lesion
+LESION_DETECTOR_C = 1.0  # inverse L2 strength of the logistic regression
+LESION_DETECTOR_LESIONS = 3000  # training lesions drawn for the fit (about as many as it needs)
+
+
+@dataclass
+class LesionDetector:
+    """Lesion or not, from one tap's pooled features: standardised, then a linear
+    logistic regression; ``threshold`` on the probability of not being a lesion."""
+
+    layer: str
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray
+    intercept: float
+    threshold: float = 1.0
+
+    @classmethod
+    def fit(cls, layer: str, lesions: np.ndarray, others: np.ndarray, seed: int = 0) -> LesionDetector:
+        """Fit on lesion features and non-lesion features (balanced class weights)."""
+        from sklearn.linear_model import LogisticRegression
+
+        rng = np.random.default_rng(seed)
+        if len(lesions) > LESION_DETECTOR_LESIONS:
+            lesions = lesions[rng.choice(len(lesions), LESION_DETECTOR_LESIONS, replace=False)]
+        x = np.concatenate([lesions, others]).astype(np.float64)
+        y = np.r_[np.zeros(len(lesions)), np.ones(len(others))]
+        mean, scale = x.mean(axis=0), x.std(axis=0) + 1e-6
+        model = LogisticRegression(C=LESION_DETECTOR_C, max_iter=3000, class_weight="balanced")
+        model.fit((x - mean) / scale, y)
+        return cls(layer, mean, scale, model.coef_[0].astype(np.float64), float(model.intercept_[0]))
+
+    def not_lesion_probability(self, features: np.ndarray) -> np.ndarray:
+        z = ((np.asarray(features, np.float64) - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+
+    def calibrate(self, val_lesions: np.ndarray, quantile: float = LESION_DETECTOR_QUANTILE) -> float:
+        self.threshold = float(np.quantile(self.not_lesion_probability(val_lesions), quantile))
+        return self.threshold
+
+    def is_outlier(self, features: np.ndarray) -> np.ndarray:
+        return self.not_lesion_probability(features) > self.threshold
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "lesion_layer": np.array(self.layer),
+            "lesion_mean": self.mean,
+            "lesion_scale": self.scale,
+            "lesion_coef": self.coef,
+            "lesion_intercept": np.array(self.intercept),
+            "lesion_threshold": np.array(self.threshold),
+        }
+
+    @classmethod
+    def load(cls, path: Path) -> LesionDetector | None:
+        """The detector saved in a reliability file, or None (a model fitted before it)."""
+        with np.load(path) as data:
+            if "lesion_coef" not in data:
+                return None
+            return cls(
+                str(data["lesion_layer"]),
+                data["lesion_mean"],
+                data["lesion_scale"],
+                data["lesion_coef"],
+                float(data["lesion_intercept"]),
+                float(data["lesion_threshold"]),
+            )
 
 
 def abstention_threshold(calibrated_val: np.ndarray, y_val: np.ndarray, target_accuracy: float = 0.8) -> float:
@@ -183,10 +259,19 @@ class ReliabilityCheck:
     """Per-image out-of-distribution flag and calibrated confidence for a model whose
     manifest has reliability settings (see :func:`fit_reliability`)."""
 
-    def __init__(self, model, input_size: int, density: LayeredDensity, temperature: float, abstain_below: float):
+    def __init__(
+        self,
+        model,
+        input_size: int,
+        density: LayeredDensity,
+        temperature: float,
+        abstain_below: float,
+        detector: LesionDetector | None = None,
+    ):
         self._model, self._input_size = model, input_size
         self._forward = None  # traced on first need: a feature-carrying Predictor makes it unnecessary
         self.density, self.temperature, self.abstain_below = density, temperature, abstain_below
+        self.detector = detector
 
     @classmethod
     def from_artifact(cls, artifact) -> ReliabilityCheck | None:
@@ -194,12 +279,24 @@ class ReliabilityCheck:
         manifest = artifact.manifest
         if "reliability_file" not in manifest:
             return None
-        density = LayeredDensity.load(artifact.path / manifest["reliability_file"])
-        return cls(artifact.model, artifact.input_size, density, manifest["temperature"], manifest["abstain_below"])
+        path = artifact.path / manifest["reliability_file"]
+        density, detector = LayeredDensity.load(path), LesionDetector.load(path)
+        return cls(
+            artifact.model, artifact.input_size, density, manifest["temperature"], manifest["abstain_below"], detector
+        )
+
+    def refused_by_features(self, features: list[np.ndarray]) -> np.ndarray:
+        """Per picture: refused by the lesion detector (or, for a model fitted before
+        it, by the feature distance)."""
+        if self.detector is None:
+            return self.density.is_outlier(features)
+        return self.detector.is_outlier(features[self.density.layers.index(self.detector.layer)])
 
     def check(self, x: np.ndarray, outputs: tuple[np.ndarray, list[np.ndarray]] | None = None) -> dict[str, np.ndarray]:
-        """For a batch of model-size images: the OOD flag with its reason (image screen or
-        feature distance), the distance, and the calibrated top probability. ``outputs``
+        """For a batch of model-size images: the OOD flag with its reason (image screen,
+        lesion detector, or for an older model the feature distance), the feature
+        distance and whether it is unfamiliar (above its validation 95th percentile), and
+        the calibrated top probability. ``outputs``
         (single-view probabilities, pooled features per layer) skips the model call when
         they were computed already (:meth:`skin_model.inference.Predictor.predict_with_features`)."""
         if outputs is None:
@@ -209,14 +306,20 @@ class ReliabilityCheck:
         else:
             probs, features = outputs
         distance = self.density.distance(features)
+        refused = self.refused_by_features(features)
+        feature_reason = (
+            "unlike every class of dermoscopic lesion seen in training"
+            if self.detector is None
+            else "does not look like a dermoscopic picture of a skin lesion"
+        )
         reasons = []
-        for image, d in zip(x, distance, strict=True):
+        for image, flagged in zip(x, refused, strict=True):
             reason = screen_image(image)
-            if reason is None and d > self.density.threshold:
-                reason = "unlike every class of dermoscopic lesion seen in training"
-            reasons.append(reason)
+            reasons.append(feature_reason if reason is None and flagged else reason)
         return {
             "ood_distance": distance,
+            # far from the training collections' pictures: another camera, or an unusual lesion
+            "unfamiliar": distance > self.density.threshold,
             "ood_reason": np.array(reasons, dtype=object),
             "out_of_distribution": np.array([r is not None for r in reasons]),
             "calibrated_confidence": apply_temperature(probs, self.temperature).max(axis=1),

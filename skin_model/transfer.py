@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .evaluation import threshold_for_sensitivity, threshold_rule
-from .reliability import LayeredDensity
+from .reliability import LESION_DETECTOR_QUANTILE, LayeredDensity, LesionDetector
 from .subgroups import wilson_interval
 
 POOLED_RULE = "pooled"
@@ -157,22 +157,49 @@ def _subset(features: list[np.ndarray], keep: np.ndarray) -> list[np.ndarray]:
     return [f[keep] for f in features]
 
 
+# fit(training features per layer, training labels, validation features per layer) -> refuses(features) -> flags
+Refuses = Callable[[list[np.ndarray]], np.ndarray]
+DetectorFit = Callable[[list[np.ndarray], np.ndarray, list[np.ndarray]], Refuses]
+
+
+def distance_detector(layers: list[str], quantile: float = 0.95) -> DetectorFit:
+    """The feature distance (:class:`skin_model.reliability.LayeredDensity`), refusing
+    above the ``quantile`` of validation distances."""
+
+    def fit(train: list[np.ndarray], y: np.ndarray, val: list[np.ndarray]) -> Refuses:
+        density = LayeredDensity.fit(layers, train, y)
+        density.calibrate(val, quantile)
+        return density.is_outlier
+
+    return fit
+
+
+def lesion_detector(layer_index: int, others: np.ndarray, quantile: float = LESION_DETECTOR_QUANTILE) -> DetectorFit:
+    """The lesion detector (:class:`skin_model.reliability.LesionDetector`) on one tap,
+    learning from ``others`` (features of generated non-lesion pictures)."""
+
+    def fit(train: list[np.ndarray], y: np.ndarray, val: list[np.ndarray]) -> Refuses:
+        detector = LesionDetector.fit("tap", train[layer_index], others)
+        detector.calibrate(val[layer_index], quantile)
+        return lambda features: detector.is_outlier(features[layer_index])
+
+    return fit
+
+
 def ood_transfer_report(
-    layers: list[str],
+    fit_detector: DetectorFit,
     train: Features,
     val: Features,
     test: Features,
     other: dict[str, tuple[list[np.ndarray], np.ndarray]],
-    quantile: float = 0.95,
 ) -> dict[str, Any]:
-    """Refusals of the feature-distance detector (with the image screens, given as a
-    flag per picture) at the ``quantile`` of validation distances:
+    """Refusals of a detector (with the image screens, given as a flag per picture):
 
     - ``within_collection``: fitted on all collections, each collection's test pictures;
-    - ``leave_one_collection_out``: fitted on the other collections' training pictures,
-      its threshold on their validation pictures, then the held-out collection's
-      validation and test pictures (the classifier itself did train on that
-      collection, so this is optimistic for a truly new camera);
+    - ``leave_one_collection_out``: fitted on the other collections' training and
+      validation pictures, then the held-out collection's validation and test pictures
+      (the classifier itself did train on that collection, so this is optimistic for a
+      truly new camera);
     - ``other``: for each group of pictures that are not lesions (features per layer,
       screened flags), the share the detector fitted on all collections refuses, and
       the lowest share any held-out detector refuses."""
@@ -180,18 +207,15 @@ def ood_transfer_report(
     f_val, _, c_val, screened_val = val
     f_test, _, c_test, screened_test = test
 
-    def fitted(keep_train: np.ndarray, keep_val: np.ndarray) -> LayeredDensity:
-        density = LayeredDensity.fit(layers, _subset(f_train, keep_train), y_train[keep_train])
-        density.calibrate(_subset(f_val, keep_val), quantile)
-        return density
+    def fitted(keep_train: np.ndarray, keep_val: np.ndarray) -> Refuses:
+        return fit_detector(_subset(f_train, keep_train), y_train[keep_train], _subset(f_val, keep_val))
 
-    def refused(density: LayeredDensity, features: list[np.ndarray], screened: np.ndarray) -> np.ndarray:
-        return np.asarray(screened, bool) | density.is_outlier(features)
+    def refused(refuses: Refuses, features: list[np.ndarray], screened: np.ndarray) -> np.ndarray:
+        return np.asarray(screened, bool) | refuses(features)
 
     everywhere = fitted(np.ones(len(y_train), bool), np.ones(len(c_val), bool))
     test_refused = refused(everywhere, f_test, screened_test)
     report: dict[str, Any] = {
-        "quantile": quantile,
         "test": _rate(test_refused),
         "within_collection": {str(c): _rate(test_refused[c_test == c]) for c in np.unique(c_test)},
         "leave_one_collection_out": {},

@@ -15,8 +15,10 @@ from .evaluation import by_collection, calibration, evaluate_predictions
 from .inference import Predictor, reliability_advice
 from .pipeline import load_arrays
 from .reliability import (
+    LESION_DETECTOR_QUANTILE,
     RELIABILITY_FILE,
     LayeredDensity,
+    LesionDetector,
     ReliabilityCheck,
     abstention_threshold,
     apply_temperature,
@@ -91,6 +93,23 @@ def refit_referral_threshold(artifact, table, rule: str, target: float | None = 
     }
 
 
+OUTLIER_PICTURES = 1000  # generated non-lesion pictures the lesion detector learns from
+
+
+def fit_lesion_detector(forward, size: int, layer: str, train_lesions: np.ndarray, val_lesions: np.ndarray):
+    """The lesion detector on ``layer``'s pooled features (``forward`` returns them
+    first after the probabilities): training lesions against generated non-lesion
+    pictures, its threshold on validation lesions."""
+    from .outlier_pictures import outlier_pictures
+    from .pipeline import to_model_input
+
+    x = np.stack([to_model_input(picture, size) for picture in outlier_pictures(OUTLIER_PICTURES, size)])
+    others = np.concatenate([forward(np.asarray(x[i : i + 64], np.float32))[1].numpy() for i in range(0, len(x), 64)])
+    detector = LesionDetector.fit(layer, train_lesions, others)
+    detector.calibrate(val_lesions)
+    return detector
+
+
 def fit_reliability(artifact, manifest, cache_dir=None, progress: bool = True) -> dict:
     """Fit temperature, the OOD detector and the abstention cut-off for a saved model on
     its training/validation splits, save them beside it and record them (with a
@@ -108,21 +127,24 @@ def fit_reliability(artifact, manifest, cache_dir=None, progress: bool = True) -
     p_val, f_val, y_val = run("val")
     density = LayeredDensity.fit(layers, f_train, y_train)
     density.calibrate(f_val)
+    detector = fit_lesion_detector(forward, artifact.input_size, layers[0], f_train[0], f_val[0])
     temperature = fit_temperature(p_val, y_val)
     cut = abstention_threshold(apply_temperature(p_val, temperature), y_val)
     path = artifact.path / RELIABILITY_FILE
-    density.save(path)
+    density.save(path, extra=detector.arrays())
     entries = {
         "temperature": round(temperature, 4),
         "ood_threshold": round(density.threshold, 4),
+        "lesion_detector_threshold": round(detector.threshold, 6),
         "abstain_below": round(cut, 4),
         "reliability_file": RELIABILITY_FILE,
         "reliability_sha256": artifact_io.sha256_of(path),
         "ood_layers": layers,
-        "reliability_rule": "answer only if not out of distribution (largest Mahalanobis distance of pooled "
-        "features over ood_layers, each relative to its validation 95th percentile, above the 95th percentile of "
-        "validation lesions) and calibrated top probability >= abstain_below (the lowest cut-off giving >= 80% "
-        "accuracy on the answered validation images)",
+        "reliability_rule": f"answer only if a lesion (the image screens pass, and a logistic regression on "
+        f"{layers[0]}'s pooled features, lesions against {OUTLIER_PICTURES} generated non-lesion pictures, gives a "
+        f"probability of not being a lesion at or below its {LESION_DETECTOR_QUANTILE:.0%} quantile on validation "
+        "lesions) and calibrated top probability >= abstain_below (the lowest cut-off giving >= 80% accuracy on "
+        "the answered validation images); the Mahalanobis distance over ood_layers is reported as unfamiliarity",
     }
     report: dict = {"fitted_on": "train (features), val (temperature, thresholds)"}
     for split, (p, f, y) in {"val": (p_val, f_val, y_val), "test": run("test")}.items():
@@ -130,8 +152,9 @@ def fit_reliability(artifact, manifest, cache_dir=None, progress: bool = True) -
         report[split] = {
             "ece_before": calibration(y, p)["ece"],
             "ece_after": calibration(y, calibrated)["ece"],
-            "ood_false_rejection": round(float(density.is_outlier(f).mean()), 4),
-            **coverage_report(calibrated, y, cut, density.is_outlier(f)),
+            "ood_false_rejection": round(float(detector.is_outlier(f[0]).mean()), 4),
+            "unfamiliar": round(float(density.is_outlier(f).mean()), 4),
+            **coverage_report(calibrated, y, cut, detector.is_outlier(f[0])),
         }
     artifact_io.write_manifest(artifact.path, artifact_io.read_manifest(artifact.path) | entries)
     return {"manifest": entries, "report": report}

@@ -32,7 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "model": ("colour_constancy", "backbones", "models", "taps"),
     "artifact": ("artifact",),
     "evaluate": ("evaluation", "subgroups", "robustness"),
-    "explain | reliability": ("explain", "cases", "reliability", "conformal", "transfer"),
+    "explain | reliability": ("outlier_pictures", "explain", "cases", "reliability", "conformal", "transfer"),
     "predict": ("inference", "file_predictions"),
     "report": ("case_report", "risk_context", "follow_up", "card_text"),
     "serve": ("export", "export_parity", "bundle", "bench"),

@@ -182,3 +182,40 @@ def test_predictor_keeps_numpy_blas_off_tensorflows_cores(tiny_model_dir) -> Non
         assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {2}
         Predictor.from_artifact(load_artifact(tiny_model_dir))
         assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {1}
+
+
+def test_lesion_detector_refuses_the_other_kind_and_round_trips(tmp_path) -> None:
+    """Lesion features around one point, generated pictures' around another: the
+    detector refuses about 1 % of new lesions (its validation quantile) and every
+    picture of the other kind, and reads back from the reliability file unchanged."""
+    from skin_model.reliability import LayeredDensity, LesionDetector
+
+    rng = np.random.default_rng(3)
+    lesions, others = rng.normal(0, 1, (800, 4)), rng.normal(0, 1, (300, 4)) + np.array([4.0, -4.0, 0.0, 0.0])
+    detector = LesionDetector.fit("tap", lesions, others)
+    detector.calibrate(rng.normal(0, 1, (1000, 4)), quantile=0.99)
+    assert detector.is_outlier(rng.normal(0, 1, (2000, 4))).mean() < 0.03
+    assert detector.is_outlier(rng.normal(0, 1, (200, 4)) + np.array([4.0, -4.0, 0.0, 0.0])).mean() > 0.97
+    # the probability is the logistic of the standardised features' linear score, by hand
+    x = np.array([[0.5, -0.2, 1.0, 0.0]])
+    z = float((((x - detector.mean) / detector.scale) @ detector.coef)[0] + detector.intercept)
+    assert detector.not_lesion_probability(x)[0] == pytest.approx(1 / (1 + np.exp(-z)))
+    density = LayeredDensity.fit(["tap"], [lesions], np.zeros(len(lesions), int))
+    density.calibrate([lesions])
+    density.save(tmp_path / "r.npz", extra=detector.arrays())
+    loaded = LesionDetector.load(tmp_path / "r.npz")
+    assert loaded.layer == "tap" and loaded.threshold == detector.threshold
+    np.testing.assert_allclose(loaded.not_lesion_probability(others), detector.not_lesion_probability(others))
+    density.save(tmp_path / "old.npz")  # a model fitted before the detector
+    assert LesionDetector.load(tmp_path / "old.npz") is None
+
+
+def test_generated_outlier_pictures_are_repeatable_and_varied() -> None:
+    from skin_model.outlier_pictures import KINDS, outlier_pictures
+
+    first, again = outlier_pictures(12, 64), outlier_pictures(12, 64)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(first, again, strict=True))
+    assert all(p.size == (64, 64) and p.mode == "RGB" for p in first)
+    # every kind appears, and no two pictures are the same
+    assert len(first) >= 2 * len(KINDS)
+    assert len({np.asarray(p).tobytes() for p in first}) == len(first)

@@ -13,6 +13,7 @@ from skin_model.transfer import (
     POOLED_RULE,
     WEAKEST_RULE,
     best_rule,
+    distance_detector,
     fit_referral_threshold,
     ood_transfer_report,
     referral_figures,
@@ -110,7 +111,7 @@ def test_ood_transfer_report_sees_a_collection_that_looks_unlike_the_others() ->
     far = [_features(rng, 20, 30.0)]
     screened = np.zeros(20, bool)
     screened[0] = True
-    report = ood_transfer_report(["layer"], train, val, test, {"far": (far, screened)}, quantile=0.95)
+    report = ood_transfer_report(distance_detector(["layer"], 0.95), train, val, test, {"far": (far, screened)})
     for collection in shifts:
         assert report["within_collection"][collection]["rate"] < 0.15
     assert report["leave_one_collection_out"]["c"]["rate"] > 0.95
