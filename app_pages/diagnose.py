@@ -115,7 +115,7 @@ for number, (name, data) in enumerate(files, start=1):
     if key not in analyses:
         with st.spinner("Classifying and explaining…"):
             # SmoothGrad with 5 noisy samples keeps the page interactive on 2 cores
-            analyses[key] = analyse_picture(bundle, loaded, method, target, smooth_samples=5)
+            analyses[key] = analyse_picture(bundle, loaded, method, target)
     analysis = analyses[key]
     result, check = analysis.result, analysis.evidence
     overlay = analysis.overlay(opacity)

@@ -12,8 +12,9 @@ lesion_mask_agreement``, the mask squashed to the model's grid as the picture is
   interval over pictures), beside the lesion's share of the picture (what a map blind to
   the lesion would score).
 
-Fast Grad-CAM runs on every HAM test picture with a mask (or ``--fast-images``); the
-slower methods and the fast Grad-CAM variants on a fixed-seed sample of ``--images``.
+The fast paths (Grad-CAM, SmoothGrad) run on every HAM test picture with a mask (or
+``--fast-images``), and are also summarised on the sample alone; the tf-keras-vis methods
+and the Grad-CAM variants run on a fixed-seed sample of ``--images``.
 Variants measured for "make the maps land on the lesion": the map averaged over the
 flipped views (test-time augmentation), and Grad-CAM one stage earlier (twice the
 resolution). Written beside the model as ``heatmap_lesion.json`` (with a few example
@@ -124,6 +125,7 @@ def main() -> int:
     parser.add_argument("--fast-images", type=int, default=0, help="fast Grad-CAM pictures (0: all)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--shown", default="smoothgrad", help="the method whose example pictures are stored")
     args = parser.parse_args()
     artifact = load_artifact(args.model)
     data_dir = resolve_data_dir(args.data)
@@ -149,23 +151,28 @@ def main() -> int:
         return found
 
     fast = lambda image, target: explainer.explain(image, "gradcam", target=target)  # noqa: E731
-    maps: dict[str, tuple[Callable, np.ndarray]] = {"fast Grad-CAM": (fast, fast_set)}
+    maps: dict[str, tuple[Callable, np.ndarray]] = {
+        METHOD_LABELS["gradcam"]: (fast, fast_set),
+        METHOD_LABELS["smoothgrad"]: (lambda image, target: explainer.explain(image, "smoothgrad", target), fast_set),
+    }
     for method in args.methods:
-        maps["Grad-CAM (tf-keras-vis)" if method == "gradcam" else METHOD_LABELS[method]] = (
+        label = {"gradcam": "Grad-CAM (tf-keras-vis)", "smoothgrad": "SmoothGrad (tf-keras-vis, 20 samples)"}
+        maps[label.get(method, METHOD_LABELS[method])] = (
             lambda image, target, m=method: explainer.explain(image, m, target=target, fast=False, max_n=10),
             sample,
         )
     earlier = earlier_stage(explainer.model, explainer.layer_name)
-    maps["fast Grad-CAM, flip-averaged"] = (flip_averaged(fast), sample)
-    maps[f"fast Grad-CAM at {earlier}"] = (gradcam_at(explainer, earlier), sample)
+    maps["Grad-CAM (fast), flip-averaged"] = (flip_averaged(fast), sample)
+    maps[f"Grad-CAM (fast) at {earlier}"] = (gradcam_at(explainer, earlier), sample)
     report: dict = {"model": artifact.name, "split": "test", "collection": "ham10000", "layer": explainer.layer_name}
     report["maps"], examples = {}, []
     for name, (explain, picked) in maps.items():
         found = run(name, explain, picked)
         report["maps"][name] = summarise(found, args.seed)
-        if name == "fast Grad-CAM":
+        if picked is fast_set:
             in_sample = [f for f in found if f["row"] in set(sample.tolist())]
-            report["maps"][name + " (same sample)"] = summarise(in_sample, args.seed)
+            report["maps"][name + ", the sample's pictures"] = summarise(in_sample, args.seed)
+        if name == METHOD_LABELS[args.shown]:
             examples = found[:: max(1, len(found) // 6)][:6]
         s = report["maps"][name]
         print(

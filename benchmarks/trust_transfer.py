@@ -44,7 +44,7 @@ from skin_model.manifest import build_manifest  # noqa: E402
 from skin_model.model_files import EVALUATION_FILE, TRUST_TRANSFER_FILE  # noqa: E402
 from skin_model.outlier_pictures import outlier_pictures  # noqa: E402
 from skin_model.pipeline import default_cache_dir, load_arrays, to_model_input  # noqa: E402
-from skin_model.reliability import screen_image  # noqa: E402
+from skin_model.reliability import ReliabilityCheck, screen_image  # noqa: E402
 from skin_model.sources import collections_of, resolve_data_dir  # noqa: E402
 from skin_model.taps import forward_with_features  # noqa: E402
 from skin_model.transfer import (  # noqa: E402
@@ -140,6 +140,13 @@ def main() -> int:
         f"feature distance at the {q:.3g} quantile": distance_detector(layers, q) for q in args.quantiles
     }
     result: dict = {"model": artifact.name, "non_lesion_benchmark": len(benchmark), "ood": []}
+    check = ReliabilityCheck.from_artifact(artifact)
+    if check is not None:
+        shipped = check.check(np.stack([to_model_input(p, artifact.input_size) for p in benchmark.values()]))
+        result["non_lesion_accepted"] = [
+            n for n, f in zip(benchmark, shipped["out_of_distribution"], strict=True) if not f
+        ]
+        print(f"non-lesion pictures the shipped check accepts: {', '.join(result['non_lesion_accepted']) or 'none'}")
     for name, fit_detector in detectors.items():
         report = {"detector": name} | ood_transfer_report(
             fit_detector, splits["train"], splits["val"], splits["test"], other

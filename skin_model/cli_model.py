@@ -106,6 +106,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     results = run_benchmark(args.model, repeats=args.repeats, tflite=args.tflite)
     for key, value in results.items():
         print(f"{key:34s} {value}")
+    if args.against:
+        # the other model in the same process right after, so both meet the machine's same day
+        other = run_benchmark(args.against, repeats=args.repeats, tflite=None)
+        print(f"\n{other['model']}, measured right after in the same run:")
+        for key in ("latency_ms_p50", "latency_ms_p50_tta", "diagnosis_with_gradcam_ms_p50", "load_s"):
+            if key in results and key in other:
+                ratio = results[key] / other[key] if other[key] else float("nan")
+                print(f"{key:34s} {other[key]}  ({results['model']} / {other['model']} = {ratio:.2f})")
+        results = {"model": results, "against": other}
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
         print(f"wrote {args.json}")
@@ -242,6 +251,9 @@ def add_model_commands(sub) -> None:
     )
     add_model_flag(bench)
     bench.add_argument("--repeats", type=int, default=30)
+    bench.add_argument(
+        "--against", metavar="MODEL_DIR", help="benchmark this model too, right after in the same run, and compare"
+    )
     bench.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     bench.add_argument(
         "--tflite", metavar="FILE", help="a .tflite export to measure too (default: a float32 export made on the fly)"

@@ -48,6 +48,27 @@ def test_diagnose_page_starts_with_instructions_and_disclaimer(app: AppTest) -> 
     assert "Upload one or more" in _texts(app)
 
 
+def test_diagnose_page_says_where_the_referral_threshold_falls_short(app: AppTest) -> None:
+    """The caveat quotes the shipped measurement: the collection whose test lesions the
+    threshold caught less often than its target, with counts, and the lowest
+    sensitivity leaving one collection out."""
+    import json
+
+    from skin_model.artifact import default_model_dir
+    from skin_model.card_text import referral_caveat
+
+    manifest = json.loads((default_model_dir() / "manifest.json").read_text())
+    transfer = json.loads((default_model_dir() / "trust_transfer.json").read_text())
+    caveat = referral_caveat(manifest, transfer)
+    assert caveat in _texts(app)
+    figures = transfer["referral"]["rules"][manifest["referral_rule"]]
+    isic = figures["test_by_collection"]["isic2017"]
+    if isic["sensitivity"] < 0.9:
+        assert f"{round(isic['sensitivity'] * isic['malignant'])} of {isic['malignant']} malignant" in caveat
+    lowest = min(f["sensitivity"] for f in figures["leave_one_collection_out"].values())
+    assert f"as few as {lowest:.0%}" in caveat
+
+
 def test_upload_gives_probabilities_risk_and_heatmap(app: AppTest) -> None:
     app.file_uploader[0].set_value(("lesion.jpg", jpeg_bytes(lesion_like()), "image/jpeg")).run()
     assert not app.exception, app.exception
@@ -275,7 +296,17 @@ def test_model_card_and_evaluation_report_the_reliability_figures(app: AppTest) 
             shown.loc["test", "lesions wrongly rejected as not-a-lesion"]
             == f"{report['test']['ood_false_rejection']:.1%}"
         )
-        assert "rejected" in _texts(app)  # the non-lesion benchmark caption
+    transfer = json.loads((default_model_dir() / "trust_transfer.json").read_text())
+    app.switch_page("app_pages/evaluation.py").run()
+    refusals = [df.value for df in app.dataframe if "detector" in df.value.columns]
+    assert len(refusals) == 2  # the reliability tab, and the other clinic's camera tab
+    shipped = transfer["ood"][0]
+    benchmark = shipped["other"]["non-lesion benchmark"]
+    row = refusals[0].iloc[0]
+    assert row["detector"] == shipped["detector"]
+    assert row["non-lesion benchmark: refused"].startswith(f"{benchmark['rate']:.1%} ")
+    held_out = shipped["leave_one_collection_out"]["isic2017"]["rate"]
+    assert row["ISIC 2017 challenge: refused, fitted without it"].startswith(f"{held_out:.1%} ")
     app.switch_page("app_pages/model_card.py").run()
     manifest = json.loads((default_model_dir() / "manifest.json").read_text())
     assert f"{manifest['batch_norms_folded']} batch norms folded" in _texts(app)
@@ -884,3 +915,26 @@ def test_model_pages_say_why_when_the_model_cannot_be_loaded(app: AppTest, monke
                 assert not app.file_uploader  # the page stops before asking for pictures
     finally:
         load_model_bundle.clear()  # later tests load the real model again
+
+
+def test_referral_rules_and_heat_maps_on_lesions_are_shown_as_measured(app: AppTest) -> None:
+    """The model card's table of referral rules and of the heat maps against the lesion
+    masks quote the shipped reports; the shipped rule is named."""
+    import json
+
+    from skin_model.artifact import default_model_dir
+
+    transfer = json.loads((default_model_dir() / "trust_transfer.json").read_text())
+    heat = json.loads((default_model_dir() / "heatmap_lesion.json").read_text())
+    app.switch_page("app_pages/model_card.py").run()
+    assert not app.exception, app.exception
+    rules = next(df.value for df in app.dataframe if "rule" in df.value.columns).set_index("rule")
+    weakest = transfer["referral"]["rules"]["weakest-collection"]
+    held_out = weakest["leave_one_collection_out"]["isic2017"]
+    shown = rules.loc["weakest-collection", "ISIC 2017 challenge (fitted without it)"]
+    assert shown == f"{held_out['sensitivity']:.2f} / {held_out['specificity']:.2f}"
+    assert "ships the **weakest-collection** rule" in _texts(app)
+    maps = next(df.value for df in app.dataframe if "hottest point inside the lesion" in df.value.columns)
+    first = next(iter(heat["maps"]))
+    assert maps.iloc[0]["map"] == first
+    assert maps.iloc[0]["hottest point inside the lesion"].startswith(f"{heat['maps'][first]['pointing_game']:.0%} ")

@@ -79,7 +79,8 @@ def _peak_inside(heat: np.ndarray, mask: np.ndarray, tolerance: int = 1) -> bool
 
 
 @pytest.mark.parametrize(
-    ("method", "fast"), [("gradcam", True), ("gradcam", False), ("gradcam++", False), ("scorecam", False)]
+    ("method", "fast"),
+    [("gradcam", True), ("gradcam", False), ("gradcam++", False), ("scorecam", False), ("smoothgrad", True)],
 )
 def test_heatmap_peak_lands_on_planted_square(explainer: Explainer, method: str, fast: bool) -> None:
     x, y, masks = planted_images(40, seed=3)
@@ -99,6 +100,27 @@ def test_fast_path_matches_tf_keras_vis(explainer: Explainer) -> None:
         fast = explainer.explain(x[i], "gradcam", target=int(y[i]), fast=True)
         reference = explainer.explain(x[i], "gradcam", target=int(y[i]), fast=False)
         assert np.corrcoef(fast.ravel(), reference.ravel())[0, 1] >= 0.99
+
+
+def test_fast_smoothgrad_is_repeatable_and_averages_noisy_gradients(explainer: Explainer) -> None:
+    """The same picture always gets the same map (fixed noise seed), and the map is the
+    blurred mean of the absolute gradients of the noisy copies, by hand."""
+    from scipy.ndimage import gaussian_filter
+
+    from skin_model.explain import SMOOTHGRAD_NOISE, smoothing_sigma, target_code
+
+    x, y, _ = planted_images(2, seed=8)
+    first = explainer.explain(x[0], "smoothgrad", target=int(y[0]))
+    assert np.array_equal(first, explainer.explain(x[0], "smoothgrad", target=int(y[0])))
+    noisy = x[0][None].astype(np.float32) + np.random.default_rng(0).normal(
+        0, 255 * SMOOTHGRAD_NOISE, (3, *x[0].shape)
+    ).astype(np.float32)
+    gradients = np.stack(
+        [explainer._gradients(copy[None], np.int32(target_code(int(y[0])))).numpy()[0] for copy in noisy]
+    )
+    expected = gaussian_filter(np.abs(gradients).max(axis=-1).mean(axis=0), smoothing_sigma(SIZE))
+    expected = (expected - expected.min()) / (expected.max() - expected.min())
+    np.testing.assert_allclose(explainer.fast_smoothgrad(x[0], int(y[0]), samples=3), expected, atol=1e-4)
 
 
 def test_heat_inside_mask_fraction() -> None:

@@ -741,3 +741,16 @@ def test_init_from_is_refused_with_the_weighting_search() -> None:
     config = TrainConfig(arch="effnet_lite2", init_from="somewhere", weighting_search=True)
     with pytest.raises(ValueError, match="weighting search"):
         _check_options(config, None, resume=False)
+
+
+def test_bench_against_another_model_measures_both_in_one_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "bench.json"
+    result = run_cli(
+        "bench", "--model", str(tiny_model_dir), "--against", str(tiny_model_dir), "--repeats", "2", "--json", str(out)
+    )
+    assert "measured right after in the same run" in result.stdout
+    assert "latency_ms_p50" in result.stdout and "(tiny / tiny = " in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["model"]["latency_ms_p50"] > 0 and figures["against"]["latency_ms_p50"] > 0

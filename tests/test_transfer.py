@@ -142,3 +142,30 @@ def test_threshold_command_refits_the_rule_and_re_evaluates(
     assert evaluation["test"]["malignant"]["threshold"] == round(expected, 4)
     flagged = malignant_score(probs) >= expected
     assert evaluation["val"]["malignant"]["sensitivity"] == round(float(flagged[MALIGNANT_MASK[y]].mean()), 4)
+
+
+def test_referral_caveat_names_the_collection_it_falls_short_on() -> None:
+    from skin_model.card_text import referral_caveat
+
+    def figures(sensitivity: float, malignant: int) -> dict:
+        return {"sensitivity": sensitivity, "specificity": 0.5, "malignant": malignant}
+
+    transfer = {
+        "referral": {
+            "target_sensitivity": 0.9,
+            "rules": {
+                "weakest-collection": {
+                    "test_by_collection": {"isic2017": figures(12 / 14, 14), "ham10000": figures(0.95, 100)},
+                    "leave_one_collection_out": {"isic2017": figures(11 / 14, 14), "ham10000": figures(0.93, 100)},
+                }
+            },
+        }
+    }
+    manifest = {"referral_rule": "weakest-collection", "malignant_threshold": 0.1189}
+    text = referral_caveat(manifest, transfer)
+    assert text.startswith("The referral threshold (11.9% malignant risk) was chosen so that every image collection")
+    assert "caught only 12 of 14 malignant lesions in pictures like ISIC 2017 challenge's" in text
+    assert "HAM10000" not in text.split("Fitted without")[0]  # it reached the target there
+    assert "as few as 79% of the malignant lesions of the collection left out (ISIC 2017 challenge)" in text
+    assert referral_caveat(manifest, None) is None
+    assert referral_caveat({"referral_rule": "pooled", "malignant_threshold": 0.2}, transfer) is None
