@@ -10,7 +10,14 @@ import json
 import streamlit as st
 
 from app_pages.charts import probability_chart
-from app_pages.common import IMAGE_TYPES, model_bundle_or_stop, npy_bytes, png_bytes, read_model_report, show_disclaimer
+from app_pages.common import (
+    IMAGE_TYPES,
+    model_bundle_or_stop,
+    npy_bytes,
+    png_bytes,
+    read_model_report,
+    show_disclaimer,
+)
 from app_pages.result_sections import (
     patient_detail_inputs,
     show_finding,
@@ -60,6 +67,24 @@ for upload in [*(uploads or []), *([photo] if photo is not None else [])]:
         refused += [(f"{upload.name}/{name}", reason) for name, reason in skipped]
     else:
         files.append((upload.name, upload.getvalue()))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def shared_analysis(model_dir: str, digest: str, method: str, target: str, _bundle, _loaded):
+    """One analysis per model, picture content, map and target (a class name, the
+    malignant risk, or "None" for the predicted class), shared by every session of this
+    server: a rerun that changes only the opacity, another picture, or the same picture
+    sent by another clinician recomputes nothing. The page reads it, never changes it."""
+    return analyse_picture(_bundle, _loaded, method, None if target == "None" else target)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def shared_stability(model_dir: str, digest: str, _bundle, _analysis):
+    """The stability check of a picture (it depends on the picture only, not on the map
+    shown), once per model and picture content for every session of this server."""
+    return check_stability(_bundle, _analysis)
+
+
 bundle = model_bundle_or_stop()
 art = bundle.artifact
 subgroups_report = read_model_report(str(art.path / SUBGROUPS_FILE))
@@ -108,15 +133,8 @@ for number, (name, data) in enumerate(files, start=1):
         continue
     # None = the predicted class, known only once the model has answered
     target = {"predicted class": None, "malignant risk": MALIGNANT_TARGET}.get(target_choice, target_choice)
-    # one analysis per picture, map and target, kept for the session: a rerun that changes
-    # only the opacity or another picture recomputes nothing
-    analyses = st.session_state.setdefault("analyses", {})
-    key = (digest, art.name, method, str(target))
-    if key not in analyses:
-        with st.spinner("Classifying and explaining…"):
-            # SmoothGrad with 5 noisy samples keeps the page interactive on 2 cores
-            analyses[key] = analyse_picture(bundle, loaded, method, target)
-    analysis = analyses[key]
+    with st.spinner("Classifying and explaining…"):
+        analysis = shared_analysis(str(art.path), digest, method, str(target), bundle, loaded)
     result, check = analysis.result, analysis.evidence
     overlay = analysis.overlay(opacity)
     for note in loaded.notes:
@@ -175,11 +193,8 @@ for number, (name, data) in enumerate(files, start=1):
     # the answer re-read on small changes of the photo (9 more pictures through the
     # model), once per picture and model, computed here so that everything above is
     # already on screen; None for a picture that is not a lesion
-    stabilities = st.session_state.setdefault("stability_checks", {})
-    if (digest, art.name) not in stabilities:
-        with st.spinner("Checking the answer on slightly changed copies of the photo…"):
-            stabilities[(digest, art.name)] = check_stability(bundle, analysis)
-    stability = stabilities[(digest, art.name)]
+    with st.spinner("Checking the answer on slightly changed copies of the photo…"):
+        stability = shared_stability(str(art.path), digest, bundle, analysis)
     if stability is not None:
         show_stability(stability, robustness)
     if result.similar is not None and not result.out_of_distribution:

@@ -40,6 +40,8 @@ SMOOTHGRAD_SAMPLES = 8  # noisy copies of the fast SmoothGrad
 def smoothing_sigma(size: int) -> float:
     """The fast SmoothGrad map's Gaussian blur: 1/64 of the input's side (4 px at 260)."""
     return size / 64
+
+
 _SPATIAL_TYPES = ("Conv", "SeparableConv", "DepthwiseConv", "Activation", "ReLU", "Add", "BatchNormalization")
 
 

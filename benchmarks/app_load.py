@@ -1,0 +1,146 @@
+"""Ten clinicians at once: the app under concurrent sessions in a real browser.
+
+    python benchmarks/app_load.py [--sessions 1 5 10] [--timeout 180] [--json results/app_load.json]
+
+Starts ``streamlit run app.py`` on a free loopback port (nothing leaves the machine), then
+for each N opens N headless Chromium pages at the same moment (Playwright, Debian's
+chromium); each opens the app, uploads its own picture and waits for the verdict and the
+heat map. Printed per N: page-ready latency (the uploader is on the page) and result
+latency (upload to verdict and heat map), median and 95th percentile, sessions that got
+no answer in ``--timeout`` seconds, and exceptions shown by the app or thrown in the
+page. The first round starts right after the server, so its first result also says how
+long the first picture after a server start takes. A matrix-product reference from the
+same run says what kind of day the machine had. Needs Debian's chromium and playwright
+(requirements-dev.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.streamlit_server import CHROME_FLAGS, CHROMIUM, running_app  # noqa: E402
+from tests.synthetic import jpeg_bytes, lesion_like  # noqa: E402
+
+UPLOADER = '[data-testid="stFileUploader"] input[type="file"]'
+
+
+async def one_session(browser, url: str, picture: Path, timeout_s: float) -> dict:
+    """Open the app, upload ``picture``, wait for the verdict and the heat map."""
+    context = await browser.new_context(viewport={"width": 1400, "height": 2000})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    result: dict = {"page_ready_s": None, "result_s": None, "errors": errors}
+    timeout_ms = timeout_s * 1000
+    try:
+        start = time.perf_counter()
+        await page.goto(url, wait_until="domcontentloaded", timeout=timeout_ms)
+        await page.locator(UPLOADER).wait_for(state="attached", timeout=timeout_ms)
+        result["page_ready_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        await page.locator(UPLOADER).set_input_files(str(picture))
+        await page.get_by_text("Top 3").first.wait_for(timeout=timeout_ms)
+        await page.locator('[data-testid="stImage"] img').nth(1).wait_for(timeout=timeout_ms)
+        result["result_s"] = time.perf_counter() - start
+        shown = await page.locator('[data-testid="stException"]').count()
+        if shown:
+            errors.append(f"{shown} exception(s) shown by the app")
+    except Exception as exc:  # a session that times out or fails is counted, not fatal
+        errors.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+    finally:
+        await context.close()
+    return result
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def summary(results: list[dict]) -> dict:
+    ready = [r["page_ready_s"] for r in results if r["page_ready_s"] is not None]
+    answered = [r["result_s"] for r in results if r["result_s"] is not None]
+    return {
+        "sessions": len(results),
+        "answered": len(answered),
+        "page_ready_s_median": round(statistics.median(ready), 2) if ready else None,
+        "page_ready_s_p95": round(percentile(ready, 95), 2) if ready else None,
+        "result_s_median": round(statistics.median(answered), 2) if answered else None,
+        "result_s_p95": round(percentile(answered, 95), 2) if answered else None,
+        "errors": [e for r in results for e in r["errors"]],
+    }
+
+
+async def run_rounds(url: str, counts: list[int], timeout_s: float, folder: Path) -> dict:
+    from playwright.async_api import async_playwright
+
+    rounds = {}
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROME_FLAGS)
+        for n in counts:
+            pictures = []
+            for k in range(n):
+                pictures.append(folder / f"round{n}-lesion{k}.jpg")
+                pictures[-1].write_bytes(jpeg_bytes(lesion_like(seed=1000 * n + k)))
+            results = await asyncio.gather(*(one_session(browser, url, p, timeout_s) for p in pictures))
+            rounds[str(n)] = summary(list(results))
+            s = rounds[str(n)]
+            print(
+                f"N={n:2d}: answered {s['answered']}/{n}; page ready median {s['page_ready_s_median']} s, "
+                f"p95 {s['page_ready_s_p95']} s; result median {s['result_s_median']} s, p95 {s['result_s_p95']} s; "
+                f"errors {len(s['errors'])}",
+                flush=True,
+            )
+            for error in s["errors"]:
+                print(f"  {error}")
+        await browser.close()
+    return rounds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 5, 10])
+    parser.add_argument("--timeout", type=float, default=180, help="seconds a session may wait for each step")
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    if any(n < 1 or n > 20 for n in args.sessions):
+        parser.error("sessions must be between 1 and 20 (a 2-core machine)")
+    from skin_model.bench import machine_gflops
+
+    figures: dict = {"machine_gflops_start": machine_gflops()}
+    with running_app() as (url, healthy_s), tempfile.TemporaryDirectory() as tmp:
+        print(f"server healthy after {healthy_s:.2f} s")
+        started = time.perf_counter()
+        figures["server_healthy_s"] = round(healthy_s, 2)
+        figures["rounds"] = asyncio.run(run_rounds(url, args.sessions, args.timeout, Path(tmp)))
+        first = figures["rounds"][str(args.sessions[0])]
+        if first["answered"]:
+            # the first round starts right after the server: its slowest session bounds the first result
+            figures["first_result_after_server_start_s"] = round(
+                healthy_s + first["page_ready_s_p95"] + first["result_s_p95"], 2
+            )
+            print(f"first result after server start: at most {figures['first_result_after_server_start_s']} s")
+        figures["wall_s"] = round(time.perf_counter() - started, 1)
+    figures["machine_gflops_end"] = machine_gflops()
+    print(f"machine: {figures['machine_gflops_start']} GFLOP/s before, {figures['machine_gflops_end']} after")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
