@@ -17,7 +17,9 @@ The fast paths (Grad-CAM, SmoothGrad) run on every HAM test picture with a mask 
 and the Grad-CAM variants run on a fixed-seed sample of ``--images``.
 Variants measured for "make the maps land on the lesion": the map averaged over the
 flipped views (test-time augmentation), and Grad-CAM one stage earlier (twice the
-resolution). Written beside the model as ``heatmap_lesion.json`` (with a few example
+resolution). The randomisation check: the fast maps of the same network with its top
+layers re-drawn at random; a map that lands on the lesion as often for that network is
+following the picture's contrast, not the model. Written beside the model as ``heatmap_lesion.json`` (with a few example
 pictures, named by their path inside the data folder, for the Evaluation page to draw
 when the data set is at hand) and to ``results/heatmap_lesion.json``.
 """
@@ -117,6 +119,26 @@ def flip_averaged(explain: Callable[[np.ndarray, int], np.ndarray]) -> Callable[
     return averaged
 
 
+def top_layers_randomised(model, layers: int, seed: int = 1):
+    """A copy of ``model`` whose last ``layers`` layers with weights have their kernels
+    re-drawn from a normal of each kernel's own spread (biases and scales kept): the
+    model-randomisation check of Adebayo et al. 2018. A map that still lands where it
+    did says more about the picture than about what the model learnt."""
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    rng = np.random.default_rng(seed)
+    for layer in [layer for layer in copy.layers if layer.weights][-layers:]:
+        layer.set_weights(
+            [
+                rng.normal(0, max(float(np.std(w)), 1e-3), w.shape).astype(w.dtype) if w.ndim > 1 else w
+                for w in layer.get_weights()
+            ]
+        )
+    return copy
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model folder (default: the default model)")
@@ -125,7 +147,8 @@ def main() -> int:
     parser.add_argument("--fast-images", type=int, default=0, help="fast Grad-CAM pictures (0: all)")
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--shown", default="smoothgrad", help="the method whose example pictures are stored")
+    parser.add_argument("--shown", default="gradcam", help="the method whose example pictures are stored")
+    parser.add_argument("--randomised-layers", type=int, default=12, help="top layers re-drawn for the check")
     args = parser.parse_args()
     artifact = load_artifact(args.model)
     data_dir = resolve_data_dir(args.data)
@@ -164,6 +187,12 @@ def main() -> int:
     earlier = earlier_stage(explainer.model, explainer.layer_name)
     maps["Grad-CAM (fast), flip-averaged"] = (flip_averaged(fast), sample)
     maps[f"Grad-CAM (fast) at {earlier}"] = (gradcam_at(explainer, earlier), sample)
+    randomised = Explainer(top_layers_randomised(artifact.model, args.randomised_layers), artifact.input_size)
+    for method in ("gradcam", "smoothgrad"):
+        maps[f"{METHOD_LABELS[method]}, top {args.randomised_layers} layers randomised"] = (
+            lambda image, target, m=method: randomised.explain(image, m, target=target),
+            sample,
+        )
     report: dict = {"model": artifact.name, "split": "test", "collection": "ham10000", "layer": explainer.layer_name}
     report["maps"], examples = {}, []
     for name, (explain, picked) in maps.items():

@@ -47,8 +47,10 @@ def _open(path: Path) -> Image.Image | None:
 
 def package_photos() -> dict[str, Image.Image]:
     """Every raster sample picture the installed scikit-image, scikit-learn and
-    matplotlib ship."""
+    matplotlib ship, once each (scikit-image's greyscale and colour chessboards are one
+    picture)."""
     photos: dict[str, Image.Image] = {}
+    seen: set[bytes] = set()
     folders = {
         "scikit-image": (_package_folder("skimage"), "data"),
         "matplotlib": (_package_folder("matplotlib"), "mpl-data/sample_data"),
@@ -60,7 +62,9 @@ def package_photos() -> dict[str, Image.Image]:
         for path in sorted((root / sub).iterdir()):
             if path.suffix.lower() in {".png", ".jpg", ".jpeg", ".gif", ".tif"}:
                 image = _open(path)
-                if image is not None:
+                key = None if image is None else np.asarray(image.resize((32, 32))).tobytes()
+                if key is not None and key not in seen:
+                    seen.add(key)
                     photos[f"{package}: {path.name}"] = image
     return photos
 

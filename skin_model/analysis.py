@@ -26,7 +26,7 @@ from .case_report import (
 from .cases import CASES_REPORT_FILE
 from .classes import CLASS_NAMES, plain_name
 from .conformal import PREDICTION_SETS_FILE
-from .explain import MALIGNANT_TARGET, METHOD_LABELS, EvidenceCheck, evidence_check, render_overlay
+from .explain import DEFAULT_METHOD, MALIGNANT_TARGET, METHOD_LABELS, EvidenceCheck, evidence_check, render_overlay
 from .images import LoadedImage
 from .inference import Diagnosis, diagnose
 from .model_files import EVALUATION_FILE
@@ -71,7 +71,7 @@ def target_label(target: int | str) -> str:
 def analyse_picture(
     bundle: ModelBundle,
     loaded: LoadedImage,
-    method: str = "gradcam",
+    method: str = DEFAULT_METHOD,
     target: int | str | None = None,
     smooth_samples: int | None = None,
     max_n: int | None = 10,

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .artifact import ModelArtifact, load_artifact, read_report
 from .cases import CaseIndex
 from .conformal import PredictionSets
@@ -96,8 +94,6 @@ def load_bundle(
     explainer = Explainer(artifact.model, artifact.input_size) if explain else None
     if warm_up:
         predictor.warm_up()
-        if explainer is not None:  # the fast SmoothGrad's traced pass, the other map the page offers first
-            explainer.fast_smoothgrad(np.zeros((artifact.input_size, artifact.input_size, 3), np.float32), 0)
     return ModelBundle(
         source=artifact.path,
         predictor=predictor,

@@ -93,11 +93,17 @@ def _pct(value: float | None) -> str:
 
 
 def figures_markdown(
-    manifest: dict[str, Any], evaluation: dict[str, Any], audit: dict[str, Any] | None, loco: dict[str, Any] | None
+    manifest: dict[str, Any],
+    evaluation: dict[str, Any],
+    audit: dict[str, Any] | None,
+    loco: dict[str, Any] | None,
+    trust: dict[str, Any] | None = None,
+    heat: dict[str, Any] | None = None,
 ) -> str:
     """The README's "current figures" block, from the default model's manifest and
-    evaluation, the audit's test split and the leave-one-collection-out benchmark, so
-    that the README cannot drift from what ships."""
+    evaluation, the audit's test split, the leave-one-collection-out benchmark, and the
+    model's trust-transfer and heat-map reports, so that the README cannot drift from
+    what ships."""
     from .classes import CLASS_NAMES
 
     lines = [
@@ -124,7 +130,8 @@ def figures_markdown(
         )
     test = evaluation.get("test", {})
     if test.get("by_collection"):
-        lines += ["", "Test split by collection (the referral threshold is the one fitted on pooled validation):", ""]
+        rule = manifest.get("referral_rule", "pooled")
+        lines += ["", f"Test split by collection (at the shipped referral threshold, the {rule} rule):", ""]
         lines += ["| collection | pictures | accuracy | balanced accuracy | malignant AUC | referral sens. / spec. |"]
         lines += ["|---|---|---|---|---|---|"]
         for name, g in test["by_collection"].items():
@@ -156,8 +163,49 @@ def figures_markdown(
             lines.append(f"| {label} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
     if loco:
         lines += ["", _loco_sentence(loco)]
+    lines += _trust_lines(manifest, trust, heat)
     lines.append(FIGURES_END)
     return "\n".join(lines)
+
+
+def _trust_lines(manifest: dict[str, Any], trust: dict[str, Any] | None, heat: dict[str, Any] | None) -> list[str]:
+    """Referral threshold and refusals leaving one collection out, and the heat maps
+    against the lesion masks, one paragraph each (empty without the reports)."""
+    lines: list[str] = []
+    if trust:
+        rule = trust["referral"]["rules"].get(manifest.get("referral_rule", "pooled"))
+        if rule:
+            held = ", ".join(
+                f"{COLLECTION_TITLES.get(c, c)} {_pct(f['sensitivity'])} / {_pct(f['specificity'])}"
+                for c, f in rule["leave_one_collection_out"].items()
+            )
+            lines += ["", f"Referral threshold refitted without each collection, on its test pictures: {held}."]
+        shipped = trust["ood"][0]
+        within = ", ".join(
+            f"{COLLECTION_TITLES.get(c, c)} {r['rate']:.1%}" for c, r in shipped["within_collection"].items()
+        )
+        held = ", ".join(
+            f"{COLLECTION_TITLES.get(c, c)} {r['rate']:.1%}" for c, r in shipped["leave_one_collection_out"].items()
+        )
+        bench = next(iter(shipped["other"].values()))
+        lines += [
+            "",
+            f"Refused as not a lesion: test lesions {within}; fitted without the collection, {held} of its lesions; "
+            f"{bench['refused']} of {bench['n']} non-lesion pictures (`benchmarks/trust_transfer.py`).",
+        ]
+    if heat:
+        maps = heat["maps"]
+        parts = [
+            f"{name} {maps[name]['pointing_game']:.0%} (heat inside {maps[name]['heat_inside_lesion']:.0%})"
+            for name in list(maps)[:2]
+        ]
+        share = next(iter(maps.values()))["lesion_share"]
+        lines += [
+            "",
+            f"Heat maps, hottest point inside the expert lesion mask on the test split's HAM10000 pictures "
+            f"(lesions cover {share:.0%} of a picture): {'; '.join(parts)}.",
+        ]
+    return lines
 
 
 def _loco_sentence(loco: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .classes import CLASS_NAMES
 from .cli_flags import add_model_flag
+from .explain import DEFAULT_METHOD, METHODS
 from .paths import AUDIT_DIR
 
 
@@ -245,13 +246,12 @@ def add_use_commands(sub) -> None:
     explain = sub.add_parser(
         "explain",
         help="heat map of the evidence for a class, as an overlay PNG",
-        description="Explain one prediction with Grad-CAM and friends (tf-keras-vis).",
+        description="Explain one prediction with Grad-CAM (the default), the fast SmoothGrad, or "
+        "tf-keras-vis's Grad-CAM++, Score-CAM and Layer-CAM.",
     )
     explain.add_argument("image", help="image file")
     add_model_flag(explain)
-    explain.add_argument(
-        "--method", default="gradcam", choices=["gradcam", "gradcam++", "scorecam", "layercam", "smoothgrad"]
-    )
+    explain.add_argument("--method", default=DEFAULT_METHOD, choices=list(METHODS))
     explain.add_argument(
         "--class",
         dest="target",

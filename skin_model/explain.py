@@ -24,6 +24,12 @@ from PIL import Image
 from .classes import CLASS_NAMES, MALIGNANT_CLASSES, malignant_score
 
 METHODS = ("gradcam", "gradcam++", "scorecam", "layercam", "smoothgrad")
+# The map shown first. SmoothGrad's maps hug the lesion far more often than Grad-CAM's,
+# but mostly because pixel gradients follow contrast: with the network's top layers
+# re-drawn at random they still land on the lesion nearly as often, where Grad-CAM's
+# stop doing so (benchmarks/heatmap_lesion.py, its randomisation check). Grad-CAM shows
+# what this model pools, including the evidence it takes from around the lesion.
+DEFAULT_METHOD = "gradcam"
 # each method's name for people
 METHOD_LABELS = {
     "gradcam": "Grad-CAM (fast)",
