@@ -144,9 +144,10 @@ if len(groups) > 1:
 compression = (default.get("compression") or {}).get("report", {})
 if "JPEG quality 75" in compression:
     stored, squeezed = compression["as stored"]["all"], compression["JPEG quality 75"]["all"]
+    measured_on = split_title((default.get("compression") or {}).get("split", "val"))
     st.markdown(
         "- **JPEG compression:** the collection with only three classes was saved more compressed, and the model "
-        f"learnt that too: saved again at quality 75, {squeezed['called_narrow']:.0%} of the validation lesions "
+        f"learnt that too: saved again at quality 75, {squeezed['called_narrow']:.0%} of the {measured_on} lesions "
         f"of the other six classes are called melanoma, nevus or seborrheic keratosis ({stored['called_narrow']:.0%}"
         f" as stored) and balanced accuracy falls from {stored['balanced_accuracy']:.3f} to "
         f"{squeezed['balanced_accuracy']:.3f}. Pictures saved below quality "

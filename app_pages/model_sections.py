@@ -123,13 +123,22 @@ def show_compression_report(summary: dict[str, Any]) -> None:
             "malignant AUC": r["all"]["malignant_auc"],
             "lesions of the other six classes called one of the three": f"{r['all']['called_narrow']:.0%}",
         }
+        | (
+            {
+                "answers changed": f"{r['all']['answer_changed']:.1%}",
+                "referrals changed": f"{r['all']['referral_changed']:.1%}",
+            }
+            if "referral_changed" in r["all"]
+            else {}
+        )
         for quality, r in report["report"].items()
     ]
     split = split_title(report["split"])
     st.markdown(
         "The seed set's pictures were saved as JPEG at quality 95, the ISIC 2017 ones at 75, and ISIC 2017 holds "
-        f"only {narrow}. Every {split} picture was saved again at lower qualities (as another archive or camera "
-        "might store it) and the model asked again:"
+        f"only {narrow}. Every {split} picture was saved again at other qualities, as a PNG and at half its size (as "
+        "another archive or camera might store it) and the model asked again; answers and referral decisions that "
+        "changed are counted against the picture as stored:"
     )
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(

@@ -8,7 +8,7 @@ threshold, leave-one-collection-out, printed and saved.
    validation quantile the detector's threshold may sit at: the share of each
    collection's test pictures refused by the detector fitted on all three; the share of
    a held-out collection's pictures refused by a detector fitted without it; and the
-   share of the non-lesion benchmark (``benchmarks/non_lesion.py``, 120 pictures)
+   share of the non-lesion benchmark (``benchmarks/non_lesion.py``, 119 pictures)
    refused. Heavily blurred and zoomed-out versions of test lesions are reported beside
    it, not counted.
 2. Referral threshold rules (``skin_model.transfer.threshold_transfer_report``) from the
