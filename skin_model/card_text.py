@@ -171,6 +171,8 @@ def figures_markdown(
 def _trust_lines(manifest: dict[str, Any], trust: dict[str, Any] | None, heat: dict[str, Any] | None) -> list[str]:
     """Referral threshold and refusals leaving one collection out, and the heat maps
     against the lesion masks, one paragraph each (empty without the reports)."""
+    from .explain import METHOD_LABELS
+
     lines: list[str] = []
     if trust:
         rule = trust["referral"]["rules"].get(manifest.get("referral_rule", "pooled"))
@@ -197,13 +199,18 @@ def _trust_lines(manifest: dict[str, Any], trust: dict[str, Any] | None, heat: d
         maps = heat["maps"]
         parts = [
             f"{name} {maps[name]['pointing_game']:.0%} (heat inside {maps[name]['heat_inside_lesion']:.0%})"
-            for name in list(maps)[:2]
+            for name in (METHOD_LABELS["gradcam"], METHOD_LABELS["smoothgrad"])
+            if name in maps
         ]
+        randomised = [name for name in maps if "randomised" in name]
+        check = "; with the top layers randomised: " + ", ".join(
+            f"{name.split(',')[0]} {maps[name]['pointing_game']:.0%}" for name in randomised
+        )
         share = next(iter(maps.values()))["lesion_share"]
         lines += [
             "",
             f"Heat maps, hottest point inside the expert lesion mask on the test split's HAM10000 pictures "
-            f"(lesions cover {share:.0%} of a picture): {'; '.join(parts)}.",
+            f"(lesions cover {share:.0%} of a picture): {'; '.join(parts)}{check if randomised else ''}.",
         ]
     return lines
 
