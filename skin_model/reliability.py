@@ -310,7 +310,7 @@ class ReliabilityCheck:
         feature_reason = (
             "unlike every class of dermoscopic lesion seen in training"
             if self.detector is None
-            else "does not look like a dermoscopic picture of a skin lesion"
+            else "the lesion detector finds no skin lesion in it"
         )
         reasons = []
         for image, flagged in zip(x, refused, strict=True):
