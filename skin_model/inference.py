@@ -180,14 +180,15 @@ class Predictor:
         return cls(artifact.model, artifact.input_size, use_tta, layers, explain=explain, freeze=freeze)
 
     def warm_up(self) -> None:
-        """Trace now the pass that requests will use, rather than on the first request."""
+        """Trace now every pass requests will use, rather than on the first request: the
+        diagnosis's pass (with the heat map or the features) and the plain pass that the
+        heat map's evidence check and the stability check call."""
         blank = np.zeros((1, self.input_size, self.input_size, 3), np.uint8)
         if self._forward_explained is not None:
             self.predict_explained(blank)
         elif self._forward_features is not None:
             self.predict_with_features(blank)
-        else:
-            self.predict_arrays(blank)
+        self.predict_arrays(blank)
 
     def _chunks(self, x: np.ndarray, batch_size: int):
         """Float32 slices of ``x`` small enough for one call: with TTA each image becomes
