@@ -69,6 +69,14 @@ for upload in [*(uploads or []), *([photo] if photo is not None else [])]:
         files.append((upload.name, upload.getvalue()))
 
 
+UNFAMILIAR_NOTE = (
+    "This picture is unlike the pictures of the three collections the model learnt from (another dermoscope, "
+    "light, crop or compression, or an unusual lesion). It is answered, but the figures the app quotes were "
+    "measured on pictures like those collections' and may not hold for it: weigh the answer with care, and "
+    "refer a lesion that worries you whatever the risk reads."
+)
+
+
 @st.cache_resource(max_entries=64, show_spinner=False)
 def shared_analysis(model_dir: str, digest: str, method: str, target: str, _bundle, _loaded):
     """One analysis per model, picture content, map and target (a class name, the
@@ -142,6 +150,8 @@ for number, (name, data) in enumerate(files, start=1):
     compression = analysis.compression
     if compression:
         st.warning(compression.detail, icon=":material/compress:")
+    if result.unfamiliar and not result.out_of_distribution:
+        st.warning(UNFAMILIAR_NOTE, icon=":material/photo_camera:")
 
     left, right = st.columns(2)
     left.image(

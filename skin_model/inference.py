@@ -246,6 +246,9 @@ class Diagnosis:
     # from the model's reliability check, when it has one
     out_of_distribution: bool | None = None
     ood_reason: str | None = None
+    # far from the training collections' pictures in the model's features (another camera,
+    # light or crop, or an unusual lesion): answered, but the shipped figures may not hold
+    unfamiliar: bool | None = None
     calibrated_confidence: float | None = None
     abstain_below: float | None = None
     # the picture as the model saw it (size x size uint8), reused for explanations
@@ -305,6 +308,7 @@ class Diagnosis:
             "calibrated_confidence": self.calibrated_confidence,
             "out_of_distribution": self.out_of_distribution,
             "out_of_distribution_reason": self.ood_reason,
+            "unfamiliar": self.unfamiliar,
             "refer_to_dermatologist": self.refer,
             "prediction_set": self.prediction_set,
             **(
@@ -392,6 +396,8 @@ def diagnose(
     if checked is not None:
         result.out_of_distribution = bool(checked["out_of_distribution"][0])
         result.ood_reason = checked["ood_reason"][0]
+        if "unfamiliar" in checked:
+            result.unfamiliar = bool(checked["unfamiliar"][0])
         result.calibrated_confidence = float(checked["calibrated_confidence"][0])
         result.abstain_below = reliability.abstain_below
     return result

@@ -157,6 +157,9 @@ def test_one_pass_prediction_matches_separate_passes(calibrated_dir, tta: bool) 
     assert check._forward is None and result.heat is None
     np.testing.assert_allclose(result.probs, probs[0], atol=1e-5)
     assert result.calibrated_confidence == pytest.approx(float(fused["calibrated_confidence"][0]), abs=1e-5)
+    # unfamiliar: the feature distance above its validation percentile, answered all the same
+    assert result.unfamiliar == bool(fused["ood_distance"][0] > check.density.threshold)
+    assert list(fused["unfamiliar"]) == list(fused["ood_distance"] > check.density.threshold)
 
     # the same through the pass that also explains: same answer, plus the heat map
     explaining = Predictor.from_artifact(artifact, tta=tta, explain=True)
