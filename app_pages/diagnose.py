@@ -82,8 +82,18 @@ def shared_analysis(model_dir: str, digest: str, method: str, target: str, _bund
     """One analysis per model, picture content, map and target (a class name, the
     malignant risk, or "None" for the predicted class), shared by every session of this
     server: a rerun that changes only the opacity, another picture, or the same picture
-    sent by another clinician recomputes nothing. The page reads it, never changes it."""
-    return analyse_picture(_bundle, _loaded, method, None if target == "None" else target)
+    sent by another clinician recomputes nothing, and another map or target reuses the
+    picture's diagnosis. The page reads it, never changes it."""
+    first = shared_first_analysis(model_dir, digest, _bundle, _loaded)
+    if method == "gradcam" and target == "None":
+        return first
+    return analyse_picture(_bundle, _loaded, method, None if target == "None" else target, diagnosis=first.result)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def shared_first_analysis(model_dir: str, digest: str, _bundle, _loaded):
+    """The picture's diagnosis with the predicted class's Grad-CAM map (one model call)."""
+    return analyse_picture(_bundle, _loaded, "gradcam", None)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)

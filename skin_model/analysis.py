@@ -75,28 +75,37 @@ def analyse_picture(
     target: int | str | None = None,
     smooth_samples: int | None = None,
     max_n: int | None = 10,
+    diagnosis: Diagnosis | None = None,
 ) -> PictureAnalysis:
     """Diagnose ``loaded`` and explain ``target`` (None: the predicted class; a class
     name or index; or MALIGNANT_TARGET) with ``method``. Grad-CAM comes from the
     diagnosis's own model call when the bundle's predictor carries that pass; the
     other methods run on the bundle's explainer (it must have been loaded with
-    ``explain=True``)."""
+    ``explain=True``). ``diagnosis``: this picture's diagnosis from an earlier analysis
+    (with the predicted class's Grad-CAM map when the predictor explains), so that
+    another map or target costs only the map and its check, not the diagnosis again."""
     if isinstance(target, str) and target != MALIGNANT_TARGET:
         target = CLASS_NAMES.index(target)
     fused = method == "gradcam" and getattr(bundle.predictor, "explains", False)
-    result = diagnose(
-        bundle.predictor,
-        loaded.image,
-        bundle.malignant_threshold,
-        bundle.reliability,
-        target,
-        explain=fused,
-        cases=bundle.cases,
-        prediction_sets=bundle.prediction_sets,
-    )
+    if diagnosis is None:
+        result = diagnose(
+            bundle.predictor,
+            loaded.image,
+            bundle.malignant_threshold,
+            bundle.reliability,
+            target,
+            explain=fused,
+            cases=bundle.cases,
+            prediction_sets=bundle.prediction_sets,
+        )
+        heat = result.heat
+    else:
+        result = diagnosis
+        predicted = CLASS_NAMES.index(result.predicted_class)
+        # the earlier map is the predicted class's Grad-CAM: reusable for that map only
+        heat = result.heat if method == "gradcam" and target in (None, predicted) else None
     if target is None:
         target = CLASS_NAMES.index(result.predicted_class)
-    heat = result.heat
     if heat is None:
         if bundle.explainer is None:
             raise ValueError(f"{bundle.name} was loaded without an explainer: load it with explain=True")

@@ -222,3 +222,35 @@ def test_generated_outlier_pictures_are_repeatable_and_varied() -> None:
     # every kind appears, and no two pictures are the same
     assert len(first) >= 2 * len(KINDS)
     assert len({np.asarray(p).tobytes() for p in first}) == len(first)
+
+
+def test_another_map_reuses_the_pictures_diagnosis_and_changes_nothing_else(calibrated_dir) -> None:
+    """The page's second map or target reuses the first analysis's diagnosis: every
+    figure is what a full analysis gives, the map is the explainer's, and the first
+    Grad-CAM map is reused only for the predicted class."""
+    import io
+
+    from skin_model.analysis import analyse_picture
+    from skin_model.bundle import load_bundle
+    from skin_model.images import load_image
+
+    from .synthetic import jpeg_bytes, lesion_like
+
+    bundle = load_bundle(calibrated_dir, explain=True)
+    loaded = load_image(io.BytesIO(jpeg_bytes(lesion_like(seed=11))).getvalue())
+    first = analyse_picture(bundle, loaded, "gradcam")
+    for method, target in (
+        ("gradcam", None),
+        ("smoothgrad", None),
+        ("gradcam", "melanoma"),
+        ("gradcam++", "malignant"),
+    ):
+        full = analyse_picture(bundle, loaded, method, target)
+        reused = analyse_picture(bundle, loaded, method, target, diagnosis=first.result)
+        assert reused.result is first.result
+        np.testing.assert_allclose(reused.result.probs, full.result.probs, atol=1e-5)
+        assert reused.target == full.target and reused.target_label == full.target_label
+        np.testing.assert_allclose(reused.heat, full.heat, atol=1e-3)
+        assert reused.evidence.describe("x") == full.evidence.describe("x")
+    same = analyse_picture(bundle, loaded, "gradcam", None, diagnosis=first.result)
+    assert same.heat is first.result.heat
