@@ -942,3 +942,30 @@ def test_referral_rules_and_heat_maps_on_lesions_are_shown_as_measured(app: AppT
     first = next(iter(heat["maps"]))
     assert maps.iloc[0]["map"] == first
     assert maps.iloc[0]["hottest point inside the lesion"].startswith(f"{heat['maps'][first]['pointing_game']:.0%} ")
+
+
+def test_heat_map_examples_are_drawn_with_the_lesion_outlined_when_the_data_set_is_at_hand(
+    app: AppTest, real_data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the data set, the Evaluation page's heat-map tab draws the stored example
+    pictures with their heat maps and the lesion's outline, each captioned with its
+    share of the heat inside the lesion; without it, it says the pictures do not ship."""
+    import json
+
+    from skin_model.artifact import default_model_dir
+
+    report = json.loads((default_model_dir() / "heatmap_lesion.json").read_text())
+    app.switch_page("app_pages/evaluation.py").run()
+    assert "Example overlays need the data set" in _texts(app)
+    if not all((real_data_dir / e["picture"]).is_file() for e in report["examples"]):
+        pytest.skip("the stored example pictures are not in this data set")
+    monkeypatch.setenv("SKIN_DATA_DIR", str(real_data_dir))
+    app.run()
+    toggle = next(t for t in app.toggle if t.label.startswith("Show example heat maps"))
+    toggle.set_value(True).run()
+    assert not app.exception, app.exception
+    captions = [i.proto.imgs[0].caption for i in app.get("image")]
+    drawn = [c for c in captions if "of the heat inside the lesion" in c]
+    assert len(drawn) == len(report["examples"][:6])
+    first = report["examples"][0]
+    assert drawn[0].startswith(f"{first['heat_inside_lesion']:.0%} of the heat inside the lesion")
