@@ -123,20 +123,40 @@ def describe_cases(cases) -> str:
     return "\n".join(lines)
 
 
-def _mask_line(heat, mask_path: str) -> str:
-    """The heat map against a lesion mask, in one line (or why the mask could not be read)."""
+def _mask_line(heat, mask_path: str, picture=None) -> str:
+    """The heat map against a lesion mask, and the lesion's measurements from the mask
+    (with ``picture``, the upright picture, for its colours), or why the mask could not
+    be read."""
+    import numpy as np
+    from PIL import Image
+
     from .explain import lesion_mask_agreement
     from .images import ImageLoadError, load_image
+    from .lesion_measures import MEANINGS, measure_lesion
 
     try:
-        found = lesion_mask_agreement(heat, load_image(mask_path).image)
+        mask = load_image(mask_path).image
     except ImageLoadError as exc:
         return f"mask: {mask_path}: {exc}"
-    return (
+    found = lesion_mask_agreement(heat, mask)
+    lines = [
         f"heat inside the lesion mask: {found['heat_inside_lesion']:.0%} of the map's heat, on "
         f"{found['lesion_share']:.0%} of the picture; hottest point "
         + ("inside the lesion" if found["hottest_point_inside"] else "outside the lesion")
-    )
+    ]
+    if picture is not None and mask.size != picture.size:
+        mask = mask.resize(picture.size, Image.Resampling.NEAREST)
+    inside = np.asarray(mask.convert("L")) >= 128
+    measures = measure_lesion(inside, None if picture is None else np.asarray(picture.convert("RGB")))
+    if measures is None:
+        lines.append("the mask holds no lesion: nothing to measure")
+    else:
+        for key, value in measures.as_row().items():
+            if key in MEANINGS and value is not None:
+                lines.append(f"  {key.replace('_', ' ')}: {value} ({MEANINGS[key]})")
+        if measures.colour_names:
+            lines.append(f"  colours seen: {', '.join(measures.colour_names)}")
+    return "\n".join(lines)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -177,7 +197,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"note: {analysis.compression.detail}")
     print(analysis.evidence_text)
     if args.mask:
-        print(_mask_line(analysis.heat, args.mask))
+        print(_mask_line(analysis.heat, args.mask, analysis.loaded.image))
     stability = check_stability(bundle, analysis)
     if stability is not None:
         print(stability.describe())

@@ -755,3 +755,26 @@ def test_bench_against_another_model_measures_both_in_one_run(tiny_model_dir: Pa
     assert "latency_ms_p50" in result.stdout and "(tiny / tiny = " in result.stdout
     figures = json.loads(out.read_text())
     assert figures["model"]["latency_ms_p50"] > 0 and figures["against"]["latency_ms_p50"] > 0
+
+
+def test_explain_with_a_mask_prints_the_heat_inside_and_the_lesions_measurements(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from skin_model.lesion_measures import measure_lesion
+
+    image = tmp_path / "lesion.png"
+    Image.fromarray(np.full((80, 120, 3), (150, 100, 10), np.uint8)).save(image)
+    mask = np.zeros((80, 120), np.uint8)
+    mask[20:60, 30:90] = 255  # a 40 x 60 rectangle
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    Image.fromarray(np.zeros((80, 120), np.uint8)).save(tmp_path / "empty.png")
+    args = ("explain", str(image), "--model", str(tiny_model_dir), "--output", str(tmp_path / "o.png"))
+    result = run_cli(*args, "--mask", str(tmp_path / "mask.png"))
+    expected = measure_lesion(mask >= 128, np.asarray(Image.open(image)))
+    assert "heat inside the lesion mask:" in result.stdout
+    assert f"max diameter px: {expected.max_diameter_px}" in result.stdout
+    assert "border irregularity: 0.0" in result.stdout and "colours seen: light brown" in result.stdout
+    empty = run_cli(*args, "--mask", str(tmp_path / "empty.png"))
+    assert "the mask holds no lesion: nothing to measure" in empty.stdout
