@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -63,10 +65,8 @@ async def one_session(browser, url: str, picture: Path, timeout_s: float) -> dic
 
 
 def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+    """The ``q``-th percentile, as one of the measured values (nearest rank)."""
+    return float(np.percentile(values, q, method="nearest")) if values else None
 
 
 def summary(results: list[dict]) -> dict:

@@ -27,7 +27,6 @@ when the data set is at hand) and to ``results/heatmap_lesion.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,12 +37,12 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skin_model.artifact import load_artifact  # noqa: E402
+from skin_model.artifact import load_artifact, write_json  # noqa: E402
 from skin_model.evaluation import stored_split_scores  # noqa: E402
 from skin_model.explain import METHOD_LABELS, METHODS, Explainer, heat_from_cam, lesion_mask_agreement  # noqa: E402
 from skin_model.images import load_image  # noqa: E402
 from skin_model.manifest import build_manifest  # noqa: E402
-from skin_model.model_files import EVALUATION_FILE, HEATMAP_LESION_FILE  # noqa: E402
+from skin_model.model_files import HEATMAP_LESION_FILE  # noqa: E402
 from skin_model.pipeline import load_arrays  # noqa: E402
 from skin_model.sources import collections_of, resolve_data_dir  # noqa: E402
 from skin_model.subgroups import wilson_interval  # noqa: E402
@@ -153,7 +152,7 @@ def main() -> int:
     artifact = load_artifact(args.model)
     data_dir = resolve_data_dir(args.data)
     manifest = build_manifest(data_dir)
-    evaluation = json.loads((artifact.path / EVALUATION_FILE).read_text())
+    evaluation = artifact.evaluation() or {}
     rows, _, probs = stored_split_scores(manifest.table, evaluation, "test", artifact.manifest.get("data_fingerprint"))
     ham = np.flatnonzero((np.asarray(collections_of(rows)) == "ham10000") & rows["mask_path"].notna().to_numpy())
     rng = np.random.default_rng(args.seed)
@@ -163,7 +162,7 @@ def main() -> int:
     extra = len(rest) if not args.fast_images else max(0, min(args.fast_images - len(sample), len(rest)))
     fast_set = np.sort(np.concatenate([sample, rng.choice(rest, extra, replace=False)]))
     x, _ = load_arrays(rows, artifact.input_size)
-    masks = {i: load_image(rows["mask_path"].iloc[i]).image for i in fast_set.tolist() + sample.tolist()}
+    masks = {int(i): load_image(rows["mask_path"].iloc[i]).image for i in fast_set}
     explainer = Explainer(artifact.model, artifact.input_size)
 
     def run(name: str, explain: Callable[[np.ndarray, int], np.ndarray], picked: np.ndarray) -> list[dict]:
@@ -219,10 +218,8 @@ def main() -> int:
         | {k: v for k, v in f.items() if k != "row"}
         for f in examples
     ]
-    text = json.dumps(report, indent=1) + "\n"
-    (artifact.path / HEATMAP_LESION_FILE).write_text(text)
-    (ROOT / "results").mkdir(exist_ok=True)
-    (ROOT / "results" / HEATMAP_LESION_FILE).write_text(text)
+    for folder in (artifact.path, ROOT / "results"):
+        write_json(folder / HEATMAP_LESION_FILE, report)
     return 0
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -36,12 +35,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from non_lesion import near_lesion_pictures, non_lesion_pictures  # noqa: E402
 
-from skin_model.artifact import load_artifact  # noqa: E402
+from skin_model.artifact import load_artifact, write_json  # noqa: E402
 from skin_model.classes import MALIGNANT_MASK, malignant_score  # noqa: E402
 from skin_model.evaluation import stored_split_scores  # noqa: E402
 from skin_model.images import load_image  # noqa: E402
 from skin_model.manifest import build_manifest  # noqa: E402
-from skin_model.model_files import EVALUATION_FILE, TRUST_TRANSFER_FILE  # noqa: E402
+from skin_model.model_files import TRUST_TRANSFER_FILE  # noqa: E402
 from skin_model.outlier_pictures import outlier_pictures  # noqa: E402
 from skin_model.pipeline import default_cache_dir, load_arrays, to_model_input  # noqa: E402
 from skin_model.reliability import ReliabilityCheck, screen_image  # noqa: E402
@@ -155,7 +154,7 @@ def main() -> int:
         print_ood(report)
         near = [f"{g}: {r['rate']:.0%} refused" for g, r in report["other"].items() if g != BENCHMARK]
         print("  not counted: " + ", ".join(near))
-    evaluation = json.loads((artifact.path / EVALUATION_FILE).read_text())
+    evaluation = artifact.evaluation() or {}
     scores = {}
     for split in ("val", "test"):
         rows, y, probs = stored_split_scores(
@@ -165,10 +164,8 @@ def main() -> int:
     result["referral"] = threshold_transfer_report(scores["val"], scores["test"], 0.9)
     result["referral"]["best_rule"] = best_rule(result["referral"])
     print_thresholds(result["referral"])
-    text = json.dumps(result, indent=1) + "\n"
-    (artifact.path / TRUST_TRANSFER_FILE).write_text(text)
-    (ROOT / "results").mkdir(exist_ok=True)
-    (ROOT / "results" / TRUST_TRANSFER_FILE).write_text(text)
+    for folder in (artifact.path, ROOT / "results"):
+        write_json(folder / TRUST_TRANSFER_FILE, result)
     return 0
 
 

@@ -91,7 +91,6 @@ def load_bundle(
         )
     artifact = load_artifact(model)
     predictor = Predictor.from_artifact(artifact, tta=tta, explain=explain)
-    explainer = Explainer(artifact.model, artifact.input_size) if explain else None
     if warm_up:
         predictor.warm_up()
     return ModelBundle(
@@ -103,5 +102,5 @@ def load_bundle(
         reliability=ReliabilityCheck.from_artifact(artifact),
         cases=CaseIndex.from_artifact(artifact),
         artifact=artifact,
-        explainer=explainer,
+        explainer=Explainer(artifact.model, artifact.input_size) if explain else None,
     )
