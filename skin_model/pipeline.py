@@ -42,26 +42,57 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV_VAR, Path.home() / ".cache" / "skin_model"))
 
 
+RESAVE_QUALITY = (30, 95)  # ``train --resave``: JPEG qualities of the saved-again copies
+RESAVE_SMALLER = (0.5, 1.0)  # the share of its side a copy keeps, half of the time
+
+
+def saved_again(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The picture as another clinic's camera or archive might have stored it: half of
+    the time shrunk to 50-100 % of its side, then saved as JPEG at a quality of 30-95
+    (chroma subsampled, PIL's default), at the picture's own resolution. Done before
+    the resize to the model's input, where a real re-save happens: compressing the
+    already resized picture (``camera_degrade``) leaves other traces, and the model had
+    learnt to tell a collection's own quality from them."""
+    import io
+
+    image = image.convert("RGB")
+    if rng.random() < 0.5:
+        share = rng.uniform(*RESAVE_SMALLER)
+        smaller = (max(1, round(image.width * share)), max(1, round(image.height * share)))
+        image = image.resize(smaller, Image.Resampling.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=int(rng.integers(RESAVE_QUALITY[0], RESAVE_QUALITY[1] + 1)))
+    buffer.seek(0)
+    return Image.open(buffer).convert("RGB")
+
+
 def load_arrays(
     rows: pd.DataFrame,
     size: int,
     cache_dir: Path | None = None,
     progress: bool = True,
+    resaved_seed: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Decode and resize the images of manifest ``rows`` into ``(x uint8, y int)``.
+    """Decode and resize the images of manifest ``rows`` into ``(x uint8, y int)``;
+    with ``resaved_seed``, each picture :func:`saved_again` first (a generator seeded
+    by the seed and the picture's position), the copies ``train --resave`` learns from.
 
     The result is cached as .npz keyed by the files' content hashes, labels and
     size, so later epochs and runs skip JPEG decoding entirely.
     """
     key_src = "|".join(f"{h}:{lab}" for h, lab in zip(rows["sha256"], rows["final_label"], strict=True))
-    key = hashlib.sha256(f"{size}|{key_src}".encode()).hexdigest()[:24]
+    variant = "" if resaved_seed is None else f"resaved{resaved_seed}|"
+    key = hashlib.sha256(f"{variant}{size}|{key_src}".encode()).hexdigest()[:24]
     cache = (cache_dir or default_cache_dir()) / f"images-{size}-{key}.npz"
     if cache.exists():
         with np.load(cache) as data:
             return data["x"], data["y"]
     x = np.zeros((len(rows), size, size, 3), dtype=np.uint8)
     for i, path in enumerate(tqdm(rows["path"], desc=f"decoding {len(rows)} images", disable=not progress)):
-        x[i] = to_model_input(load_image(path).image, size)
+        image = load_image(path).image
+        if resaved_seed is not None:
+            image = saved_again(image, np.random.default_rng([resaved_seed, i]))
+        x[i] = to_model_input(image, size)
     y = np.array([CLASS_NAMES.index(lab) for lab in rows["final_label"]], dtype=np.int32)
     cache.parent.mkdir(parents=True, exist_ok=True)
     # a temporary file of its own, then an atomic rename: several processes filling the
@@ -256,6 +287,8 @@ def make_dataset(
     jpeg: float = 0.0,
     light: float = 0.0,
     aspect: float = 0.0,
+    resaved: np.ndarray | None = None,
+    resave: float = 0.0,
 ):
     """A batched, prefetched tf.data pipeline over in-memory uint8 images.
 
@@ -264,9 +297,15 @@ def make_dataset(
     fraction of the side the random crop may cut off, ``low_res`` the probability of
     a lower-resolution pass, ``camera`` that of a camera change, ``jpeg`` that of a
     JPEG re-compression and ``light`` that of a light change (see :func:`augment`).
+    ``resaved``: the same pictures :func:`saved_again` (row for row), taken instead of
+    the stored picture with probability ``resave`` (training only).
     """
     import tensorflow as tf
 
+    if resave > 0 and training:
+        if resaved is None or resaved.shape != x.shape:
+            raise ValueError("resave needs the saved-again copies of the same pictures")
+        x = np.stack([x, resaved], axis=1)  # (n, 2, h, w, 3): each element carries both versions
     parts: list = [x] + ([] if y is None else [y]) + ([] if sample_weights is None else [sample_weights])
     ds = tf.data.Dataset.from_tensor_slices(tuple(parts))
     if training:
@@ -275,10 +314,15 @@ def make_dataset(
         ds = tf.data.Dataset.zip((ds, counter))
 
         def _aug(elem, idx):
-            image = tf.cast(elem[0], tf.float32)
+            seed_pair = tf.stack([tf.constant(seed, tf.int64), idx])
+            image = elem[0]
+            if resave > 0:
+                # a seed pair of its own (offset), so the augmentation's draws stay those of a run without it
+                pick = tf.random.stateless_uniform([], seed_pair + tf.constant([0, 1 << 40], tf.int64)) < resave
+                image = image[tf.cast(pick, tf.int32)]
             image = augment(
-                image,
-                tf.stack([tf.constant(seed, tf.int64), idx]),
+                tf.cast(image, tf.float32),
+                seed_pair,
                 zoom=zoom,
                 low_res=low_res,
                 camera=camera,

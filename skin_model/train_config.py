@@ -97,6 +97,12 @@ class TrainConfig:
     jpeg: float = option(
         0.0, "augmentation: with probability P re-compress a picture as JPEG at quality 40-95", metavar="P"
     )
+    resave: float = option(
+        0.0,
+        "augmentation: with probability P train on the picture saved again at its own resolution (JPEG quality "
+        "30-95, half of the time shrunk to 50-100%% of its side first), as another clinic would store it",
+        metavar="P",
+    )
     light: float = option(
         0.0,
         "augmentation: with probability P change a picture's exposure (x0.75-1.25) and white balance "

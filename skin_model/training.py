@@ -303,6 +303,9 @@ def train(
         model, config, (x_train, y_train, x_val, y_val), collections, progress, checkpoint
     )
     sample_weights = training_sample_weights(config, y_train, collections).astype(np.float32)
+    resaved = (
+        load_arrays(splits["train"], size, cache_dir, progress, resaved_seed=config.seed)[0] if config.resave else None
+    )
     train_ds = make_dataset(
         x_train,
         np.eye(len(CLASS_NAMES), dtype=np.float32)[y_train],
@@ -311,8 +314,11 @@ def train(
         seed=config.seed,
         sample_weights=sample_weights,
         mixup_alpha=config.mixup_alpha,
+        resaved=resaved,
+        resave=config.resave,
         **augmentation_options(config),
     )
+    del resaved  # the dataset holds its own copy
     _compile(model, config, strategy, int(np.ceil(len(x_train) / config.batch_size)), y_train)
     selector = _balanced_accuracy_callback(
         Predictor(model, size), x_val, y_val, config.patience, initial, config.nevus_recall_floor, checkpoint

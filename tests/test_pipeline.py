@@ -186,3 +186,54 @@ def test_light_change_scales_each_channel_within_its_ranges_and_reaches_the_chos
     plain, half = augmented(0.0), augmented(0.5)
     same = (half == plain).all(axis=(1, 2, 3))
     assert 10 <= same.sum() <= 38
+
+
+def test_saved_again_copies_are_jpeg_at_the_pictures_own_shape_and_seeded() -> None:
+    """A copy keeps the picture's orientation and shape (shrunk by at most half), loses
+    pixel noise to the JPEG save, and the same generator seed gives the same copy."""
+    from PIL import Image
+
+    from skin_model.pipeline import saved_again
+
+    picture = Image.fromarray(np.random.default_rng(0).integers(0, 256, (150, 200, 3), dtype=np.uint8))
+    copies = [saved_again(picture, np.random.default_rng([7, i])) for i in range(12)]
+    for copy in copies:
+        assert copy.mode == "RGB" and 100 <= copy.width <= 200 and abs(copy.width / copy.height - 4 / 3) < 0.03
+    assert any(c.size == (200, 150) for c in copies) and any(c.size != (200, 150) for c in copies)
+    full = [c for c in copies if c.size == (200, 150)]
+    assert all(np.abs(np.asarray(c, float) - np.asarray(picture, float)).mean() > 10 for c in full)
+    again = saved_again(picture, np.random.default_rng([7, 0]))
+    assert np.array_equal(np.asarray(again), np.asarray(copies[0]))
+
+
+def test_load_arrays_caches_the_saved_again_copies_apart(synthetic_manifest: Manifest, tmp_path) -> None:
+    rows = synthetic_manifest.kept("train")
+    stored, y = load_arrays(rows, 32, cache_dir=tmp_path, progress=False)
+    copies, y2 = load_arrays(rows, 32, cache_dir=tmp_path, progress=False, resaved_seed=3)
+    assert np.array_equal(y, y2) and copies.shape == stored.shape and not np.array_equal(copies, stored)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    assert np.array_equal(load_arrays(rows, 32, cache_dir=tmp_path, progress=False, resaved_seed=3)[0], copies)
+
+
+def test_resave_trains_on_the_saved_again_copy_in_the_chosen_share_of_pictures() -> None:
+    """With resave 0.5 each element is the stored picture or its copy (here told apart
+    by their grey levels), about half each, the same draws in a second pass; the
+    augmentation's other draws are those of a run without the option."""
+    x = np.zeros((64, 16, 16, 3), np.uint8)
+    copies = np.full_like(x, 200)
+
+    def means(resave: float) -> np.ndarray:
+        ds = make_dataset(x, batch_size=16, training=True, seed=3, zoom=0.0, resaved=copies, resave=resave)
+        return np.concatenate([b.numpy() for b in ds]).mean(axis=(1, 2, 3))
+
+    half = means(0.5)
+    from_copy = half > 100
+    assert 16 <= from_copy.sum() <= 48
+    assert np.array_equal(half, means(0.5))
+    assert (means(0.0) < 100).all() and (means(1.0) > 100).all()
+    try:
+        make_dataset(x, batch_size=16, training=True, resave=0.5)
+    except ValueError as error:
+        assert "saved-again" in str(error)
+    else:
+        raise AssertionError("resave without copies must be refused")
