@@ -83,3 +83,21 @@ def assign_splits(
     split[rows.index[rows["group_id"].isin(val_groups)]] = "val"
     split[rows.index[in_test]] = "test"
     return pd.DataFrame({"split": split, "excluded_reason": reason})
+
+
+HELD_OUT = "held_out"  # the split name of a left-out collection's unseen pictures
+
+
+def leave_collection_out(splits: dict[str, pd.DataFrame], collection: str) -> dict[str, pd.DataFrame]:
+    """The splits of a run that never sees ``collection``: its pictures leave train,
+    validation and test, and its validation and test pictures become ``held_out``,
+    which is what a clinic with that collection's camera would send. Its training
+    pictures are not measured: their lesion groups may have pictures in the other
+    collections' training split (the groups join collections), so they are not unseen."""
+    from .sources import collections_of
+
+    if collection not in {c for rows in splits.values() for c in collections_of(rows)}:
+        raise ValueError(f"no collection {collection!r} in the data")
+    keep = {name: rows[collections_of(rows) != collection] for name, rows in splits.items()}
+    held = pd.concat([rows[collections_of(rows) == collection] for name, rows in splits.items() if name != "train"])
+    return keep | {HELD_OUT: held}

@@ -145,6 +145,13 @@ class TrainConfig:
         metavar="R",
     )
 
+    leave_out: str | None = option(
+        None,
+        "train and select without one image collection (seed, isic2017 or ham10000) and measure its unseen "
+        "validation and test pictures as the split held_out: how the recipe does on a new clinic's camera",
+        kind=str,
+        metavar="COLLECTION",
+    )
     init_from: str | None = option(
         None,
         "pretrained backbones: fine-tune further from a saved model folder's weights (same architecture and "

@@ -26,6 +26,7 @@ from .manifest import Manifest
 from .models import FINETUNE_FROM, build_model
 from .pipeline import GEOMETRY_RULE, RESIZE_METHOD, load_arrays, make_dataset
 from .sources import collections_of
+from .splits import HELD_OUT, leave_collection_out
 from .train_config import (  # noqa: F401  (re-exported: the training API's names)
     TrainConfig,
     class_weights,
@@ -37,6 +38,25 @@ from .transfer import fit_referral_threshold, referral_rule_text
 from .warmup import augmentation_options, nevus_recall, selection_score, warm_up_head
 
 
+def validation_score(
+    predictor: Predictor,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    nevus_floor: float | None,
+    x_val_resaved: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
+    """(selection score, probabilities of the stored pictures): ``warmup.selection_score``
+    of validation as stored, or, with ``x_val_resaved`` (the same pictures saved again,
+    ``train --resave``), the mean of the scores of both. Scored on the stored pictures
+    alone, selection rewards reading the collections' own saves (the seed set's JPEG 95
+    among them); the mean keeps the epoch whose answers hold under either."""
+    probs = predictor.predict_arrays(x_val)
+    score = selection_score(y_val, probs, nevus_floor)
+    if x_val_resaved is not None:
+        score = (score + selection_score(y_val, predictor.predict_arrays(x_val_resaved), nevus_floor)) / 2
+    return score, probs
+
+
 def _balanced_accuracy_callback(
     predictor: Predictor,
     x_val: np.ndarray,
@@ -45,6 +65,7 @@ def _balanced_accuracy_callback(
     initial: tuple[float, list] | None = None,
     nevus_floor: float | None = None,
     checkpoint: TrainingCheckpoint | None = None,
+    x_val_resaved: np.ndarray | None = None,
 ):
     import keras
 
@@ -66,9 +87,10 @@ def _balanced_accuracy_callback(
                 self.best_weights = checkpoint.read_weights("selector_best.npz") or self.best_weights
 
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            probs = predictor.predict_arrays(x_val)
-            score = selection_score(y_val, probs, nevus_floor)
+            score, probs = validation_score(predictor, x_val, y_val, nevus_floor, x_val_resaved)
             logs = logs if logs is not None else {}
+            if x_val_resaved is not None:
+                logs["val_selection_score"] = score
             logs["val_balanced_accuracy"] = float(balanced_accuracy_score(y_val, probs.argmax(1)))
             logs["val_nevus_recall"] = nevus_recall(y_val, probs.argmax(1))
             print(
@@ -241,18 +263,22 @@ def _starting_point(
     the weighting search's report: a saved model (``init_from``), or a pretrained
     backbone with its new head warmed up on cached features (then frozen below
     ``unfreeze_from``); None for a model trained from scratch."""
-    x_val, y_val = arrays[2], arrays[3]
+    x_val, y_val, x_val_resaved = arrays[2], arrays[3], arrays[4]
     size = config.resolved_input_size()
     if config.init_from:
-        probs = Predictor(model, size).predict_arrays(x_val)
-        initial = (selection_score(y_val, probs, config.nevus_recall_floor), model.get_weights())
+        score, probs = validation_score(
+            Predictor(model, size), x_val, y_val, config.nevus_recall_floor, x_val_resaved
+        )
         start = balanced_accuracy_score(y_val, probs.argmax(1))
-        print(f"  starting from {config.init_from}: val balanced accuracy {start:.4f}")
+        print(f"  starting from {config.init_from}: val balanced accuracy {start:.4f}, selection score {score:.4f}")
         freeze_for_finetuning(model, config.unfreeze_from, config.train_batch_norm)
-        return initial, None
+        return (score, model.get_weights()), None
     if config.arch not in FINETUNE_FROM:
         return None, None
-    score, weights, search = warm_up_head(model, config, arrays, collections, progress, checkpoint)
+    score, weights, search = warm_up_head(model, config, arrays[:4], collections, progress, checkpoint)
+    if x_val_resaved is not None:  # scored as fine-tuning's epochs will be
+        model.set_weights(weights)
+        score = validation_score(Predictor(model, size), x_val, y_val, config.nevus_recall_floor, x_val_resaved)[0]
     freeze_for_finetuning(model, config.unfreeze_from, config.train_batch_norm)
     return (score, weights), search
 
@@ -285,6 +311,8 @@ def train(
             print(f"  resuming the interrupted run in {checkpoint.dir}")
     splits = {name: manifest.kept(name) for name in ("train", "val", "test")}
     splits["train"] = training_subset(splits["train"], config.train_fraction, config.seed)
+    if config.leave_out:
+        splits = leave_collection_out(splits, config.leave_out)
     arrays = {name: load_arrays(rows, size, cache_dir, progress) for name, rows in splits.items() if len(rows)}
     x_train, y_train = arrays["train"]
     x_val, y_val = arrays.get("val", arrays["train"])
@@ -299,8 +327,13 @@ def train(
             )
         )
     started = time.perf_counter()
+    x_val_resaved = (
+        load_arrays(splits["val"], size, cache_dir, progress, resaved_seed=config.seed + 1)[0]
+        if config.resave and "val" in splits and len(splits["val"])
+        else None
+    )
     initial, search = _starting_point(
-        model, config, (x_train, y_train, x_val, y_val), collections, progress, checkpoint
+        model, config, (x_train, y_train, x_val, y_val, x_val_resaved), collections, progress, checkpoint
     )
     sample_weights = training_sample_weights(config, y_train, collections).astype(np.float32)
     resaved = (
@@ -321,7 +354,14 @@ def train(
     del resaved  # the dataset holds its own copy
     _compile(model, config, strategy, int(np.ceil(len(x_train) / config.batch_size)), y_train)
     selector = _balanced_accuracy_callback(
-        Predictor(model, size), x_val, y_val, config.patience, initial, config.nevus_recall_floor, checkpoint
+        Predictor(model, size),
+        x_val,
+        y_val,
+        config.patience,
+        initial,
+        config.nevus_recall_floor,
+        checkpoint,
+        x_val_resaved,
     )
     history = _fit(model, config, strategy, train_ds, selector, checkpoint, progress)
     if selector.best_epoch < 0 and initial is not None:
@@ -389,7 +429,7 @@ def _manifest_record(
         "metrics_summary": {
             split: {k: evaluation[split][k] for k in ("balanced_accuracy", "macro_auc", "accuracy")}
             | {"malignant_auc": evaluation[split]["malignant"]["roc_auc"]}
-            for split in ("val", "test")
+            for split in ("val", "test", HELD_OUT)
             if split in evaluation
         },
         "tensorflow_threads": tf.config.threading.get_intra_op_parallelism_threads(),

@@ -82,3 +82,29 @@ def test_held_out_splits_measure_every_class() -> None:
 def test_real_manifest_fingerprint_is_stable(synthetic_manifest: Manifest) -> None:
     assert len(synthetic_manifest.fingerprint()) == 64
     assert synthetic_manifest.fingerprint() == synthetic_manifest.fingerprint()
+
+
+def test_leaving_a_collection_out_keeps_it_out_of_training_and_measures_its_unseen_pictures() -> None:
+    import pandas as pd
+    import pytest
+
+    from skin_model.splits import HELD_OUT, leave_collection_out
+
+    def rows(*sources: str) -> pd.DataFrame:
+        return pd.DataFrame({"source": list(sources), "path": [f"{s}-{i}.jpg" for i, s in enumerate(sources)]})
+
+    splits = {
+        "train": rows("seed_train", "isic2017", "ham10000", "ham10000"),
+        "val": rows("isic2017", "ham10000", "seed_train"),
+        "test": rows("seed_test", "ham10000", "isic2017", "isic2017"),
+    }
+    out = leave_collection_out(splits, "isic2017")
+    assert list(out["train"]["source"]) == ["seed_train", "ham10000", "ham10000"]
+    assert list(out["val"]["source"]) == ["ham10000", "seed_train"]
+    assert list(out["test"]["source"]) == ["seed_test", "ham10000"]
+    # the unseen pictures: validation and test, never training (its lesions may sit in the other collections)
+    assert list(out[HELD_OUT]["path"]) == ["isic2017-0.jpg", "isic2017-2.jpg", "isic2017-3.jpg"]
+    seed_out = leave_collection_out(splits, "seed")
+    assert set(seed_out[HELD_OUT]["source"]) == {"seed_train", "seed_test"} and len(seed_out[HELD_OUT]) == 2
+    with pytest.raises(ValueError, match="no collection"):
+        leave_collection_out(splits, "derm7pt")
