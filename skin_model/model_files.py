@@ -21,6 +21,7 @@ COMPRESSION_REPORT_FILE = "compression_shortcut.json"
 EXPLANATION_CHECK_FILE = "explanation_check.json"
 TRUST_TRANSFER_FILE = "trust_transfer.json"
 HEATMAP_LESION_FILE = "heatmap_lesion.json"
+COLLECTION_TRANSFER_FILE = "collection_transfer.json"
 CHECKPOINT_DIR = "checkpoint"  # a training run's state while it trains; never shipped
 
 
@@ -78,6 +79,12 @@ MODEL_FILES: tuple[ModelFile, ...] = (
         "refusals and referral figures leaving one collection out",
         "benchmarks/trust_transfer.py",
         "Evaluation page, model card",
+    ),
+    ModelFile(
+        COLLECTION_TRANSFER_FILE,
+        "the recipe trained without a collection, measured on it",
+        "benchmarks/transfer.py",
+        "Evaluation page, model card, README figures",
     ),
     ModelFile(
         HEATMAP_LESION_FILE,

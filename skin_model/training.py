@@ -266,9 +266,7 @@ def _starting_point(
     x_val, y_val, x_val_resaved = arrays[2], arrays[3], arrays[4]
     size = config.resolved_input_size()
     if config.init_from:
-        score, probs = validation_score(
-            Predictor(model, size), x_val, y_val, config.nevus_recall_floor, x_val_resaved
-        )
+        score, probs = validation_score(Predictor(model, size), x_val, y_val, config.nevus_recall_floor, x_val_resaved)
         start = balanced_accuracy_score(y_val, probs.argmax(1))
         print(f"  starting from {config.init_from}: val balanced accuracy {start:.4f}, selection score {score:.4f}")
         freeze_for_finetuning(model, config.unfreeze_from, config.train_batch_norm)
