@@ -27,6 +27,7 @@ from skin_model.conformal import (
 )
 from skin_model.follow_up import PhotoToPhoto
 from skin_model.model_files import (
+    COLLECTION_TRANSFER_FILE,
     EXPLANATION_CHECK_FILE,
     HEATMAP_LESION_FILE,
     RELIABILITY_REPORT_FILE,
@@ -153,6 +154,7 @@ def model_summaries() -> list[dict[str, Any]]:
                 "evaluation": artifact_io.read_evaluation(path),
                 "reliability": read_json(path / RELIABILITY_REPORT_FILE),
                 "trust_transfer": read_json(path / TRUST_TRANSFER_FILE),
+                "collection_transfer": read_json(path / COLLECTION_TRANSFER_FILE),
                 "heatmap_lesion": read_json(path / HEATMAP_LESION_FILE),
                 "explanation_check": read_json(path / EXPLANATION_CHECK_FILE),
                 "cases": read_json(path / CASES_REPORT_FILE),

@@ -10,6 +10,7 @@ from app_pages.charts import confusion_figure, curves_figure, history_figure, le
 from app_pages.common import load_audit, model_summaries
 from app_pages.model_sections import show_confused_pictures, show_prediction_set_explorer
 from app_pages.trust_sections import (
+    show_collection_transfer,
     show_heatmaps_on_lesions,
     show_referral_transfer,
     show_refusals_across_collections,
@@ -198,6 +199,8 @@ with tab_sets:
 with tab_rel:
     show_reliability(chosen)
 with tab_clinic:
+    st.markdown("**The model trained without a collection, measured on it**")
+    show_collection_transfer(chosen)
     st.markdown("**Referral threshold, within each collection and fitted without it**")
     show_referral_transfer(chosen)
     st.markdown("**What the reliability check refuses, fitted with and without each collection**")

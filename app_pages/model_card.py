@@ -16,7 +16,12 @@ from app_pages.model_sections import (
     show_subgroups,
     split_sizes_sentence,
 )
-from app_pages.trust_sections import show_heatmaps_on_lesions, show_referral_transfer, show_reliability
+from app_pages.trust_sections import (
+    show_collection_transfer,
+    show_heatmaps_on_lesions,
+    show_referral_transfer,
+    show_reliability,
+)
 from skin_model.card_text import training_data_text, training_recipe
 from skin_model.case_report import split_title
 from skin_model.classes import CLASS_NAMES, plain_name
@@ -104,6 +109,7 @@ st.header("Knowing what it does not know")
 show_reliability(default)
 
 st.header("Would it hold on another clinic's camera?")
+show_collection_transfer(default)
 show_referral_transfer(default)
 
 st.header("A differential, not one answer")

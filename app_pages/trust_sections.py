@@ -1,7 +1,8 @@
 """Sections on whether the model can be trusted on another clinic's pictures: the
 reliability check and what it refuses, the referral threshold leaving one collection out,
-and the heat maps against the lesion masks. Shared by the Evaluation page and the model
-card; each reads a report that ships beside the model."""
+the recipe trained without a collection, and the heat maps against the lesion masks.
+Shared by the Evaluation page and the model card; each reads a report that ships beside
+the model."""
 
 from __future__ import annotations
 
@@ -71,6 +72,45 @@ def show_reliability(summary: dict[str, Any]) -> None:
             )
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     show_refusals_across_collections(summary)
+
+
+def collection_transfer_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Two rows per left-out collection: the shipped model, then the recipe trained
+    without the collection, on the collection's test pictures."""
+    rows = []
+    for collection, row in report["collections"].items():
+        for key, trained in (("in_collection", "with it (shipped)"), ("held_out", "without it")):
+            f = row[key]
+            low, high = f.get("malignant_auc_95ci") or (None, None)
+            rows.append(
+                {
+                    "collection": _title(collection),
+                    "trained": trained,
+                    "test pictures": f["n_images"],
+                    "balanced accuracy": f["balanced_accuracy"],
+                    "accuracy": f["accuracy"],
+                    "malignant AUC": f["malignant_auc"],
+                    "malignant AUC 95% CI": f"{low:.2f}-{high:.2f}" if low is not None else "",
+                    "referral sens / spec": f"{f['malignant_sensitivity']:.2f} / {f['malignant_specificity']:.2f}",
+                    "threshold": f["threshold"],
+                }
+            )
+    return rows
+
+
+def show_collection_transfer(summary: dict[str, Any]) -> None:
+    """The recipe fine-tuned without a collection, measured on it (``benchmarks/transfer.py``)."""
+    report = summary.get("collection_transfer")
+    if not report:
+        st.caption("The recipe has not been trained leaving a collection out (`benchmarks/transfer.py`).")
+        return
+    st.dataframe(pd.DataFrame(collection_transfer_rows(report)), hide_index=True, width="stretch")
+    st.caption(
+        "The project's estimate of a camera it has never seen: the training recipe, on a shorter schedule, "
+        "fine-tuned on the other two collections only and given its referral threshold on their validation "
+        "pictures, then measured on the left-out collection's test pictures, beside the shipped model (trained on "
+        "all three) on the same pictures. Each model refers at its own threshold; intervals are 95 % bootstrap."
+    )
 
 
 def show_refusals_across_collections(summary: dict[str, Any]) -> None:

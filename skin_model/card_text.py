@@ -99,9 +99,10 @@ def figures_markdown(
     loco: dict[str, Any] | None,
     trust: dict[str, Any] | None = None,
     heat: dict[str, Any] | None = None,
+    collection_transfer: dict[str, Any] | None = None,
 ) -> str:
     """The README's "current figures" block, from the default model's manifest and
-    evaluation, the audit's test split, the leave-one-collection-out benchmark, and the
+    evaluation, the audit's test split, the leave-one-collection-out benchmarks, and the
     model's trust-transfer and heat-map reports, so that the README cannot drift from
     what ships."""
     from .classes import CLASS_NAMES
@@ -161,6 +162,8 @@ def figures_markdown(
         for label in CLASS_NAMES:
             counts = [splits[c].get(label, 0) for c in names]
             lines.append(f"| {label} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
+    if collection_transfer:
+        lines += ["", collection_transfer_sentence(collection_transfer)]
     if loco:
         lines += ["", _loco_sentence(loco)]
     lines += _trust_lines(manifest, trust, heat)
@@ -213,6 +216,28 @@ def _trust_lines(manifest: dict[str, Any], trust: dict[str, Any] | None, heat: d
             f"(lesions cover {share:.0%} of a picture): {'; '.join(parts)}{check if randomised else ''}.",
         ]
     return lines
+
+
+def collection_transfer_sentence(report: dict[str, Any]) -> str:
+    """The fine-tuned recipe trained without a collection and measured on it
+    (``benchmarks/transfer.py``), in one paragraph."""
+    parts = []
+    for collection, row in report["collections"].items():
+        seen, held = row["in_collection"], row["held_out"]
+        parts.append(
+            f"{COLLECTION_TITLES.get(collection, collection)} ({seen['n_images']} test pictures): malignant AUC "
+            f"{held['malignant_auc']:.2f} trained without it against {seen['malignant_auc']:.2f} with it, balanced "
+            f"accuracy {held['balanced_accuracy']:.2f} against {seen['balanced_accuracy']:.2f}, referral "
+            f"{_pct(held['malignant_sensitivity'])} / {_pct(held['malignant_specificity'])} against "
+            f"{_pct(seen['malignant_sensitivity'])} / {_pct(seen['malignant_specificity'])}"
+        )
+    return (
+        "A new clinic's camera, estimated by leaving a collection out (`benchmarks/transfer.py`: the training "
+        "recipe on a shorter schedule, fine-tuned on the other two collections and given its threshold on their "
+        "validation pictures, measured on the left-out collection's test pictures beside the shipped model): "
+        + "; ".join(parts)
+        + "."
+    )
 
 
 def _loco_sentence(loco: dict[str, Any]) -> str:

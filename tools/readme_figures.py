@@ -19,7 +19,11 @@ sys.path.insert(0, str(ROOT))
 
 from skin_model.artifact import default_model_dir, read_evaluation, read_manifest  # noqa: E402
 from skin_model.card_text import FIGURES_END, FIGURES_START, figures_markdown  # noqa: E402
-from skin_model.model_files import HEATMAP_LESION_FILE, TRUST_TRANSFER_FILE  # noqa: E402
+from skin_model.model_files import (  # noqa: E402
+    COLLECTION_TRANSFER_FILE,
+    HEATMAP_LESION_FILE,
+    TRUST_TRANSFER_FILE,
+)
 from skin_model.paths import AUDIT_DIR  # noqa: E402
 
 LOCO = ROOT / "results" / "leave_one_collection_out.json"
@@ -29,9 +33,9 @@ def current_block() -> str:
     model = default_model_dir()
     audit = json.loads((AUDIT_DIR / "audit.json").read_text()) if (AUDIT_DIR / "audit.json").is_file() else None
     loco = json.loads(LOCO.read_text()) if LOCO.is_file() else None
-    reports = [model / name for name in (TRUST_TRANSFER_FILE, HEATMAP_LESION_FILE)]
-    trust, heat = (json.loads(p.read_text()) if p.is_file() else None for p in reports)
-    return figures_markdown(read_manifest(model), read_evaluation(model) or {}, audit, loco, trust, heat)
+    reports = [model / name for name in (TRUST_TRANSFER_FILE, HEATMAP_LESION_FILE, COLLECTION_TRANSFER_FILE)]
+    trust, heat, transfer = (json.loads(p.read_text()) if p.is_file() else None for p in reports)
+    return figures_markdown(read_manifest(model), read_evaluation(model) or {}, audit, loco, trust, heat, transfer)
 
 
 def with_block(readme: str, block: str) -> str:
