@@ -969,3 +969,25 @@ def test_heat_map_examples_are_drawn_with_the_lesion_outlined_when_the_data_set_
     assert len(drawn) == len(report["examples"][:6])
     first = report["examples"][0]
     assert drawn[0].startswith(f"{first['heat_inside_lesion']:.0%} of the heat inside the lesion")
+
+
+def test_evaluation_page_and_model_card_show_the_recipe_trained_without_a_collection(app: AppTest) -> None:
+    """The shipped benchmark's figures, two rows per left-out collection, on both pages."""
+    import json
+
+    from skin_model.artifact import default_model_dir
+
+    path = default_model_dir() / "collection_transfer.json"
+    if not path.is_file():
+        pytest.skip("the shipped model has no leave-one-collection-out report (benchmarks/transfer.py)")
+    report = json.loads(path.read_text())
+    for page in ("app_pages/evaluation.py", "app_pages/model_card.py"):
+        app.switch_page(page).run()
+        assert not app.exception, app.exception
+        tables = [df.value for df in app.dataframe if "trained" in df.value.columns]
+        assert len(tables) == 1, page
+        shown = tables[0]
+        assert len(shown) == 2 * len(report["collections"])
+        for collection, row in report["collections"].items():
+            held = shown[(shown["trained"] == "without it") & (shown["test pictures"] == row["held_out"]["n_images"])]
+            assert held["malignant AUC"].tolist() == [row["held_out"]["malignant_auc"]], collection

@@ -169,3 +169,25 @@ def test_referral_caveat_names_the_collection_it_falls_short_on() -> None:
     assert "as few as 79% of the malignant lesions of the collection left out (ISIC 2017 challenge)" in text
     assert referral_caveat(manifest, None) is None
     assert referral_caveat({"referral_rule": "pooled", "malignant_threshold": 0.2}, transfer) is None
+
+
+def test_collection_transfer_sentence_quotes_both_models_on_the_left_out_collection() -> None:
+    from skin_model.card_text import collection_transfer_sentence
+
+    def figures(auc: float, bal: float, sens: float, spec: float) -> dict:
+        return {
+            "n_images": 197,
+            "malignant_auc": auc,
+            "balanced_accuracy": bal,
+            "malignant_sensitivity": sens,
+            "malignant_specificity": spec,
+        }
+
+    report = {
+        "collections": {
+            "isic2017": {"in_collection": figures(0.72, 0.67, 0.86, 0.32), "held_out": figures(0.65, 0.51, 0.9, 0.2)}
+        }
+    }
+    text = collection_transfer_sentence(report)
+    assert "ISIC 2017 challenge (197 test pictures): malignant AUC 0.65 trained without it against 0.72" in text
+    assert "balanced accuracy 0.51 against 0.67, referral 90 % / 20 % against 86 % / 32 %" in text
