@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from skin_model.artifact import load_artifact, write_json  # noqa: E402
-from skin_model.classes import MALIGNANT_MASK, malignant_score  # noqa: E402
 from skin_model.evaluation import by_collection  # noqa: E402
 from skin_model.inference import Predictor  # noqa: E402
+from skin_model.local_validation import headline_figures  # noqa: E402
 from skin_model.manifest import build_manifest  # noqa: E402
 from skin_model.model_files import COLLECTION_TRANSFER_FILE  # noqa: E402
 from skin_model.pipeline import default_cache_dir, load_arrays  # noqa: E402
@@ -72,33 +72,20 @@ def train_without(collection: str, runs: Path, data: str | None) -> None:
     subprocess.run(command, check=True, cwd=ROOT)
 
 
-def malignant_auc_interval(y: np.ndarray, probs: np.ndarray, n: int = BOOTSTRAP) -> list[float] | None:
-    """95 % percentile bootstrap interval of the malignant AUC (resamples holding both
-    kinds only)."""
-    from sklearn.metrics import roc_auc_score
-
-    y_mal, score = MALIGNANT_MASK[y], malignant_score(probs)
-    rng = np.random.default_rng(0)
-    values = []
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        if 0 < y_mal[idx].sum() < len(idx):
-            values.append(roc_auc_score(y_mal[idx], score[idx]))
-    return [round(float(v), 4) for v in np.percentile(values, [2.5, 97.5])] if values else None
-
-
 def figures(y: np.ndarray, probs: np.ndarray, threshold: float, name: str) -> dict:
     """``evaluation.by_collection``'s figures of one set of pictures, with the malignant
     AUC's interval and the threshold they were read at."""
     row = by_collection(y, probs, np.array([name] * len(y)), threshold)[name]
-    return row | {"malignant_auc_95ci": malignant_auc_interval(y, probs), "threshold": round(float(threshold), 4)}
+    interval = headline_figures(y, probs, threshold, BOOTSTRAP)["malignant_auc"]["ci95"]
+    return row | {"malignant_auc_95ci": interval, "threshold": round(float(threshold), 4)}
 
 
-def measure(reference, held_out_model, x: np.ndarray, y: np.ndarray, collection: str) -> dict:
-    """The shipped model and the model trained without ``collection`` on its test pictures."""
+def measure(models: dict[str, tuple], x: np.ndarray, y: np.ndarray, collection: str) -> dict:
+    """The shipped model and the model trained without ``collection`` on its test
+    pictures; ``models`` maps in_collection and held_out to (artifact, predictor)."""
     out = {}
-    for key, artifact in (("in_collection", reference), ("held_out", held_out_model)):
-        probs = Predictor.from_artifact(artifact).predict_arrays(x)
+    for key, (artifact, predictor) in models.items():
+        probs = predictor.predict_arrays(x)
         out[key] = figures(y, probs, artifact.malignant_threshold, collection) | {"model": artifact.name}
     gap = None
     if out["in_collection"]["malignant_auc"] is not None and out["held_out"]["malignant_auc"] is not None:
@@ -137,6 +124,7 @@ def main() -> int:
     manifest = build_manifest(resolve_data_dir(args.data), progress=False)
     test = manifest.kept("test")
     reference = load_artifact(args.reference)
+    in_collection = (reference, Predictor.from_artifact(reference))  # built once, for every collection
     report = {"reference": reference.name, "recipe": " ".join(RECIPE), "split": "test", "collections": {}}
     for collection in args.hold_out:
         held_out_model = load_artifact(run_dir(args.runs, collection))
@@ -144,7 +132,8 @@ def main() -> int:
             raise SystemExit(f"{run_dir(args.runs, collection)} was not trained without {collection}")
         rows = test[collections_of(test) == collection]
         x, y = load_arrays(rows, reference.input_size, progress=False)
-        row = measure(reference, held_out_model, x, y, collection)
+        models = {"in_collection": in_collection, "held_out": (held_out_model, Predictor.from_artifact(held_out_model))}
+        row = measure(models, x, y, collection)
         row["held_out_model_training_s"] = held_out_model.manifest.get("training_wall_time_s")
         row["held_out_model_own_test"] = held_out_model.manifest["metrics_summary"].get("test")
         report["collections"][collection] = row
