@@ -115,6 +115,13 @@ JPEG_QUALITY = (40, 95)
 CAMERA_EXPOSURE = (0.75, 1.25)
 CAMERA_WHITE_BALANCE = 0.1  # each channel's gain within 1 +- this
 CAMERA_RESOLUTION = (0.5, 1.0)  # share of the side the picture passes through
+# A dermoscope's round field of view: its radius as a share of the picture's side (the
+# corners lie at 0.71, so the larger radii darken the corners only), how far its centre
+# strays from the picture's, the width of its soft edge, and the grey level outside it.
+FIELD_RADIUS = (0.42, 0.8)
+FIELD_CENTRE_SHIFT = 0.08
+FIELD_EDGE = (0.01, 0.06)
+FIELD_OUTSIDE_LEVEL = (0.0, 30.0)
 
 
 def light_change(image, seeds):
@@ -142,6 +149,30 @@ def camera_degrade(image, seeds):
         tf.clip_by_value(image, 0.0, 255.0) / 255.0, *CAMERA_JPEG_QUALITY, seed=seeds[3]
     )
     return tf.reshape(image * 255.0, tf.shape(image))
+
+
+def dermoscope_field(image, seeds):
+    """The picture seen through another dermoscope's round field of view (float 0-255 in
+    and out): dark outside a circle of random radius and centre, with a soft edge.
+
+    Dermoscopes differ in how much of their dark round rim reaches the picture: the
+    collections show it on a minority of pictures, in different shares, and a new
+    clinic's dermoscope may show it on every picture or none. Training with random rims
+    keeps the rim from standing in for a collection and its class mix, and keeps the
+    evidence off the corners (the "microscope" augmentation of the SIIM-ISIC 2020
+    melanoma challenge's winning solutions).
+    ``seeds``: 4 stateless seed pairs."""
+    import tensorflow as tf
+
+    side = tf.cast(tf.shape(image)[0], tf.float32)
+    radius = tf.random.stateless_uniform([], seeds[0], *FIELD_RADIUS) * side
+    centre = side / 2 + tf.random.stateless_uniform([2], seeds[1], -FIELD_CENTRE_SHIFT, FIELD_CENTRE_SHIFT) * side
+    edge = tf.random.stateless_uniform([], seeds[2], *FIELD_EDGE) * side + 1.0
+    outside_level = tf.random.stateless_uniform([], seeds[3], *FIELD_OUTSIDE_LEVEL)
+    coords = tf.range(side) + 0.5
+    distance = tf.sqrt((coords[:, None] - centre[0]) ** 2 + (coords[None, :] - centre[1]) ** 2)
+    inside = tf.clip_by_value((radius - distance) / edge + 0.5, 0.0, 1.0)[..., None]
+    return image * inside + outside_level * (1.0 - inside)
 
 
 def _sometimes(image, probability: float, pick_seed, change):
@@ -184,6 +215,7 @@ def augment(
     jpeg: float = 0.0,
     light: float = 0.0,
     aspect: float = 0.0,
+    field: float = 0.0,
 ):
     """Random flips, 90-degree rotations, zoom-crop and colour jitter (float 0-255 in
     and out). Dermoscopy has no canonical orientation, so all eight symmetries are valid.
@@ -200,7 +232,9 @@ def augment(
     saved at different qualities (seed set about 95, ISIC 2017 about 75, and ISIC 2017
     holds only three classes), so without it the model can read the class off the
     compression (``benchmarks/jpeg_shortcut.py``). ``light``: the probability of
-    :func:`light_change` alone (exposure and white balance, no resolution or JPEG change)."""
+    :func:`light_change` alone (exposure and white balance, no resolution or JPEG change).
+    ``field``: the probability of :func:`dermoscope_field` (another dermoscope's round
+    field of view), applied before the camera change so its edge is compressed too."""
     import tensorflow as tf
 
     size = tf.shape(image)[0]
@@ -223,6 +257,10 @@ def augment(
             pick,
             lambda x: tf.image.resize(tf.image.resize(x, smaller, antialias=True), tf.stack([size, size])),
         )
+    if field > 0:
+        # seeds derived from the last one, apart from those of every other option
+        pick, *field_seeds = tf.unstack(tf.random.split(seeds[7], 20)[15:20])
+        image = _sometimes(image, field, pick, lambda x: dermoscope_field(x, field_seeds))
     if camera > 0:
         # seeds derived from the last one, apart from those of low_res
         pick, *degrade_seeds = tf.unstack(tf.random.split(seeds[7], 8)[3:8])
@@ -287,6 +325,7 @@ def make_dataset(
     jpeg: float = 0.0,
     light: float = 0.0,
     aspect: float = 0.0,
+    field: float = 0.0,
     resaved: np.ndarray | None = None,
     resave: float = 0.0,
 ):
@@ -296,7 +335,8 @@ def make_dataset(
     element, so a run is reproducible for a given seed; ``zoom`` is the largest
     fraction of the side the random crop may cut off, ``low_res`` the probability of
     a lower-resolution pass, ``camera`` that of a camera change, ``jpeg`` that of a
-    JPEG re-compression and ``light`` that of a light change (see :func:`augment`).
+    JPEG re-compression, ``light`` that of a light change and ``field`` that of another
+    dermoscope's field of view (see :func:`augment`).
     ``resaved``: the same pictures :func:`saved_again` (row for row), taken instead of
     the stored picture with probability ``resave`` (training only).
     """
@@ -329,6 +369,7 @@ def make_dataset(
                 jpeg=jpeg,
                 light=light,
                 aspect=aspect,
+                field=field,
             )
             return (image, *elem[1:])
 

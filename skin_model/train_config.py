@@ -128,6 +128,12 @@ class TrainConfig:
         "unsquashed photo of one lesion look alike",
         metavar="A",
     )
+    field: float = option(
+        0.0,
+        "augmentation: with probability P darken what lies outside a round field of view of random size and "
+        "centre, as another dermoscope's rim would, so the rim says nothing about where a picture came from",
+        metavar="P",
+    )
     class_weight_power: float = option(
         1.0, "class weights are inverse class frequency to the power P (1: fully balanced, 0: none)", metavar="P"
     )

@@ -151,6 +151,7 @@ def augmentation_options(config: TrainConfig) -> dict[str, float]:
         "jpeg": config.jpeg,
         "light": config.light,
         "aspect": config.aspect,
+        "field": config.field,
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from skin_model.manifest import Manifest
-from skin_model.pipeline import augment, load_arrays, make_dataset, mixup_batch
+from skin_model.pipeline import augment, dermoscope_field, load_arrays, make_dataset, mixup_batch
 
 
 def test_load_arrays_caches(synthetic_manifest: Manifest, tmp_path) -> None:
@@ -237,3 +237,43 @@ def test_resave_trains_on_the_saved_again_copy_in_the_chosen_share_of_pictures()
         assert "saved-again" in str(error)
     else:
         raise AssertionError("resave without copies must be refused")
+
+
+def test_dermoscope_field_darkens_outside_a_circle_only() -> None:
+    """On a flat picture the field of view leaves the centre as it was, darkens pixels
+    farther from the centre than any drawn radius plus shift plus edge to the outside
+    level, never brightens, and is the same for the same seeds."""
+    import tensorflow as tf
+
+    from skin_model.pipeline import FIELD_CENTRE_SHIFT, FIELD_EDGE, FIELD_OUTSIDE_LEVEL, FIELD_RADIUS
+
+    side = 101
+    image = tf.fill([side, side, 3], 200.0)
+    rows, cols = np.mgrid[0:side, 0:side] + 0.5
+    distance = np.hypot(rows - side / 2, cols - side / 2)
+    far = FIELD_RADIUS[1] + FIELD_CENTRE_SHIFT * np.sqrt(2) + FIELD_EDGE[1]
+    near = FIELD_RADIUS[0] - FIELD_CENTRE_SHIFT * np.sqrt(2) - FIELD_EDGE[1]
+    darkened = []
+    for k in range(12):
+        seeds = tf.random.split(tf.constant([k, 7], tf.int64), 4)
+        out = dermoscope_field(image, seeds).numpy()
+        np.testing.assert_array_equal(out, dermoscope_field(image, seeds).numpy())
+        assert out.max() <= 200.0 + 1e-3
+        np.testing.assert_allclose(out[distance < near * side - 1], 200.0, atol=1e-3)
+        assert (out[distance > far * side + 1] <= FIELD_OUTSIDE_LEVEL[1] + 1e-3).all()
+        darkened.append(out[0, 0, 0] < 100)
+    assert 0 < sum(darkened) < 12  # some fields reach past the corners, others do not
+
+
+def test_augment_with_field_darkens_some_corners() -> None:
+    """``augment(field=1)`` draws a field of view on every picture: over a few seeds, the
+    corners of a flat bright grey picture come out dark on some, never the centre (the
+    colour jitter moves a flat grey picture by at most a tenth of the range)."""
+    import tensorflow as tf
+
+    image = tf.fill([64, 64, 3], 200.0)
+    outs = [augment(image, tf.constant([s, 3], tf.int64), field=1.0).numpy() for s in range(10)]
+    assert all(o[32, 32].min() > 170 for o in outs)
+    assert sum(o[0, 0].max() < 90 for o in outs) >= 3
+    plain = [augment(image, tf.constant([s, 3], tf.int64)).numpy() for s in range(10)]
+    assert all(o[0, 0].min() > 170 for o in plain)
