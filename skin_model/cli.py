@@ -11,6 +11,7 @@ from . import __version__
 from .artifact import ArtifactError
 from .cli_flags import add_data_flag, add_model_flag, add_split_and_quiet_flags, manifest_from_args
 from .cli_model import add_model_commands
+from .cli_segment import add_segment_commands
 from .cli_use import add_use_commands
 from .paths import AUDIT_DIR
 from .sources import DataNotFoundError, resolve_data_dir
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_commands(sub)
     add_model_commands(sub)
     add_use_commands(sub)
+    add_segment_commands(sub)
     return parser
 
 

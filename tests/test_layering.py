@@ -29,19 +29,20 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "int8_bias",
     ),
     "data": ("sources", "splits", "manifest", "collections_audit", "audit", "pipeline", "labelled_pictures"),
-    "model": ("colour_constancy", "backbones", "models", "taps"),
+    "model": ("colour_constancy", "backbones", "models", "taps", "segmenter_model"),
     "artifact": ("artifact",),
     "evaluate": ("evaluation", "subgroups", "robustness"),
     "explain | reliability": (
         "outlier_pictures",
         "lesion_measures",
+        "segmentation",
         "explain",
         "cases",
         "reliability",
         "conformal",
         "transfer",
     ),
-    "predict": ("inference", "file_predictions"),
+    "predict": ("inference", "file_predictions", "lesion_files"),
     "report": ("case_report", "risk_context", "follow_up", "card_text"),
     "serve": ("export", "export_parity", "bundle", "bench"),
     "train | workflows": (
@@ -52,8 +53,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "workflows",
         "analysis",
         "local_validation",
+        "segmentation_training",
     ),
-    "cli": ("cli_flags", "cli_model", "cli_use", "cli", "__main__", "__init__"),
+    "cli": ("cli_flags", "cli_model", "cli_use", "cli_segment", "cli", "__main__", "__init__"),
 }
 LAYER_OF = {module: rank for rank, modules in enumerate(LAYERS.values()) for module in modules}
 
