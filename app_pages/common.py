@@ -96,7 +96,7 @@ def load_model_bundle(model_dir: str | None = None) -> ModelBundle:
     # the predictor's traced pass also yields the reliability check's inputs and the
     # Grad-CAM map; the explainer serves the other methods (traced when first asked for).
     # Not frozen: a few ms less per upload would cost more start-up time and memory.
-    bundle = load_bundle(model_dir, explain=True, warm_up=True)
+    bundle = load_bundle(model_dir, explain=True, warm_up=True, segment=True)
     # TensorFlow and the model are ~450k long-lived Python objects; Streamlit runs a
     # full gc.collect after every script run, which scanned them all on every rerun.
     # Freezing moves everything alive now out of the collector's sight.

@@ -25,7 +25,7 @@ from app_pages.result_sections import (
     show_similar_cases,
     show_stability,
 )
-from skin_model.analysis import analyse_picture, check_stability, printable_report
+from skin_model.analysis import analyse_picture, check_stability, printable_report, view_lesion
 from skin_model.card_text import referral_caveat
 from skin_model.case_report import (
     explanation_caption,
@@ -39,6 +39,7 @@ from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import FilePrediction
 from skin_model.model_files import TRUST_TRANSFER_FILE
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
+from skin_model.segmentation import draw_outline
 from skin_model.subgroups import SUBGROUPS_FILE
 
 st.title("Diagnose a skin lesion")
@@ -103,6 +104,13 @@ def shared_stability(model_dir: str, digest: str, _bundle, _analysis):
     return check_stability(_bundle, _analysis)
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def shared_lesion(model_dir: str, digest: str, _bundle, _loaded):
+    """The picture's lesion outline, once per picture content for every session (it does
+    not depend on the map, the target or the opacity)."""
+    return _bundle.segmenter.segment(_loaded.image)
+
+
 bundle = model_bundle_or_stop()
 art = bundle.artifact
 subgroups_report = read_model_report(str(art.path / SUBGROUPS_FILE))
@@ -125,6 +133,17 @@ with st.sidebar:
     method = st.selectbox("Method", METHODS, format_func=METHOD_LABELS.get)
     target_choice = st.selectbox("Explain", ["predicted class", "malignant risk", *CLASS_NAMES])
     opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.6, 0.05)
+    if bundle.segmenter is not None:
+        st.subheader("Lesion")
+        show_outline = st.toggle("Outline the lesion", value=True, help="The lesion as the segmentation model finds it")
+        field_of_view = st.number_input(
+            "Picture width in mm (optional)",
+            min_value=0.0,
+            max_value=200.0,
+            value=0.0,
+            step=1.0,
+            help="The width of skin the picture shows (from your dermatoscope), for the diameter in millimetres",
+        )
     patient = patient_detail_inputs(subgroups_report)
 show_patient_context(subgroups_report, patient)
 
@@ -155,6 +174,12 @@ for number, (name, data) in enumerate(files, start=1):
         analysis = shared_analysis(str(art.path), digest, method, str(target), bundle, loaded)
     result, check = analysis.result, analysis.evidence
     overlay = analysis.overlay(opacity)
+    shown_picture, lesion_view = loaded.image, None
+    if bundle.segmenter is not None:
+        lesion = shared_lesion(str(art.path), digest, bundle, loaded)
+        lesion_view = view_lesion(lesion, loaded.image, analysis.heat, field_of_view or None)
+        if show_outline and lesion.found:
+            shown_picture, overlay = draw_outline(loaded.image, lesion.mask), draw_outline(overlay, lesion.mask)
     for note in loaded.notes:
         st.caption(f":material/info: {note}")
     compression = analysis.compression
@@ -165,7 +190,7 @@ for number, (name, data) in enumerate(files, start=1):
 
     left, right = st.columns(2)
     left.image(
-        loaded.image,
+        shown_picture,
         caption=f"Uploaded image ({loaded.original_size[0]}×{loaded.original_size[1]})",
         width="stretch",
         alt=f"Uploaded skin image {name}",
@@ -179,6 +204,15 @@ for number, (name, data) in enumerate(files, start=1):
         alt=f"Heat map over {name} showing where the model found evidence",
     )
     right.caption(check.describe(target_label))
+    if lesion_view is not None:
+        if lesion_view.evidence_outside:
+            right.warning(lesion_view.describe(), icon=":material/center_focus_weak:")
+        else:
+            right.caption(lesion_view.describe())
+        rows = lesion_view.measurement_rows()
+        if rows:
+            with st.expander("The lesion's measurements (from its outline)", expanded=True):
+                st.dataframe(rows, hide_index=True, width="stretch")
 
     # the referral decision, in the words of the printable report
     for finding in verdict(result):
@@ -240,6 +274,13 @@ for number, (name, data) in enumerate(files, start=1):
         "image_notes": loaded.notes,
         "jpeg_quality": loaded.jpeg_quality,
         "compression_note": compression and compression.detail,
+        "lesion": None
+        if lesion_view is None
+        else {
+            "found": lesion_view.lesion.found,
+            "heat_inside_lesion": lesion_view.heat_inside,
+            "measurements": None if lesion_view.measures is None else lesion_view.measures.as_row(),
+        },
     }
     stem = name.replace("/", "_")  # zip members keep their folder in the name, not in the file name
     d0, d1, d2, d3, d4 = st.columns(5)

@@ -3,6 +3,7 @@ the change of the answer set against how much two photos of one lesion differ an
 
 from __future__ import annotations
 
+import numpy as np
 import streamlit as st
 
 from app_pages.charts import comparison_chart
@@ -14,6 +15,9 @@ from skin_model.explain import METHOD_LABELS, render_overlay
 from skin_model.follow_up import compare
 from skin_model.images import ImageLoadError, load_image
 from skin_model.inference import diagnose
+from skin_model.lesion_change import compare_lesions
+from skin_model.lesion_measures import measure_lesion
+from skin_model.segmentation import PHOTO_TO_PHOTO_FILE, draw_outline
 
 st.title("Has it changed? Two pictures of one lesion")
 show_disclaimer()
@@ -26,7 +30,8 @@ bundle = model_bundle_or_stop()
 art, predictor, reliability = bundle.artifact, bundle.predictor, bundle.reliability
 prediction_sets = bundle.prediction_sets
 
-results = {}
+results, measured = {}, {}
+segmenter = bundle.segmenter
 for column, when in zip(st.columns(2), ("earlier", "later"), strict=True):
     with column:
         upload = st.file_uploader(
@@ -51,9 +56,13 @@ for column, when in zip(st.columns(2), ("earlier", "later"), strict=True):
                 prediction_sets=prediction_sets,
             )
         label = plain_name(result.predicted_class)
+        lesion = segmenter.segment(loaded.image) if segmenter is not None else None
+        if lesion is not None and lesion.found:
+            measured[when] = measure_lesion(lesion.mask, np.asarray(loaded.image))
         if result.heat is not None:
+            overlay = render_overlay(loaded.image, result.heat, opacity=0.45)
             st.image(
-                render_overlay(loaded.image, result.heat, opacity=0.45),
+                draw_outline(overlay, lesion.mask) if lesion is not None and lesion.found else overlay,
                 caption=f"{upload.name}. {explanation_caption(METHOD_LABELS['gradcam'], label)}",
                 width="stretch",
                 alt=f"{when} picture {upload.name} with the model's heat map",
@@ -78,3 +87,26 @@ if not (earlier.out_of_distribution or later.out_of_distribution):
     st.plotly_chart(comparison_chart(earlier.probs, later.probs), width="stretch")
 for finding in compare(earlier, later, photo_to_photo(str(art.path))):
     show_finding(finding)
+
+if segmenter is not None:
+    st.subheader("The lesion's outline")
+    if len(measured) < 2:
+        st.info("No lesion outline was found in one of the pictures: the outlines cannot be compared.")
+    else:
+        changes, finding = compare_lesions(
+            measured["earlier"], measured["later"], segmenter.report(PHOTO_TO_PHOTO_FILE)
+        )
+        show_finding(finding)
+        st.dataframe(
+            [
+                {
+                    "measurement": c.words,
+                    "earlier": round(c.earlier, 3),
+                    "later": round(c.later, 3),
+                    "changed beyond photo-to-photo spread": "yes" if c.stands_out else "no",
+                }
+                for c in changes
+            ],
+            hide_index=True,
+            width="stretch",
+        )

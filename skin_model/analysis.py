@@ -29,9 +29,15 @@ from .conformal import PREDICTION_SETS_FILE
 from .explain import DEFAULT_METHOD, MALIGNANT_TARGET, METHOD_LABELS, EvidenceCheck, evidence_check, render_overlay
 from .images import LoadedImage
 from .inference import Diagnosis, diagnose
+from .lesion_measures import MEANINGS, LesionMeasures, measure_lesion
 from .model_files import EVALUATION_FILE
 from .robustness import COMPRESSION_REPORT_FILE, StabilityCheck, stability_check
 from .robustness import REPORT_FILE as ROBUSTNESS_FILE
+from .segmentation import SegmentedLesion
+
+# below this share of a map's heat inside the outlined lesion, the page warns that most
+# of the evidence lies outside it
+HEAT_INSIDE_WARNING = 0.5
 
 
 @dataclass
@@ -61,6 +67,71 @@ class PictureAnalysis:
 
     def overlay(self, opacity: float) -> Image.Image:
         return render_overlay(self.loaded.image, self.heat, opacity=opacity)
+
+
+@dataclass
+class LesionView:
+    """The outlined lesion of a picture, its measurements, and how one heat map sits on
+    it (the map's own check against the lesion)."""
+
+    lesion: SegmentedLesion
+    measures: LesionMeasures | None
+    heat_inside: float | None  # share of the map's heat inside the outline
+    lesion_share: float
+
+    @property
+    def evidence_outside(self) -> bool:
+        return self.heat_inside is not None and self.heat_inside < HEAT_INSIDE_WARNING
+
+    def describe(self) -> str:
+        """The outline and the map against it, in a sentence or two."""
+        if not self.lesion.found:
+            return "No lesion outline was found in this picture: the map cannot be checked against the lesion."
+        text = f"The outlined lesion covers {self.lesion_share:.0%} of the picture"
+        if self.heat_inside is None:
+            return text + "."
+        text += f"; {self.heat_inside:.0%} of the map's heat lies inside it."
+        if self.evidence_outside:
+            text += (
+                " Most of the evidence lies outside the lesion: the answer may rest on the skin around it, the "
+                "dermoscope's rim or marks on the picture rather than on the lesion. Weigh it with care."
+            )
+        return text
+
+    def measurement_rows(self) -> list[dict[str, str]]:
+        """(measurement, value, meaning) rows for a table; empty without a lesion."""
+        if self.measures is None:
+            return []
+        m = self.measures
+        values = {
+            "area_share": f"{m.area_share:.1%}",
+            "max_diameter_px": f"{m.max_diameter_px:.0f} px",
+            "max_diameter_mm": None if m.max_diameter_mm is None else f"{m.max_diameter_mm:.1f} mm",
+            "asymmetry_major": f"{m.asymmetry_major:.2f}",
+            "asymmetry_minor": f"{m.asymmetry_minor:.2f}",
+            "border_irregularity": f"{m.border_irregularity:.2f}",
+            "colours": f"{m.colours} ({', '.join(m.colour_names) or 'none'})",
+        }
+        return [
+            {"measurement": key.replace("_", " "), "value": value, "meaning": MEANINGS[key]}
+            for key, value in values.items()
+            if value is not None
+        ]
+
+
+def view_lesion(
+    lesion: SegmentedLesion, picture: Image.Image, heat: np.ndarray | None, field_of_view_mm: float | None = None
+) -> LesionView:
+    """The measurements of an outlined lesion and the share of ``heat`` (a map on the
+    square model input) inside it."""
+    from .explain import lesion_mask_agreement
+
+    measures = measure_lesion(lesion.mask, np.asarray(picture.convert("RGB")), field_of_view_mm)
+    share = float(lesion.mask.mean())
+    inside = None
+    if heat is not None and lesion.found:
+        inside = float(lesion_mask_agreement(heat, lesion.mask_image())["heat_inside_lesion"])
+    return LesionView(lesion, measures, inside, share)
 
 
 def target_label(target: int | str) -> str:

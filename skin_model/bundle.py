@@ -20,6 +20,7 @@ from .inference import Predictor
 from .model_files import EVALUATION_FILE
 from .reliability import ReliabilityCheck
 from .risk_context import RiskContext
+from .segmentation import Segmenter, default_segmenter_dir
 
 
 @dataclass
@@ -38,6 +39,7 @@ class ModelBundle:
     cases: CaseIndex | None = None
     artifact: ModelArtifact | None = None
     explainer: Explainer | None = None
+    segmenter: Segmenter | None = None  # the lesion outline, when a segmenter ships
     _reports: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -69,13 +71,18 @@ class ModelBundle:
 
 
 def load_bundle(
-    model: str | Path | None = None, tta: bool | None = None, explain: bool = False, warm_up: bool = False
+    model: str | Path | None = None,
+    tta: bool | None = None,
+    explain: bool = False,
+    warm_up: bool = False,
+    segment: bool = False,
 ) -> ModelBundle:
     """The model folder ``model`` (None: the default model) or the export at that path,
     checksums verified. ``tta``: None runs the model as it was evaluated (its manifest
     says whether with test-time augmentation); ``explain`` adds the Grad-CAM pass to the
     predictor and an explainer for the other methods; ``warm_up`` traces the passes now
-    instead of on the first picture (a server's start-up)."""
+    instead of on the first picture (a server's start-up); ``segment`` adds the shipped
+    lesion segmenter when it is there (verified like the model)."""
     if model is not None and is_exported_model(model):
         if tta:
             print(
@@ -93,6 +100,9 @@ def load_bundle(
     predictor = Predictor.from_artifact(artifact, tta=tta, explain=explain)
     if warm_up:
         predictor.warm_up()
+    segmenter = Segmenter.load() if segment and default_segmenter_dir().is_dir() else None
+    if segmenter is not None and warm_up:
+        segmenter.warm_up()
     return ModelBundle(
         source=artifact.path,
         predictor=predictor,
@@ -103,4 +113,5 @@ def load_bundle(
         cases=CaseIndex.from_artifact(artifact),
         artifact=artifact,
         explainer=Explainer(artifact.model, artifact.input_size) if explain else None,
+        segmenter=segmenter,
     )

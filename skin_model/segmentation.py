@@ -30,6 +30,8 @@ DEFAULT_SEGMENTER = "lesion_lite0"
 MASK_THRESHOLD = 0.5  # lesion probability at which a pixel counts as lesion
 MASK_LEVEL = 128  # a stored mask's grey level from which a pixel is lesion (as in HAM10000's masks)
 SEGMENTER_KIND = "lesion segmentation"
+BENCHMARK_FILE = "benchmark.json"  # benchmarks/segmentation.py: overlap on the test split as stored and saved again
+PHOTO_TO_PHOTO_FILE = "photo_to_photo.json"  # benchmarks/segmentation.py: how outlines of one lesion differ
 
 
 def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
@@ -138,6 +140,15 @@ class Segmenter:
     def name(self) -> str:
         return str(self.manifest.get("name", self.folder.name if self.folder else "segmenter"))
 
+    def report(self, file_name: str) -> dict[str, Any] | None:
+        """A JSON report stored in the segmenter's folder (None when absent)."""
+        path = self.folder / file_name if self.folder else None
+        return json.loads(path.read_text()) if path is not None and path.is_file() else None
+
+    def warm_up(self) -> None:
+        """Trace the forward pass now (a server's start-up), not on the first picture."""
+        self.probabilities(np.zeros((1, self.input_size, self.input_size, 3), np.float32))
+
     def probabilities(self, x: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Lesion probability maps (n, size, size) of model inputs (n, size, size, 3), 0-255."""
         x = np.asarray(x, np.float32)
@@ -156,3 +167,25 @@ class Segmenter:
 
 def default_segmenter_dir() -> Path:
     return SEGMENTERS_DIR / DEFAULT_SEGMENTER
+
+
+def outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
+    """The boolean outline of a lesion mask, about ``width`` pixels wide, inside its edge."""
+    from scipy import ndimage
+
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return mask
+    return mask & ~ndimage.binary_erosion(mask, iterations=max(1, width), border_value=0)
+
+
+def draw_outline(image: Image.Image, mask: np.ndarray, colour: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """``image`` (any size) with the lesion's outline drawn on it; ``mask`` is resized to
+    the image first, so the outline fits a downscaled copy or an overlay alike."""
+    mask = np.asarray(mask, bool)
+    if mask.shape != (image.height, image.width):
+        resized = Image.fromarray(mask.astype(np.uint8) * 255).resize(image.size, Image.Resampling.NEAREST)
+        mask = np.asarray(resized) >= 128
+    pixels = np.array(image.convert("RGB"))
+    pixels[outline(mask, width=max(1, round(min(image.size) / 150)))] = colour
+    return Image.fromarray(pixels)

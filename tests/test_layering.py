@@ -43,7 +43,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "transfer",
     ),
     "predict": ("inference", "file_predictions", "lesion_files"),
-    "report": ("case_report", "risk_context", "follow_up", "card_text"),
+    "report": ("case_report", "risk_context", "follow_up", "lesion_change", "card_text"),
     "serve": ("export", "export_parity", "bundle", "bench"),
     "train | workflows": (
         "train_config",
