@@ -42,6 +42,8 @@ def training_recipe(config: dict[str, Any]) -> str:
             f"camera changes on {config['camera']:.0%} of pictures (exposure, white balance, 50-100 % resolution, "
             "JPEG quality 30-95)"
         )
+    if config.get("field"):
+        parts.append(f"another dermoscope's round field of view on {config['field']:.0%}")
     if config.get("jpeg"):
         parts.append(f"JPEG re-compression on {config['jpeg']:.0%}")
     if config.get("low_res"):
@@ -51,7 +53,10 @@ def training_recipe(config: dict[str, Any]) -> str:
     schedule = "cosine learning-rate schedule"
     if config.get("init_from"):
         start = str(config["init_from"]).rstrip("/").split("/")[-1]
-        schedule = f"a second cosine schedule, fine-tuned further from {start} (from {config.get('unfreeze_from')} up)"
+        rates = (
+            f", each block {config['layer_decay']:g}× the rate of the one above" if config.get("layer_decay") else ""
+        )
+        schedule = f"a further cosine schedule, fine-tuned from {start} (from {config.get('unfreeze_from')} up{rates})"
     return "; ".join(parts) + "; " + schedule
 
 

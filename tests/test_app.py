@@ -711,10 +711,17 @@ def test_follow_up_page_compares_two_pictures(app: AppTest) -> None:
     assert any(e.value.startswith("after.png: ") for e in app.error) and "Upload both pictures" in _texts(app)
     app.file_uploader[1].set_value(("after.jpg", jpeg_bytes(lesion_like(seed=5)), "image/jpeg")).run()
     assert not app.exception, app.exception
-    assert [h.value for h in app.subheader] == ["What changed"]
+    from skin_model.segmentation import default_segmenter_dir
+
+    segmenter = default_segmenter_dir().is_dir()
+    assert [h.value for h in app.subheader] == ["What changed"] + (["The lesion's outline"] if segmenter else [])
     texts = _texts(app)
     # synthetic pictures may be flagged as not lesions; either way the page says what it can
     assert "No comparison" in texts or ("Malignant risk " in texts and "The model reads each picture" in texts)
+    if segmenter:  # the two outlines compared against the photo-to-photo spread of the shipped segmenter
+        assert "The outline changed" in texts or "did not change beyond photo-to-photo spread" in texts
+        table = next(t.value for t in app.dataframe if "measurement" in t.value.columns)
+        assert "area" in set(table["measurement"])
     assert_splits_named(app, texts)
 
 
@@ -991,3 +998,28 @@ def test_evaluation_page_and_model_card_show_the_recipe_trained_without_a_collec
         for collection, row in report["collections"].items():
             held = shown[(shown["trained"] == "without it") & (shown["test pictures"] == row["held_out"]["n_images"])]
             assert held["malignant AUC"].tolist() == [row["held_out"]["malignant_auc"]], collection
+
+
+def test_upload_outlines_the_lesion_checks_the_map_against_it_and_measures_it(app: AppTest) -> None:
+    """With the shipped segmenter, a drawn lesion is outlined: the page says how much of
+    the map's heat lies inside the outline, lists the measurements with their meanings,
+    and the toggle takes the outline away without recomputing or failing."""
+    from skin_model.segmentation import default_segmenter_dir
+
+    if not default_segmenter_dir().is_dir():
+        pytest.skip("no segmenter ships with this checkout")
+    app.file_uploader[0].set_value(("lesion.jpg", jpeg_bytes(lesion_like()), "image/jpeg")).run()
+    assert not app.exception, app.exception
+    texts = _texts(app)
+    assert re.search(r"The outlined lesion covers \d+% of the picture; \d+% of the map's heat lies inside it", texts)
+    table = next(t.value for t in app.dataframe if "measurement" in t.value.columns)
+    assert {"area share", "max diameter px", "asymmetry major", "border irregularity", "colours"} <= set(
+        table["measurement"]
+    )
+    assert table["meaning"].str.len().min() > 10
+    app.number_input[0].set_value(15.0).run()  # the picture's width in mm gives the diameter in mm
+    table = next(t.value for t in app.dataframe if "measurement" in t.value.columns)
+    assert "max diameter mm" in set(table["measurement"])
+    app.toggle[0].set_value(False).run()
+    assert not app.exception, app.exception
+    assert len(app.get("image")) == 2

@@ -217,7 +217,7 @@ def test_report_pictures_keep_their_shape_up_to_the_cap(side: int) -> None:
     assert shown.getpixel((1, 1)) == (10, 200, 30)
 
 
-def test_training_recipe_names_a_second_schedule_and_its_start() -> None:
+def test_training_recipe_names_a_further_schedule_and_its_start() -> None:
     from skin_model.card_text import training_recipe
 
     first = {"class_weight_power": 0.5, "camera": 0.8, "aspect": 0.33}
@@ -225,6 +225,10 @@ def test_training_recipe_names_a_second_schedule_and_its_start() -> None:
     second = first | {"init_from": "trained_models/effnet_lite2_3col/", "unfreeze_from": "block8_expand_conv"}
     text = training_recipe(second)
     assert "class weights ∝ 1 / count^0.5" in text and "camera changes on 80% of pictures" in text
+    assert text.endswith("a further cosine schedule, fine-tuned from effnet_lite2_3col (from block8_expand_conv up)")
+    third = second | {"init_from": "trained_models/effnet_lite2_3col_v2", "layer_decay": 0.9, "field": 0.3}
+    text = training_recipe(third)
+    assert "another dermoscope's round field of view on 30%" in text
     assert text.endswith(
-        "a second cosine schedule, fine-tuned further from effnet_lite2_3col (from block8_expand_conv up)"
+        "fine-tuned from effnet_lite2_3col_v2 (from block8_expand_conv up, each block 0.9× the rate of the one above)"
     )
