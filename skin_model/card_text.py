@@ -105,6 +105,7 @@ def figures_markdown(
     trust: dict[str, Any] | None = None,
     heat: dict[str, Any] | None = None,
     collection_transfer: dict[str, Any] | None = None,
+    segmentation: dict[str, Any] | None = None,
 ) -> str:
     """The README's "current figures" block, from the default model's manifest and
     evaluation, the audit's test split, the leave-one-collection-out benchmarks, and the
@@ -172,6 +173,8 @@ def figures_markdown(
     if loco:
         lines += ["", _loco_sentence(loco)]
     lines += _trust_lines(manifest, trust, heat)
+    if segmentation:
+        lines += ["", segmentation_sentence(segmentation)]
     lines.append(FIGURES_END)
     return "\n".join(lines)
 
@@ -221,6 +224,25 @@ def _trust_lines(manifest: dict[str, Any], trust: dict[str, Any] | None, heat: d
             f"(lesions cover {share:.0%} of a picture): {'; '.join(parts)}{check if randomised else ''}.",
         ]
     return lines
+
+
+def segmentation_sentence(report: dict[str, Any]) -> str:
+    """The shipped segmenter's overlap with the expert masks (``benchmarks/segmentation.py``)."""
+    overlap = report["overlap"]
+    stored = overlap["as stored"]
+    others = "; ".join(
+        f"{name}: Dice {f['dice']:.3f}, Jaccard {f['jaccard']:.3f}"
+        for name, f in overlap.items()
+        if name != "as stored"
+    )
+    timing = report.get("outline_time", {}).get("median_ms")
+    return (
+        f"Lesion outline (segmenter `{report['segmenter']}`, {stored['pictures']:,} test pictures of HAM10000 with "
+        f"expert masks, at each picture's size): Dice {stored['dice']:.3f}{_interval(stored['dice_95ci'])}, Jaccard "
+        f"{stored['jaccard']:.3f}{_interval(stored['jaccard_95ci'])}, thresholded Jaccard "
+        f"{stored['thresholded_jaccard']:.3f}; saved again, {others}"
+        + (f"; {timing:.0f} ms per picture." if timing is not None else ".")
+    )
 
 
 def collection_transfer_sentence(report: dict[str, Any]) -> str:

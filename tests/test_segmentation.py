@@ -186,3 +186,26 @@ def test_segment_command_writes_masks_and_measurements(tiny_segmenter_run, tmp_p
     assert np.asarray(Image.open(out / "blank_mask.png")).shape == (40, 90)
     assert table.loc["empty.jpg", "status"].startswith("unreadable") and "empty" in table.loc["empty.jpg", "status"]
     assert "3 files" in capsys.readouterr().out
+
+
+def test_segmentation_sentence_quotes_the_benchmark() -> None:
+    from skin_model.card_text import segmentation_sentence
+
+    figures = {
+        "pictures": 1022,
+        "dice": 0.9012,
+        "dice_95ci": [0.89, 0.91],
+        "jaccard": 0.83,
+        "jaccard_95ci": [0.82, 0.84],
+    }
+    report = {
+        "segmenter": "lesion_lite0",
+        "overlap": {
+            "as stored": figures | {"thresholded_jaccard": 0.79},
+            "JPEG 75": figures | {"dice": 0.899, "jaccard": 0.829, "thresholded_jaccard": 0.78},
+        },
+        "outline_time": {"median_ms": 21.4},
+    }
+    text = segmentation_sentence(report)
+    assert "1,022 test pictures" in text and "Dice 0.901 (0.89-0.91)" in text and "Jaccard 0.830 (0.82-0.84)" in text
+    assert "JPEG 75: Dice 0.899, Jaccard 0.829" in text and text.endswith("21 ms per picture.")

@@ -25,6 +25,7 @@ from skin_model.model_files import (  # noqa: E402
     TRUST_TRANSFER_FILE,
 )
 from skin_model.paths import AUDIT_DIR  # noqa: E402
+from skin_model.segmentation import BENCHMARK_FILE, default_segmenter_dir  # noqa: E402
 
 LOCO = ROOT / "results" / "leave_one_collection_out.json"
 
@@ -35,7 +36,11 @@ def current_block() -> str:
     loco = json.loads(LOCO.read_text()) if LOCO.is_file() else None
     reports = [model / name for name in (TRUST_TRANSFER_FILE, HEATMAP_LESION_FILE, COLLECTION_TRANSFER_FILE)]
     trust, heat, transfer = (json.loads(p.read_text()) if p.is_file() else None for p in reports)
-    return figures_markdown(read_manifest(model), read_evaluation(model) or {}, audit, loco, trust, heat, transfer)
+    segmentation_file = default_segmenter_dir() / BENCHMARK_FILE
+    segmentation = json.loads(segmentation_file.read_text()) if segmentation_file.is_file() else None
+    return figures_markdown(
+        read_manifest(model), read_evaluation(model) or {}, audit, loco, trust, heat, transfer, segmentation
+    )
 
 
 def with_block(readme: str, block: str) -> str:
