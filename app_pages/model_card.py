@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages.common import DISCLAIMER, model_summaries, photo_to_photo
+from app_pages.lesion_sections import show_segmenter
 from app_pages.model_sections import (
     show_cases_report,
     show_compression_report,
@@ -118,6 +119,9 @@ show_prediction_sets(default)
 st.header("Do the heat maps show what the model uses?")
 show_explanation_check(default)
 show_heatmaps_on_lesions(default)
+
+st.header("Where is the lesion? The outline")
+show_segmenter()
 
 st.header("Would a slightly different photo get the same answer?")
 show_robustness(default)

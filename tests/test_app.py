@@ -1023,3 +1023,20 @@ def test_upload_outlines_the_lesion_checks_the_map_against_it_and_measures_it(ap
     app.toggle[0].set_value(False).run()
     assert not app.exception, app.exception
     assert len(app.get("image")) == 2
+
+
+def test_model_card_shows_the_segmenters_overlap_with_the_experts(app: AppTest) -> None:
+    """The Model card's outline section quotes the shipped segmenter's benchmark, row for row."""
+    from skin_model.segmentation import BENCHMARK_FILE, default_segmenter_dir
+
+    app.switch_page("app_pages/model_card.py").run()
+    assert not app.exception, app.exception
+    assert "Where is the lesion? The outline" in [h.value for h in app.header]
+    benchmark_file = default_segmenter_dir() / BENCHMARK_FILE
+    if not benchmark_file.is_file():
+        pytest.skip("no segmenter benchmark ships with this checkout")
+    benchmark = json.loads(benchmark_file.read_text())
+    table = next(t.value for t in app.dataframe if "Dice" in t.value.columns)
+    assert list(table["pictures"]) == list(benchmark["overlap"])
+    stored = benchmark["overlap"]["as stored"]
+    assert table["Dice"].iloc[0].startswith(f"{stored['dice']:.3f} (")
