@@ -32,18 +32,9 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
     """Train the segmenter on the masked pictures of the cleaned splits."""
     from .segmentation import default_segmenter_dir
     from .segmentation_training import SegmenterConfig, train_segmenter
+    from .train_config import config_from_args
 
-    config = SegmenterConfig(
-        arch=args.arch,
-        input_size=args.input_size,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        camera=args.camera,
-        field=args.field,
-        train_limit=args.train_limit,
-        seed=args.seed,
-    )
+    config = config_from_args(args, SegmenterConfig)
     out = Path(args.out) if args.out else default_segmenter_dir()
     record = train_segmenter(config, manifest_from_args(args), out, resume=args.resume, progress=not args.quiet)
     for split, figures in record["metrics"].items():
@@ -60,6 +51,7 @@ def cmd_train_segmenter(args: argparse.Namespace) -> int:
 def add_segment_commands(sub) -> None:
     """``segment`` and ``train-segmenter``."""
     from .segmentation_training import SegmenterConfig
+    from .train_config import add_config_flags
 
     segment = sub.add_parser(
         "segment",
@@ -77,7 +69,6 @@ def add_segment_commands(sub) -> None:
     segment.add_argument("--quiet", action="store_true", help="no progress bar")
     segment.set_defaults(func=cmd_segment)
 
-    defaults = SegmenterConfig()
     train = sub.add_parser(
         "train-segmenter",
         help="train the lesion segmenter on the HAM10000 masks (resumable)",
@@ -86,27 +77,7 @@ def add_segment_commands(sub) -> None:
         "and write the segmenter folder with its manifest and checksums.",
     )
     add_data_flag(train)
-    train.add_argument("--arch", default=defaults.arch, choices=["lite0_unet", "tiny_unet"])
-    train.add_argument("--input-size", type=int, default=defaults.input_size)
-    train.add_argument("--epochs", type=int, default=defaults.epochs)
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    train.add_argument("--lr", type=float, default=defaults.learning_rate, help="peak learning rate (cosine decay)")
-    train.add_argument(
-        "--camera",
-        type=float,
-        default=defaults.camera,
-        metavar="P",
-        help="probability of another camera's exposure, resolution and JPEG",
-    )
-    train.add_argument(
-        "--field",
-        type=float,
-        default=defaults.field,
-        metavar="P",
-        help="probability of another dermoscope's round field of view",
-    )
-    train.add_argument("--train-limit", type=int, metavar="N", help="at most N training pictures (quick runs)")
-    train.add_argument("--seed", type=int, default=defaults.seed)
+    add_config_flags(train, SegmenterConfig)
     train.add_argument("--out", metavar="DIR", help="segmenter folder (default: the shipped one's)")
     train.add_argument("--resume", action="store_true", help="go on with the interrupted run in OUT/checkpoint/")
     add_split_and_quiet_flags(train)

@@ -36,25 +36,27 @@ from .pipeline import (
     to_model_input,
 )
 from .segmentation import MASK_LEVEL, Segmenter, dice, jaccard, mask_of, save_segmenter
+from .train_config import option
 
 THRESHOLDED_JACCARD_BELOW = 0.65  # the ISIC 2018 challenge's score counts a picture below this as 0
 
 
 @dataclass
 class SegmenterConfig:
-    """Every setting of a segmentation run; saved in the segmenter's manifest."""
+    """Every setting of a segmentation run (saved in the segmenter's manifest); the
+    ``train-segmenter`` flags are generated from these."""
 
-    arch: str = "lite0_unet"
-    input_size: int = 192
-    epochs: int = 8
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
-    camera: float = 0.6  # probability of another camera's exposure, resolution and JPEG
-    field: float = 0.2  # probability of another dermoscope's round field of view
-    zoom: float = 0.2  # random crops keep between 1 - zoom and all of each side
-    train_limit: int | None = None  # at most this many training pictures (tests, quick runs)
-    seed: int = 1337
+    arch: str = option("lite0_unet", "lite0_unet (ImageNet EfficientNet-Lite0 encoder) or tiny_unet (tests)")
+    input_size: int = option(192, "square input size in pixels (a multiple of 32)")
+    epochs: int = option(8, "epochs (the best on validation Dice is kept)")
+    batch_size: int = option(16, "pictures per step")
+    learning_rate: float = option(1e-3, "peak learning rate of the cosine schedule", flag="--lr")
+    weight_decay: float = option(1e-4, "AdamW's decoupled weight decay")
+    camera: float = option(0.6, "probability of another camera's exposure, resolution and JPEG", metavar="P")
+    field: float = option(0.2, "probability of another dermoscope's round field of view", metavar="P")
+    zoom: float = option(0.2, "random crops keep between 1 - ZOOM and all of each side")
+    train_limit: int | None = option(None, "at most N training pictures (quick runs)", kind=int, metavar="N")
+    seed: int = option(1337, "random seed of weights, order and augmentation")
 
 
 def mask_rows(manifest: Manifest, split: str) -> pd.DataFrame:

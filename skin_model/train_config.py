@@ -170,9 +170,10 @@ class TrainConfig:
         return self.input_size or DEFAULT_INPUT_SIZE.get(self.arch, 160)
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One ``train`` flag per :class:`TrainConfig` setting, with its default and help."""
-    for setting in fields(TrainConfig):
+def add_config_flags(parser: argparse.ArgumentParser, config_class: type = TrainConfig) -> None:
+    """One flag per setting of ``config_class`` (a dataclass of :func:`option` fields,
+    :class:`TrainConfig` by default), with its default and help."""
+    for setting in fields(config_class):
         meta = setting.metadata
         flag = meta.get("flag") or "--" + setting.name.replace("_", "-")
         default = setting.default
@@ -187,9 +188,9 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The configuration the ``train`` flags describe."""
-    return TrainConfig(**{setting.name: getattr(args, setting.name) for setting in fields(TrainConfig)})
+def config_from_args(args: argparse.Namespace, config_class: type = TrainConfig) -> Any:
+    """The configuration (a ``config_class``) the flags of :func:`add_config_flags` describe."""
+    return config_class(**{setting.name: getattr(args, setting.name) for setting in fields(config_class)})
 
 
 def class_weights(y: np.ndarray, n_classes: int = len(CLASS_NAMES), power: float = 1.0) -> np.ndarray:
