@@ -71,9 +71,12 @@ def mask_of(probability: np.ndarray, size: tuple[int, int], tidy: bool = True) -
 
 def save_segmenter(model, out_dir: Path, manifest: dict[str, Any]) -> Path:
     """Write the segmentation model and its manifest (with both checksums)."""
+    import keras
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model.save(out_dir / MODEL_FILE)
+    # a new, uncompiled model over the same layers: the weights without the optimizer's state
+    keras.Model(model.inputs, model.outputs, name=model.name).save(out_dir / MODEL_FILE)
     full = {"kind": SEGMENTER_KIND, **manifest, "weights_file": MODEL_FILE}
     full["weights_sha256"] = sha256_of(out_dir / MODEL_FILE)
     write_manifest(out_dir, full)
