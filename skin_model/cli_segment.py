@@ -22,8 +22,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
     found = int(table["lesion_found"].sum())
     unreadable = int(table["status"].str.startswith("unreadable").sum())
     print(
-        f"{len(table)} files: {found} lesions outlined, {len(table) - found - unreadable} without a lesion found, "
-        f"{unreadable} unreadable; masks in {args.output}, measurements in {csv_path}"
+        f"{len(table)} files: lesion outlined {found}, no lesion found {len(table) - found - unreadable}, "
+        f"unreadable {unreadable}; masks in {args.output}, measurements in {csv_path}"
     )
     return 0
 

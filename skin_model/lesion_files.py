@@ -65,7 +65,9 @@ def segment_files(
         else:
             row |= {"lesion_found": True} | measures.as_row()
         rows.append(row)
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    table["colours"] = table["colours"].astype("Int64")  # a count, empty where nothing was measured
+    return table
 
 
 def column_meanings() -> dict[str, str]:

@@ -185,7 +185,8 @@ def test_segment_command_writes_masks_and_measurements(tiny_segmenter_run, tmp_p
     assert table.loc["blank.png", "status"] == "no lesion found"
     assert np.asarray(Image.open(out / "blank_mask.png")).shape == (40, 90)
     assert table.loc["empty.jpg", "status"].startswith("unreadable") and "empty" in table.loc["empty.jpg", "status"]
-    assert "3 files" in capsys.readouterr().out
+    assert "3 files: lesion outlined 1, no lesion found 1, unreadable 1" in capsys.readouterr().out
+    assert table.loc["clinic/lesion.png", "colours"] >= 1 and pd.isna(table.loc["empty.jpg", "colours"])
 
 
 def test_segmentation_sentence_quotes_the_benchmark() -> None:
