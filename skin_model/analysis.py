@@ -26,7 +26,15 @@ from .case_report import (
 from .cases import CASES_REPORT_FILE
 from .classes import CLASS_NAMES, plain_name
 from .conformal import PREDICTION_SETS_FILE
-from .explain import DEFAULT_METHOD, MALIGNANT_TARGET, METHOD_LABELS, EvidenceCheck, evidence_check, render_overlay
+from .explain import (
+    DEFAULT_METHOD,
+    MALIGNANT_TARGET,
+    METHOD_LABELS,
+    EvidenceCheck,
+    evidence_check,
+    lesion_mask_agreement,
+    render_overlay,
+)
 from .images import LoadedImage
 from .inference import Diagnosis, diagnose
 from .lesion_measures import MEANINGS, LesionMeasures, measure_lesion
@@ -124,8 +132,6 @@ def view_lesion(
 ) -> LesionView:
     """The measurements of an outlined lesion and the share of ``heat`` (a map on the
     square model input) inside it."""
-    from .explain import lesion_mask_agreement
-
     measures = measure_lesion(lesion.mask, np.asarray(picture.convert("RGB")), field_of_view_mm)
     share = float(lesion.mask.mean())
     inside = None
