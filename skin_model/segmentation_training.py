@@ -155,23 +155,27 @@ def _restore(model, checkpoint: TrainingCheckpoint) -> dict[str, Any]:
     """Weights and optimizer state of the last completed epoch, and the run's progress."""
     state = checkpoint.read_json("progress.json") or {"epoch": 0, "history": [], "best": -1.0, "best_epoch": -1}
     if state["epoch"] > 0:
-        model.set_weights(checkpoint.read_weights("last.npz"))
-        for variable, value in zip(model.optimizer.variables, checkpoint.read_weights("optimizer.npz"), strict=True):
+        model.set_weights(checkpoint.read_weights(f"last{state['epoch']}.npz"))
+        optimizer = checkpoint.read_weights(f"optimizer{state['epoch']}.npz")
+        for variable, value in zip(model.optimizer.variables, optimizer, strict=True):
             variable.assign(value)
     return state
 
 
 def _epoch_end(model, checkpoint: TrainingCheckpoint, state: dict, score: float, loss: float) -> None:
-    """Record an epoch: history, best weights, then weights and optimizer (last, so an
-    interruption in between repeats the epoch rather than skipping it)."""
+    """Record an epoch: the weights and optimizer state under the epoch's number, then the
+    progress record that names them (the commit point: a run stopped before it repeats the
+    epoch from the previous epoch's files, which are removed only after it)."""
     state["history"].append({"loss": loss, "val_dice": score})
     if score > state["best"]:
         state["best"], state["best_epoch"] = score, state["epoch"]
         checkpoint.write_weights("best.npz", model.get_weights())
     state["epoch"] += 1
-    checkpoint.write_weights("last.npz", model.get_weights())
-    checkpoint.write_weights("optimizer.npz", [v.numpy() for v in model.optimizer.variables])
+    checkpoint.write_weights(f"last{state['epoch']}.npz", model.get_weights())
+    checkpoint.write_weights(f"optimizer{state['epoch']}.npz", [v.numpy() for v in model.optimizer.variables])
     checkpoint.write_json("progress.json", state)
+    for stale in (f"last{state['epoch'] - 1}.npz", f"optimizer{state['epoch'] - 1}.npz"):
+        (checkpoint.dir / stale).unlink(missing_ok=True)
 
 
 def fit_segmenter(
