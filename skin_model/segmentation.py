@@ -56,7 +56,7 @@ def largest_region(mask: np.ndarray) -> np.ndarray:
     labels, count = ndimage.label(mask)
     if count == 0:
         return np.zeros_like(mask, dtype=bool)
-    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, count + 1))
+    sizes = np.bincount(labels.ravel())[1:]  # pixels per region (label 0 is the background)
     return ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
 
 
