@@ -26,6 +26,7 @@ from skin_model.conformal import (
     PREDICTION_SETS_FILE,
 )
 from skin_model.follow_up import PhotoToPhoto
+from skin_model.model_queue import ModelQueue
 from skin_model.model_files import (
     COLLECTION_TRANSFER_FILE,
     EXPLANATION_CHECK_FILE,
@@ -102,6 +103,13 @@ def load_model_bundle(model_dir: str | None = None) -> ModelBundle:
     # Freezing moves everything alive now out of the collector's sight.
     gc.freeze()
     return bundle
+
+
+@st.cache_resource
+def model_queue() -> ModelQueue:
+    """The server's one model worker, shared by every session: pictures' answers before
+    the checks that follow them (see :mod:`skin_model.model_queue`)."""
+    return ModelQueue()
 
 
 def model_bundle_or_stop() -> ModelBundle:

@@ -13,6 +13,7 @@ from app_pages.charts import probability_chart
 from app_pages.common import (
     IMAGE_TYPES,
     model_bundle_or_stop,
+    model_queue,
     npy_bytes,
     png_bytes,
     read_model_report,
@@ -25,7 +26,7 @@ from app_pages.result_sections import (
     show_similar_cases,
     show_stability,
 )
-from skin_model.analysis import analyse_picture, check_stability, printable_report, view_lesion
+from skin_model.analysis import analyse_and_outline, analyse_picture, check_stability, printable_report, view_lesion
 from skin_model.card_text import referral_caveat
 from skin_model.case_report import (
     explanation_caption,
@@ -39,6 +40,7 @@ from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import FilePrediction
 from skin_model.model_files import TRUST_TRANSFER_FILE
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
+from skin_model.model_queue import ANSWER, CHECK
 from skin_model.segmentation import draw_outline
 from skin_model.subgroups import SUBGROUPS_FILE
 
@@ -85,30 +87,25 @@ def shared_analysis(model_dir: str, digest: str, method: str, target: str, _bund
     server: a rerun that changes only the opacity, another picture, or the same picture
     sent by another clinician recomputes nothing, and another map or target reuses the
     picture's diagnosis. The page reads it, never changes it."""
-    first = shared_first_analysis(model_dir, digest, _bundle, _loaded)
+    first, _ = shared_first_analysis(model_dir, digest, _bundle, _loaded)
     if method == "gradcam" and target == "None":
         return first
-    return analyse_picture(_bundle, _loaded, method, None if target == "None" else target, diagnosis=first.result)
+    chosen = None if target == "None" else target
+    return model_queue().run(ANSWER, analyse_picture, _bundle, _loaded, method, chosen, diagnosis=first.result)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def shared_first_analysis(model_dir: str, digest: str, _bundle, _loaded):
-    """The picture's diagnosis with the predicted class's Grad-CAM map (one model call)."""
-    return analyse_picture(_bundle, _loaded, "gradcam", None)
+    """The picture's diagnosis with the predicted class's Grad-CAM map (one model call)
+    and its lesion outline, in one turn of the server's model queue."""
+    return model_queue().run(ANSWER, analyse_and_outline, _bundle, _loaded)
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def shared_stability(model_dir: str, digest: str, _bundle, _analysis):
     """The stability check of a picture (it depends on the picture only, not on the map
     shown), once per model and picture content for every session of this server."""
-    return check_stability(_bundle, _analysis)
-
-
-@st.cache_resource(max_entries=64, show_spinner=False)
-def shared_lesion(model_dir: str, digest: str, _bundle, _loaded):
-    """The picture's lesion outline, once per picture content for every session (it does
-    not depend on the map, the target or the opacity)."""
-    return _bundle.segmenter.segment(_loaded.image)
+    return model_queue().run(CHECK, check_stability, _bundle, _analysis)
 
 
 bundle = model_bundle_or_stop()
@@ -176,7 +173,7 @@ for number, (name, data) in enumerate(files, start=1):
     overlay = analysis.overlay(opacity)
     shown_picture, lesion_view = loaded.image, None
     if bundle.segmenter is not None:
-        lesion = shared_lesion(str(art.path), digest, bundle, loaded)
+        lesion = shared_first_analysis(str(art.path), digest, bundle, loaded)[1]
         lesion_view = view_lesion(lesion, loaded.image, analysis.heat, field_of_view or None)
         if show_outline and lesion.found:
             shown_picture, overlay = draw_outline(loaded.image, lesion.mask), draw_outline(overlay, lesion.mask)

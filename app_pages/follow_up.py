@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from app_pages.charts import comparison_chart
-from app_pages.common import IMAGE_TYPES, model_bundle_or_stop, photo_to_photo, show_disclaimer
+from app_pages.common import IMAGE_TYPES, model_bundle_or_stop, model_queue, photo_to_photo, show_disclaimer
 from app_pages.result_sections import show_finding
 from skin_model.case_report import explanation_caption, verdict
 from skin_model.classes import plain_name
@@ -17,6 +17,7 @@ from skin_model.images import ImageLoadError, load_image
 from skin_model.inference import diagnose
 from skin_model.lesion_change import compare_lesions
 from skin_model.lesion_measures import measure_lesion
+from skin_model.model_queue import ANSWER
 from skin_model.segmentation import PHOTO_TO_PHOTO_FILE, draw_outline
 
 st.title("Has it changed? Two pictures of one lesion")
@@ -47,7 +48,9 @@ for column, when in zip(st.columns(2), ("earlier", "later"), strict=True):
             st.error(f"{upload.name}: {exc}")
             continue
         with st.spinner("Classifying and explaining…"):
-            result = diagnose(
+            result = model_queue().run(
+                ANSWER,
+                diagnose,
                 predictor,
                 loaded.image,
                 art.malignant_threshold,
@@ -56,7 +59,7 @@ for column, when in zip(st.columns(2), ("earlier", "later"), strict=True):
                 prediction_sets=prediction_sets,
             )
         label = plain_name(result.predicted_class)
-        lesion = segmenter.segment(loaded.image) if segmenter is not None else None
+        lesion = model_queue().run(ANSWER, segmenter.segment, loaded.image) if segmenter is not None else None
         if lesion is not None and lesion.found:
             measured[when] = measure_lesion(lesion.mask, np.asarray(loaded.image))
         if result.heat is not None:

@@ -203,6 +203,15 @@ def analyse_picture(
     )
 
 
+def analyse_and_outline(bundle: ModelBundle, loaded: LoadedImage) -> tuple[PictureAnalysis, SegmentedLesion | None]:
+    """What a page shows first for a new picture: the analysis with the predicted class's
+    Grad-CAM map and the lesion outline (None without a segmenter), as one unit of work
+    that a server can queue as a whole."""
+    analysis = analyse_picture(bundle, loaded)
+    lesion = bundle.segmenter.segment(loaded.image) if bundle.segmenter is not None else None
+    return analysis, lesion
+
+
 def _risk_meaning(bundle: ModelBundle, result: Diagnosis) -> Finding | None:
     """What the picture's malignant risk has meant on held-out lesions (not for a non-lesion)."""
     if bundle.risk_context is None or result.out_of_distribution:

@@ -44,7 +44,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "predict": ("inference", "file_predictions", "lesion_files"),
     "report": ("case_report", "risk_context", "follow_up", "lesion_change", "card_text"),
-    "serve": ("export", "export_parity", "bundle", "bench"),
+    "serve": ("export", "export_parity", "bundle", "model_queue"),
     "train | workflows": (
         "train_config",
         "finetune",
@@ -54,6 +54,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "analysis",
         "local_validation",
         "segmentation_training",
+        "bench",
     ),
     "cli": ("cli_flags", "cli_model", "cli_use", "cli_segment", "cli", "__main__", "__init__"),
 }
