@@ -26,7 +26,6 @@ from skin_model.conformal import (
     PREDICTION_SETS_FILE,
 )
 from skin_model.follow_up import PhotoToPhoto
-from skin_model.model_queue import ModelQueue
 from skin_model.model_files import (
     COLLECTION_TRANSFER_FILE,
     EXPLANATION_CHECK_FILE,
@@ -34,6 +33,7 @@ from skin_model.model_files import (
     RELIABILITY_REPORT_FILE,
     TRUST_TRANSFER_FILE,
 )
+from skin_model.model_queue import ModelQueue
 from skin_model.paths import AUDIT_DIR, TRAINED_MODELS_DIR
 from skin_model.robustness import COMPRESSION_REPORT_FILE
 from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE

@@ -39,8 +39,8 @@ from skin_model.file_predictions import predictions_table, worklist_table
 from skin_model.images import ImageLoadError, load_image, zip_members
 from skin_model.inference import FilePrediction
 from skin_model.model_files import TRUST_TRANSFER_FILE
-from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.model_queue import ANSWER, CHECK
+from skin_model.robustness import REPORT_FILE as ROBUSTNESS_FILE
 from skin_model.segmentation import draw_outline
 from skin_model.subgroups import SUBGROUPS_FILE
 

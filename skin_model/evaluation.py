@@ -384,3 +384,14 @@ def summary_table(evaluation: dict[str, Any]) -> str:
         lines.append(table.to_string())
         lines.append("")
     return "\n".join(lines)
+
+
+def metrics_summary(evaluation: dict[str, Any], splits: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """A manifest's headline figures of each evaluated split among ``splits``: balanced
+    accuracy, macro AUC, accuracy and malignant AUC."""
+    return {
+        split: {k: evaluation[split][k] for k in ("balanced_accuracy", "macro_auc", "accuracy")}
+        | {"malignant_auc": evaluation[split]["malignant"]["roc_auc"]}
+        for split in splits
+        if split in evaluation
+    }

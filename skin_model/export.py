@@ -199,6 +199,8 @@ def export_model(
     (:mod:`skin_model.int8_bias`; 0 leaves the biases as converted). Both int8 only."""
     import tempfile
 
+    from .inference import DEFAULT_TTA_VIEWS
+
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if fmt == "savedmodel" and quantize != "none":
@@ -231,6 +233,7 @@ def export_model(
         "preprocessing": PREPROCESSING,
         "output": "class probabilities in class_names order",
         "tta": use_tta,
+        "tta_views": artifact.manifest.get("tta_views", DEFAULT_TTA_VIEWS) if use_tta else None,
         "malignant_threshold": artifact.malignant_threshold,
         "malignant_threshold_fitted_on": f"the source model's validation probabilities ({artifact.name})",
         **inherited_prediction_sets(artifact, quantize, use_tta),

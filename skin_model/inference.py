@@ -27,6 +27,28 @@ def dihedral_views(x):
     return views
 
 
+CENTRE_SHARE = 0.8  # the side of the central crop in the quarter-turns-and-centre views
+
+
+def turns_and_centre_views(x):
+    """The 4 quarter turns of a batch (NHWC) and of its central 80 % (each side, stretched
+    back to the input size). Dermoscopy has no 'up', and the central crop reads the lesion
+    without the picture's rim (a dermoscope's dark round field, rulers, vignetting), which
+    differs from one camera to the next; view 0 is the picture itself."""
+    import tensorflow as tf
+
+    size = x.shape[1]
+    margin = round(size * (1 - CENTRE_SHARE) / 2)
+    centre = tf.image.resize(x[:, margin : size - margin, margin : size - margin, :], (size, size), antialias=True)
+    return [tf.image.rot90(x, k) for k in range(4)] + [tf.image.rot90(centre, k) for k in range(4)]
+
+
+# a model's test-time views, by the name its manifest gives them ("tta_views"); models that
+# do not name theirs were evaluated with the dihedral ones
+TTA_VIEWS = {"dihedral": dihedral_views, "turns_and_centre": turns_and_centre_views}
+DEFAULT_TTA_VIEWS = "dihedral"
+
+
 def keep_blas_single_threaded() -> None:
     """Give NumPy's BLAS one thread in this process. OpenBLAS threads keep spinning for
     a while after each matrix product and compete with TensorFlow's threads for the same
@@ -92,23 +114,29 @@ class Predictor:
         feature_layers: list[str] | None = None,
         explain: bool = False,
         freeze: bool = False,
+        views: str = DEFAULT_TTA_VIEWS,
     ) -> None:
         """``freeze``: turn the traced passes' weights into constants on first use
-        (:class:`FrozenOnFirstCall`); only for a model that is no longer trained."""
+        (:class:`FrozenOnFirstCall`); only for a model that is no longer trained.
+        ``views``: which 8 test-time views (a key of :data:`TTA_VIEWS`) ``tta`` averages."""
         import tensorflow as tf
 
+        if views not in TTA_VIEWS:
+            raise ValueError(f"unknown test-time views {views!r}: one of {', '.join(TTA_VIEWS)}")
         keep_blas_single_threaded()
         self.model = model
         self.input_size = input_size
         self.tta = tta
+        self.views = views
+        make_views = TTA_VIEWS[views]
         self.feature_layers = list(feature_layers) if feature_layers else None
         spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32)
 
         def views(x):
             # one call on all 8 views stacked along the batch: one traced copy of the
             # model instead of eight, and one larger batch, which the CPU runs faster;
-            # view 0 is the picture itself
-            return tf.concat(dihedral_views(x), axis=0) if tta else x
+            # view 0 is the picture itself (the map and the features come from it)
+            return tf.concat(make_views(x), axis=0) if tta else x
 
         def average(probs, n):
             return tf.reduce_mean(tf.reshape(probs, [8, n, -1]), axis=0) if tta else probs
@@ -177,7 +205,8 @@ class Predictor:
         cases_layer = artifact.manifest.get("cases_layer")
         if cases_layer and cases_layer not in layers:
             layers = [*layers, cases_layer]
-        return cls(artifact.model, artifact.input_size, use_tta, layers, explain=explain, freeze=freeze)
+        views = artifact.manifest.get("tta_views", DEFAULT_TTA_VIEWS)
+        return cls(artifact.model, artifact.input_size, use_tta, layers, explain=explain, freeze=freeze, views=views)
 
     def warm_up(self) -> None:
         """Trace now every pass requests will use, rather than on the first request: the

@@ -48,6 +48,12 @@ class TrainConfig:
         metavar="RULE",
     )
     tta: bool = option(False, "evaluate with 8-view test-time augmentation")
+    tta_views: str = option(
+        "turns_and_centre",
+        "the 8 test-time views: turns_and_centre (4 quarter turns of the picture and of its central 80 %%) "
+        "or dihedral (flips and quarter turns)",
+        metavar="VIEWS",
+    )
     bootstrap: int = option(1000, "bootstrap resamples of the evaluation's intervals")
     feature_views: int = option(4, "pretrained models: augmented views per image for the cached-feature head warm-up")
     head_epochs: int = option(60, "pretrained models: epochs of the head warm-up on the cached features")

@@ -19,7 +19,7 @@ from .colour_constancy import DEFAULT_POWER, TARGET_GREY
 from .conformal import PREDICTION_SETS_FILE, fit_from_evaluation
 from .distribute import describe as describe_strategy
 from .distribute import fit_multi_worker, is_multi_worker, strategy_from_environment
-from .evaluation import by_collection, evaluate_predictions
+from .evaluation import by_collection, evaluate_predictions, metrics_summary
 from .finetune import freeze_for_finetuning, layer_rate_scales, layerwise_adamw
 from .inference import Predictor
 from .manifest import Manifest
@@ -220,7 +220,7 @@ def _fit(
 def _evaluate(model, config: TrainConfig, size: int, arrays: dict, splits: dict) -> tuple[dict, float]:
     """Validation and test figures of the selected model (with its TTA setting), and the
     referral threshold fitted on validation."""
-    eval_predictor = Predictor(model, size, tta=config.tta)
+    eval_predictor = Predictor(model, size, tta=config.tta, views=config.tta_views)
     x_val, y_val = arrays.get("val", arrays["train"])
     val_probs = eval_predictor.predict_arrays(x_val)
     val_rows = splits.get("val", splits["train"])
@@ -424,12 +424,8 @@ def _manifest_record(
         "malignant_threshold_rule": referral_rule_text(config.referral_rule, config.malignant_sensitivity_target),
         "referral_rule": config.referral_rule,
         "tta": config.tta,
-        "metrics_summary": {
-            split: {k: evaluation[split][k] for k in ("balanced_accuracy", "macro_auc", "accuracy")}
-            | {"malignant_auc": evaluation[split]["malignant"]["roc_auc"]}
-            for split in ("val", "test", HELD_OUT)
-            if split in evaluation
-        },
+        "tta_views": config.tta_views,
+        "metrics_summary": metrics_summary(evaluation, ("val", "test", HELD_OUT)),
         "tensorflow_threads": tf.config.threading.get_intra_op_parallelism_threads(),
     }
 

@@ -11,8 +11,8 @@ import numpy as np
 
 from . import artifact as artifact_io
 from .cases import CASES_FILE, CASES_LAYER, CASES_REPORT_FILE, SIMILAR_K, CaseIndex, agreement_report, majority
-from .evaluation import by_collection, calibration, evaluate_predictions
-from .inference import Predictor, reliability_advice
+from .evaluation import by_collection, calibration, evaluate_predictions, metrics_summary
+from .inference import DEFAULT_TTA_VIEWS, Predictor, reliability_advice
 from .pipeline import load_arrays
 from .reliability import (
     LESION_DETECTOR_QUANTILE,
@@ -84,6 +84,7 @@ def refit_referral_threshold(artifact, table, rule: str, target: float | None = 
         "malignant_threshold_rule": referral_rule_text(rule, target),
         "referral_rule": rule,
         "training_config": config,
+        "metrics_summary": manifest.get("metrics_summary", {}) | metrics_summary(evaluation, ("val", "test")),
     }
     artifact_io.write_manifest(artifact.path, manifest | entries)
     return {
@@ -175,9 +176,9 @@ def fit_cases(artifact, manifest, cache_dir=None, progress: bool = True) -> dict
     def run(split: str, use_tta: bool):
         rows = manifest.kept(split)
         x, y = load_arrays(rows, artifact.input_size, cache_dir, progress)
-        probs, single, features = Predictor(artifact.model, artifact.input_size, use_tta, layers).predict_with_features(
-            x
-        )
+        views = artifact.manifest.get("tta_views", DEFAULT_TTA_VIEWS)
+        predictor = Predictor(artifact.model, artifact.input_size, use_tta, layers, views=views)
+        probs, single, features = predictor.predict_with_features(x)
         return rows, x, y, probs, single, features
 
     rows, _, _, _, _, features = run("train", False)

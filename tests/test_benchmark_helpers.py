@@ -12,19 +12,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def test_load_summary_by_hand() -> None:
-    from app_load import percentile, summary
+    from app_load import percentile, round_pictures, summary
 
     assert percentile([3.0, 1.0, 2.0, 10.0], 95) == 10.0
     assert percentile([3.0, 1.0, 2.0, 10.0], 50) == 3.0  # nearest rank of 1.5 rounds to 2 (0-based)
     assert percentile([], 95) is None
+    assert round_pictures(Path("unused"), 2, 3, [Path(f"p{k}.jpg") for k in range(45)]) == [
+        Path("p40.jpg"),
+        Path("p41.jpg"),
+        Path("p42.jpg"),
+    ]  # each round the next pictures of the folder, wrapping round
     results = [
-        {"page_ready_s": 1.0, "result_s": 2.0, "errors": []},
-        {"page_ready_s": 3.0, "result_s": None, "errors": ["TimeoutError: waited 180 s"]},
-        {"page_ready_s": 2.0, "result_s": 4.0, "errors": []},
+        {"page_ready_s": 1.0, "result_s": 2.0, "checks_s": 2.5, "errors": []},
+        {"page_ready_s": 3.0, "result_s": None, "checks_s": None, "errors": ["TimeoutError: waited 180 s"]},
+        {"page_ready_s": 2.0, "result_s": 4.0, "checks_s": 6.0, "errors": []},
     ]
     s = summary(results)
     assert (s["sessions"], s["answered"]) == (3, 2)
     assert (s["page_ready_s_median"], s["result_s_median"]) == (2.0, 3.0)
+    assert (s["checks_s_median"], s["checks_s_p95"]) == (4.25, 6.0)
     assert s["errors"] == ["TimeoutError: waited 180 s"]
 
 

@@ -333,3 +333,54 @@ def test_answers_turned_on_no_pictures_has_no_step() -> None:
         "mcnemar_exact_p": 1.0,
         "balanced_accuracy_per_answer": None,
     }
+
+
+def test_turns_and_centre_views_are_the_turns_of_the_picture_and_of_its_centre() -> None:
+    import tensorflow as tf
+
+    from skin_model.inference import CENTRE_SHARE, turns_and_centre_views
+
+    x = np.random.default_rng(3).random((2, 20, 20, 3)).astype(np.float32)
+    views = [v.numpy() for v in turns_and_centre_views(tf.constant(x))]
+    assert len(views) == 8 and all(v.shape == x.shape for v in views)
+    np.testing.assert_array_equal(views[0], x)  # view 0: the picture itself (maps and features come from it)
+    np.testing.assert_array_equal(views[1], np.rot90(x, 1, axes=(1, 2)))
+    margin = round(20 * (1 - CENTRE_SHARE) / 2)
+    assert margin == 2
+    centre = tf.image.resize(x[:, 2:18, 2:18], (20, 20), antialias=True).numpy()
+    np.testing.assert_allclose(views[4], centre, atol=1e-6)
+    np.testing.assert_allclose(views[7], np.rot90(centre, 3, axes=(1, 2)), atol=1e-6)
+    # the rim is not seen by the centre views: changing it moves only the whole-picture views
+    rimmed = x.copy()
+    rimmed[:, :2] = 0.0
+    changed = [v.numpy() for v in turns_and_centre_views(tf.constant(rimmed))]
+    assert not np.allclose(changed[0], views[0]) and np.allclose(changed[4], views[4])
+
+
+def test_a_model_is_run_with_the_views_its_manifest_names(tiny_model_dir: Path, images, tmp_path: Path) -> None:
+    import shutil
+
+    from skin_model.artifact import read_manifest, write_manifest
+
+    folder = tmp_path / "dihedral"
+    shutil.copytree(tiny_model_dir, folder)
+    manifest = read_manifest(folder)
+    assert manifest["tta_views"] == "turns_and_centre"  # what training now records
+    write_manifest(folder, {k: v for k, v in manifest.items() if k not in ("tta_views", "manifest_sha256")})
+    dihedral = Predictor.from_artifact(load_artifact(folder), tta=True)
+    turns = Predictor.from_artifact(load_artifact(tiny_model_dir), tta=True)
+    assert (dihedral.views, turns.views) == ("dihedral", "turns_and_centre")  # older models: dihedral
+    by_hand = np.mean([turns.model(v, training=False).numpy() for v in _views(images)], axis=0)
+    np.testing.assert_allclose(turns.predict_arrays(images), by_hand, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown test-time views"):
+        Predictor(turns.model, turns.input_size, tta=True, views="sideways")
+    out = export_model(load_artifact(tiny_model_dir), tmp_path / "sm", "savedmodel", tta=True)
+    assert load_exported(out).manifest["tta_views"] == "turns_and_centre"
+
+
+def _views(images: np.ndarray):
+    import tensorflow as tf
+
+    from skin_model.inference import turns_and_centre_views
+
+    return turns_and_centre_views(tf.constant(images, tf.float32))

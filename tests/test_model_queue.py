@@ -36,7 +36,8 @@ def test_queued_answers_run_before_queued_checks_and_in_arrival_order() -> None:
         caller = threading.Thread(target=queue.run, args=(priority, order.append, label))
         caller.start()
         callers.append(caller)
-        _wait_until(lambda n=len(callers) - 1: queue.waiting() == n)
+        queued = len(callers) - 1
+        _wait_until(lambda queued=queued: queue.waiting() == queued)
     release.set()
     for caller in callers:
         caller.join(5)
@@ -83,9 +84,7 @@ def test_jobs_from_many_threads_all_complete_one_at_a_time() -> None:
         return k * k
 
     results: dict[int, int] = {}
-    threads = [
-        threading.Thread(target=lambda k=k: results.__setitem__(k, queue.run(k % 3, job, k))) for k in range(30)
-    ]
+    threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, queue.run(k % 3, job, k))) for k in range(30)]
     for thread in threads:
         thread.start()
     for thread in threads:
