@@ -60,6 +60,24 @@ def training_recipe(config: dict[str, Any]) -> str:
     return "; ".join(parts) + "; " + schedule
 
 
+TTA_VIEW_WORDS = {
+    "dihedral": "the 8 flips and quarter turns of the picture",
+    "turns_and_centre": "the 4 quarter turns of the picture and of its central 80 % (which leaves out the rim: a "
+    "dermoscope's dark round field, rulers, vignetting)",
+}
+
+
+def test_time_views_text(manifest: dict[str, Any]) -> str | None:
+    """How the model reads a picture at test time, in words (None for a single view)."""
+    if not manifest.get("tta"):
+        return None
+    views = manifest.get("tta_views", "dihedral")
+    return (
+        f"Each answer averages 8 views, {TTA_VIEW_WORDS.get(views, views)}; the heat map, the reliability check "
+        "and the similar cases read the picture itself."
+    )
+
+
 def training_data_text(manifest: dict[str, Any], sizes_sentence: str) -> str:
     """The card's "Training data" paragraph: the collections the model learnt from
     (with their training pictures when recorded), the cleaning, the label mapping."""

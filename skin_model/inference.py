@@ -39,7 +39,8 @@ def turns_and_centre_views(x):
 
     size = x.shape[1]
     margin = round(size * (1 - CENTRE_SHARE) / 2)
-    centre = tf.image.resize(x[:, margin : size - margin, margin : size - margin, :], (size, size), antialias=True)
+    # bilinear (ResizeBilinear, which TFLite runs too); antialiasing only matters when shrinking
+    centre = tf.image.resize(x[:, margin : size - margin, margin : size - margin, :], (size, size))
     return [tf.image.rot90(x, k) for k in range(4)] + [tf.image.rot90(centre, k) for k in range(4)]
 
 

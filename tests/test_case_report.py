@@ -232,3 +232,12 @@ def test_training_recipe_names_a_further_schedule_and_its_start() -> None:
     assert text.endswith(
         "fine-tuned from effnet_lite2_3col_v2 (from block8_expand_conv up, each block 0.9× the rate of the one above)"
     )
+
+
+def test_test_time_views_are_said_in_words() -> None:
+    from skin_model.card_text import test_time_views_text
+
+    assert test_time_views_text({"tta": False, "tta_views": "turns_and_centre"}) is None
+    assert "8 flips and quarter turns" in test_time_views_text({"tta": True})  # models that name none
+    text = test_time_views_text({"tta": True, "tta_views": "turns_and_centre"})
+    assert "central 80 %" in text and "read the picture itself" in text

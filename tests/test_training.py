@@ -257,7 +257,8 @@ def test_frozen_passes_are_frozen_once_and_live_passes_follow_the_weights(calibr
     artifact = load_artifact(calibrated_dir)  # a private copy of the model: its weights change below
     layers = artifact.manifest["ood_layers"]
     frozen = Predictor.from_artifact(artifact, tta=True, explain=True, freeze=True)
-    live = Predictor(artifact.model, artifact.input_size, tta=True, feature_layers=layers, explain=True)
+    views = artifact.manifest["tta_views"]
+    live = Predictor(artifact.model, artifact.input_size, tta=True, feature_layers=layers, explain=True, views=views)
     assert not isinstance(Predictor.from_artifact(artifact)._forward, FrozenOnFirstCall)
     size = artifact.input_size
     x = np.random.default_rng(2).integers(0, 256, (8, size, size, 3)).astype(np.uint8)
