@@ -103,6 +103,10 @@ class Manifest:
         """Write the table with paths relative to the data root (machine-independent)."""
         out = self.table.copy()
         out["path"] = [Path(p).relative_to(self.data_dir).as_posix() for p in out["path"]]
+        if "mask_path" in out:  # HAM10000's lesion masks, where the collection has them
+            out["mask_path"] = [
+                p if not isinstance(p, str) else Path(p).relative_to(self.data_dir).as_posix() for p in out["mask_path"]
+            ]
         path.parent.mkdir(parents=True, exist_ok=True)
         out.to_csv(path, index=False)
 
