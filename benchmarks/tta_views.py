@@ -24,28 +24,19 @@ sys.path.insert(0, str(ROOT))
 
 from skin_model.artifact import default_model_dir, load_artifact, write_json  # noqa: E402
 from skin_model.evaluation import evaluate_predictions  # noqa: E402
-from skin_model.inference import dihedral_views, turns_and_centre_views  # noqa: E402
+from skin_model.inference import centre_crop, dihedral_views, turns_and_centre_views  # noqa: E402
 from skin_model.manifest import build_manifest  # noqa: E402
 from skin_model.pipeline import default_cache_dir, load_arrays  # noqa: E402
 from skin_model.sources import resolve_data_dir  # noqa: E402
 from skin_model.splits import HELD_OUT, leave_collection_out  # noqa: E402
 
-
-def centre(x, share: float):
-    import tensorflow as tf
-
-    size = x.shape[1]
-    margin = round(size * (1 - share) / 2)
-    return tf.image.resize(x[:, margin : size - margin, margin : size - margin, :], (size, size))
-
-
 VIEW_SETS = {
     "dihedral (flips and quarter turns)": dihedral_views,
     "turns_and_centre (quarter turns of the picture and of its central 80 %)": turns_and_centre_views,
     "dihedral of the picture and of its central 80 % (16 views)": lambda x: (
-        dihedral_views(x) + dihedral_views(centre(x, 0.8))
+        dihedral_views(x) + dihedral_views(centre_crop(x, 0.8))
     ),
-    "dihedral of the central 90 % only": lambda x: dihedral_views(centre(x, 0.9)),
+    "dihedral of the central 90 % only": lambda x: dihedral_views(centre_crop(x, 0.9)),
 }
 
 

@@ -30,6 +30,16 @@ def dihedral_views(x):
 CENTRE_SHARE = 0.8  # the side of the central crop in the quarter-turns-and-centre views
 
 
+def centre_crop(x, share: float = CENTRE_SHARE):
+    """The central ``share`` of each side of a batch (NHWC), stretched back to its size;
+    bilinear (ResizeBilinear, which TFLite runs too): antialiasing only matters when shrinking."""
+    import tensorflow as tf
+
+    size = x.shape[1]
+    margin = round(size * (1 - share) / 2)
+    return tf.image.resize(x[:, margin : size - margin, margin : size - margin, :], (size, size))
+
+
 def turns_and_centre_views(x):
     """The 4 quarter turns of a batch (NHWC) and of its central 80 % (each side, stretched
     back to the input size). Dermoscopy has no 'up', and the central crop reads the lesion
@@ -37,10 +47,7 @@ def turns_and_centre_views(x):
     differs from one camera to the next; view 0 is the picture itself."""
     import tensorflow as tf
 
-    size = x.shape[1]
-    margin = round(size * (1 - CENTRE_SHARE) / 2)
-    # bilinear (ResizeBilinear, which TFLite runs too); antialiasing only matters when shrinking
-    centre = tf.image.resize(x[:, margin : size - margin, margin : size - margin, :], (size, size))
+    centre = centre_crop(x)
     return [tf.image.rot90(x, k) for k in range(4)] + [tf.image.rot90(centre, k) for k in range(4)]
 
 
