@@ -109,6 +109,22 @@ def load_arrays(
     return x, y
 
 
+def load_masks(rows: pd.DataFrame, size: int, cache_dir: Path | None = None, progress: bool = True) -> np.ndarray:
+    """The lesion masks of ``rows`` (column ``mask_path``) squashed to (n, size, size)
+    uint8 (0-255) as their pictures are, cached by the pictures' content hashes like
+    the pictures themselves."""
+    key = hashlib.sha256(f"masks|{size}|{'|'.join(rows['sha256'])}".encode()).hexdigest()[:24]
+    cache = (cache_dir or default_cache_dir()) / f"masks-{size}-{key}.npy"
+    if cache.exists():
+        return np.load(cache)
+    out = np.zeros((len(rows), size, size), np.uint8)
+    for i, path in enumerate(tqdm(rows["mask_path"], desc=f"decoding {len(rows)} masks", disable=not progress)):
+        out[i] = np.asarray(load_image(path).image.convert("L").resize((size, size), resample=2))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, out)
+    return out
+
+
 CAMERA_JPEG_QUALITY = (30, 95)
 # ``train --jpeg``: from below the ISIC 2017 pictures' quality (about 75) to the seed set's (about 95)
 JPEG_QUALITY = (40, 95)
@@ -183,7 +199,7 @@ def _sometimes(image, probability: float, pick_seed, change):
     return tf.cond(tf.random.stateless_uniform([], pick_seed) < probability, lambda: change(image), lambda: image)
 
 
-def _random_crop_shape(size, seeds, zoom: float, aspect: float):
+def _random_crop_shape(size, seeds, zoom: float, aspect: float, channels: int = 3):
     """The shape of :func:`augment`'s random crop: a side of 1 - ``zoom`` to all of the
     picture's, stretched by up to 1 + ``aspect`` either way (capped at the picture)."""
     import tensorflow as tf
@@ -198,10 +214,10 @@ def _random_crop_shape(size, seeds, zoom: float, aspect: float):
         ratio = tf.exp(log_ratio)
         crop_h = tf.minimum(side * tf.sqrt(ratio), tf.cast(size, tf.float32))
         crop_w = tf.minimum(side / tf.sqrt(ratio), tf.cast(size, tf.float32))
-        crop_shape = tf.stack([tf.cast(crop_h, tf.int32), tf.cast(crop_w, tf.int32), 3])
+        crop_shape = tf.stack([tf.cast(crop_h, tf.int32), tf.cast(crop_w, tf.int32), channels])
     else:
         crop = tf.cast(side, tf.int32)
-        crop_shape = tf.stack([crop, crop, 3])
+        crop_shape = tf.stack([crop, crop, channels])
     return crop_shape
 
 
@@ -216,6 +232,7 @@ def augment(
     light: float = 0.0,
     aspect: float = 0.0,
     field: float = 0.0,
+    mask=None,
 ):
     """Random flips, 90-degree rotations, zoom-crop and colour jitter (float 0-255 in
     and out). Dermoscopy has no canonical orientation, so all eight symmetries are valid.
@@ -234,18 +251,25 @@ def augment(
     compression (``benchmarks/jpeg_shortcut.py``). ``light``: the probability of
     :func:`light_change` alone (exposure and white balance, no resolution or JPEG change).
     ``field``: the probability of :func:`dermoscope_field` (another dermoscope's round
-    field of view), applied before the camera change so its edge is compressed too."""
+    field of view), applied before the camera change so its edge is compressed too.
+    ``mask`` (float (size, size, 1), the lesion mask of ``train --lesion-focus``) takes
+    the same flips, turn and crop as the picture and none of the capture changes; then
+    the result is ``(image, mask)``. The draws are those of the picture alone."""
     import tensorflow as tf
 
     size = tf.shape(image)[0]
     seeds = tf.random.split(seed_pair, 8)
+    if mask is not None:
+        image = tf.concat([image, mask], axis=-1)
     image = tf.image.stateless_random_flip_left_right(image, seeds[0])
     image = tf.image.stateless_random_flip_up_down(image, seeds[1])
     k = tf.random.stateless_uniform([], seeds[2], 0, 4, dtype=tf.int32)
     image = tf.image.rot90(image, k)
-    crop_shape = _random_crop_shape(size, seeds, zoom, aspect)
+    crop_shape = _random_crop_shape(size, seeds, zoom, aspect, 3 if mask is None else 4)
     image = tf.image.stateless_random_crop(image, crop_shape, seeds[4])
     image = tf.image.resize(image, tf.stack([size, size]))
+    if mask is not None:
+        image, mask = tf.reshape(image[..., :3], [size, size, 3]), tf.reshape(image[..., 3:], [size, size, 1])
     if low_res > 0:
         # seeds derived from the last one: the eight above stay as they were without this option
         pick, side_seed = tf.unstack(tf.random.split(seeds[7], 2))
@@ -288,7 +312,8 @@ def augment(
     image = tf.image.stateless_random_brightness(image, jitter, seeds[5])
     image = tf.image.stateless_random_contrast(image, 1 - 2 * jitter, 1 + 2 * jitter, seeds[6])
     image = tf.image.stateless_random_saturation(image, 1 - 2 * jitter, 1 + 2 * jitter, seeds[7])
-    return tf.clip_by_value(image, 0.0, 1.0) * 255.0
+    image = tf.clip_by_value(image, 0.0, 1.0) * 255.0
+    return image if mask is None else (image, mask)
 
 
 def mixup_batch(images, labels, weights, seed_pair, alpha: float):
@@ -328,6 +353,7 @@ def make_dataset(
     field: float = 0.0,
     resaved: np.ndarray | None = None,
     resave: float = 0.0,
+    masks: np.ndarray | None = None,
 ):
     """A batched, prefetched tf.data pipeline over in-memory uint8 images.
 
@@ -339,14 +365,23 @@ def make_dataset(
     dermoscope's field of view (see :func:`augment`).
     ``resaved``: the same pictures :func:`saved_again` (row for row), taken instead of
     the stored picture with probability ``resave`` (training only).
+    ``masks``: uint8 (n, h, w) lesion masks row for row (255 where no mask is known),
+    augmented with their pictures; the elements are then ``((image, mask 0-1), ...)``
+    (training only, for ``train --lesion-focus``).
     """
     import tensorflow as tf
+
+    if masks is not None and not training:
+        raise ValueError("lesion masks are for training datasets only")
 
     if resave > 0 and training:
         if resaved is None or resaved.shape != x.shape:
             raise ValueError("resave needs the saved-again copies of the same pictures")
         x = np.stack([x, resaved], axis=1)  # (n, 2, h, w, 3): each element carries both versions
     parts: list = [x] + ([] if y is None else [y]) + ([] if sample_weights is None else [sample_weights])
+    with_masks = masks is not None
+    if with_masks:
+        parts.insert(1, masks[..., None])
     ds = tf.data.Dataset.from_tensor_slices(tuple(parts))
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -360,7 +395,7 @@ def make_dataset(
                 # a seed pair of its own (offset), so the augmentation's draws stay those of a run without it
                 pick = tf.random.stateless_uniform([], seed_pair + tf.constant([0, 1 << 40], tf.int64)) < resave
                 image = image[tf.cast(pick, tf.int32)]
-            image = augment(
+            out = augment(
                 tf.cast(image, tf.float32),
                 seed_pair,
                 zoom=zoom,
@@ -370,14 +405,17 @@ def make_dataset(
                 light=light,
                 aspect=aspect,
                 field=field,
+                mask=tf.cast(elem[1], tf.float32) / 255.0 if with_masks else None,
             )
-            return (image, *elem[1:])
+            return (out, *elem[2:]) if with_masks else (out, *elem[1:])
 
         ds = ds.map(_aug, num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda *e: (tf.cast(e[0], tf.float32), *e[1:]), num_parallel_calls=tf.data.AUTOTUNE)
     if len(parts) == 1:
         ds = ds.map(lambda *e: e[0])
+    if with_masks and mixup_alpha:
+        raise ValueError("mixup and lesion masks do not go together (a mixed picture has no one lesion)")
     ds = ds.batch(batch_size)
     if training and mixup_alpha:
         if len(parts) != 3:

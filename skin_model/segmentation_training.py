@@ -14,7 +14,6 @@ one would have done.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,9 +29,9 @@ from .manifest import Manifest
 from .pipeline import (
     GEOMETRY_RULE,
     camera_degrade,
-    default_cache_dir,
     dermoscope_field,
     load_arrays,
+    load_masks,
     to_model_input,
 )
 from .segmentation import MASK_LEVEL, Segmenter, dice, jaccard, mask_of, save_segmenter
@@ -65,21 +64,6 @@ def mask_rows(manifest: Manifest, split: str) -> pd.DataFrame:
     if "mask_path" not in rows:
         return rows.iloc[:0]
     return rows[rows["mask_path"].notna()].reset_index(drop=True)
-
-
-def mask_arrays(rows: pd.DataFrame, size: int, cache_dir: Path | None = None, progress: bool = True) -> np.ndarray:
-    """The masks of ``rows`` squashed to (n, size, size) uint8 (0-255), cached by the
-    pictures' content hashes like the pictures themselves."""
-    key = hashlib.sha256(f"masks|{size}|{'|'.join(rows['sha256'])}".encode()).hexdigest()[:24]
-    cache = (cache_dir or default_cache_dir()) / f"masks-{size}-{key}.npy"
-    if cache.exists():
-        return np.load(cache)
-    out = np.zeros((len(rows), size, size), np.uint8)
-    for i, path in enumerate(tqdm(rows["mask_path"], desc=f"decoding {len(rows)} masks", disable=not progress)):
-        out[i] = np.asarray(load_image(path).image.convert("L").resize((size, size), resample=2))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, out)
-    return out
 
 
 def _joint_augment(image, mask, seed_pair, config: SegmenterConfig):
@@ -252,7 +236,7 @@ def train_segmenter(
     for split in ("train", "val"):
         data[split] = (
             load_arrays(rows[split], size, progress=progress)[0],
-            mask_arrays(rows[split], size, progress=progress),
+            load_masks(rows[split], size, progress=progress),
         )
     model, state, checkpoint = fit_segmenter(config, data, out_dir, resume, progress)
     wall = time.perf_counter() - started

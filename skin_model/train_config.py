@@ -140,6 +140,13 @@ class TrainConfig:
         "centre, as another dermoscope's rim would, so the rim says nothing about where a picture came from",
         metavar="P",
     )
+    lesion_focus: float = option(
+        0.0,
+        "models pooling a last feature grid: add W times the share of the true class's activation map that lies outside "
+        "the lesion mask (HAM10000's pictures) to the loss, so the evidence comes from the lesion and not "
+        "from the skin, rim and compression around it (0: off)",
+        metavar="W",
+    )
     class_weight_power: float = option(
         1.0, "class weights are inverse class frequency to the power P (1: fully balanced, 0: none)", metavar="P"
     )

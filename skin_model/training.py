@@ -22,6 +22,7 @@ from .distribute import fit_multi_worker, is_multi_worker, strategy_from_environ
 from .evaluation import by_collection, evaluate_predictions, metrics_summary
 from .finetune import freeze_for_finetuning, layer_rate_scales, layerwise_adamw
 from .inference import Predictor
+from .lesion_focus import focus_masks, lesion_focus_trainer
 from .manifest import Manifest
 from .models import FINETUNE_FROM, build_model
 from .pipeline import GEOMETRY_RULE, RESIZE_METHOD, load_arrays, make_dataset
@@ -140,8 +141,9 @@ def training_subset(rows: pd.DataFrame, fraction: float, seed: int) -> pd.DataFr
     return rows[rows["group_id"].isin(keep)]
 
 
-def _compile(model, config: TrainConfig, strategy, steps: int, y_train: np.ndarray) -> None:
-    """AdamW (layer-wise rates if asked) on a warm-up + cosine schedule, with the loss."""
+def _compile(model, config: TrainConfig, strategy, steps: int, y_train: np.ndarray, classifier=None) -> None:
+    """AdamW (layer-wise rates if asked, by the layers of ``classifier``, default
+    ``model``) on a warm-up + cosine schedule, with the loss."""
     import keras
 
     with strategy.scope():
@@ -161,7 +163,7 @@ def _compile(model, config: TrainConfig, strategy, steps: int, y_train: np.ndarr
             optimizer=(
                 keras.optimizers.AdamW(**options)
                 if config.layer_decay is None
-                else layerwise_adamw(layer_rate_scales(model, config.layer_decay), **options)
+                else layerwise_adamw(layer_rate_scales(classifier or model, config.layer_decay), **options)
             ),
             loss=training_loss(config, y_train),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
@@ -193,6 +195,10 @@ def _check_options(config: TrainConfig, strategy, resume: bool) -> None:
         raise ValueError(f"layer-wise learning-rate decay is for the pretrained backbones, not {config.arch!r}")
     if resume and (is_multi_worker(strategy) or config.ema_momentum is not None):
         raise ValueError("--resume supports single-process training without weight averaging (ema_momentum)")
+    if config.lesion_focus and (is_multi_worker(strategy) or config.ema_momentum is not None):
+        raise ValueError("--lesion-focus trains in one process, without weight averaging (ema_momentum)")
+    if config.lesion_focus and config.mixup_alpha:
+        raise ValueError("--lesion-focus and mixup do not go together (a mixed picture has no one lesion)")
     if config.weighting_search and config.arch not in FINETUNE_FROM:
         raise ValueError("the weighting search runs on the cached features of a pretrained backbone's warm-up")
 
@@ -333,6 +339,10 @@ def train(
     initial, search = _starting_point(
         model, config, (x_train, y_train, x_val, y_val, x_val_resaved), collections, progress, checkpoint
     )
+    if config.lesion_focus:
+        # the starting model was not trained to keep its evidence on the lesion: scored
+        # on validation alone it would be kept over every focused epoch that costs a little
+        initial = None
     sample_weights = training_sample_weights(config, y_train, collections).astype(np.float32)
     resaved = (
         load_arrays(splits["train"], size, cache_dir, progress, resaved_seed=config.seed)[0] if config.resave else None
@@ -347,10 +357,13 @@ def train(
         mixup_alpha=config.mixup_alpha,
         resaved=resaved,
         resave=config.resave,
+        masks=focus_masks(splits["train"], size, cache_dir, progress) if config.lesion_focus else None,
         **augmentation_options(config),
     )
     del resaved  # the dataset holds its own copy
-    _compile(model, config, strategy, int(np.ceil(len(x_train) / config.batch_size)), y_train)
+    fit_model = lesion_focus_trainer(model, config.lesion_focus) if config.lesion_focus else model
+    steps = int(np.ceil(len(x_train) / config.batch_size))
+    _compile(fit_model, config, strategy, steps, y_train, classifier=model)
     selector = _balanced_accuracy_callback(
         Predictor(model, size),
         x_val,
@@ -361,7 +374,7 @@ def train(
         checkpoint,
         x_val_resaved,
     )
-    history = _fit(model, config, strategy, train_ds, selector, checkpoint, progress)
+    history = _fit(fit_model, config, strategy, train_ds, selector, checkpoint, progress)
     if selector.best_epoch < 0 and initial is not None:
         print("  fine-tuning never beat the warmed-up head: keeping the head-only model")
     wall = time.perf_counter() - started

@@ -48,6 +48,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "train | workflows": (
         "train_config",
         "finetune",
+        "lesion_focus",
         "warmup",
         "training",
         "workflows",
