@@ -144,7 +144,14 @@ def main() -> int:
     parser.add_argument("--data", help="data folder (default: $SKIN_DATA_DIR)")
     parser.add_argument("--images", type=int, default=150, help="sample for the slower methods and the variants")
     parser.add_argument("--fast-images", type=int, default=0, help="fast Grad-CAM pictures (0: all)")
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--methods", nargs="*", default=list(METHODS))
+    parser.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="test: the figures of record (written beside the model); val: to choose between models "
+        "(written to results/heatmap_lesion_val.json only)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shown", default="gradcam", help="the method whose example pictures are stored")
     parser.add_argument("--randomised-layers", type=int, default=12, help="top layers re-drawn for the check")
@@ -153,7 +160,7 @@ def main() -> int:
     data_dir = resolve_data_dir(args.data)
     manifest = build_manifest(data_dir)
     evaluation = artifact.evaluation() or {}
-    rows, _, probs = stored_split_scores(manifest.table, evaluation, "test", artifact.manifest.get("data_fingerprint"))
+    rows, _, probs = stored_split_scores(manifest.table, evaluation, args.split, artifact.manifest.get("data_fingerprint"))
     ham = np.flatnonzero((np.asarray(collections_of(rows)) == "ham10000") & rows["mask_path"].notna().to_numpy())
     rng = np.random.default_rng(args.seed)
     sample = np.sort(rng.choice(ham, min(args.images, len(ham)), replace=False))
@@ -192,7 +199,7 @@ def main() -> int:
             lambda image, target, m=method: randomised.explain(image, m, target=target),
             sample,
         )
-    report: dict = {"model": artifact.name, "split": "test", "collection": "ham10000", "layer": explainer.layer_name}
+    report: dict = {"model": artifact.name, "split": args.split, "collection": "ham10000", "layer": explainer.layer_name}
     report["maps"], examples = {}, []
     for name, (explain, picked) in maps.items():
         found = run(name, explain, picked)
@@ -218,6 +225,9 @@ def main() -> int:
         | {k: v for k, v in f.items() if k != "row"}
         for f in examples
     ]
+    if args.split == "val":
+        write_json(ROOT / "results" / "heatmap_lesion_val.json", report)
+        return 0
     for folder in (artifact.path, ROOT / "results"):
         write_json(folder / HEATMAP_LESION_FILE, report)
     return 0

@@ -48,6 +48,11 @@ def training_recipe(config: dict[str, Any]) -> str:
         parts.append(f"JPEG re-compression on {config['jpeg']:.0%}")
     if config.get("low_res"):
         parts.append(f"lower-resolution passes on {config['low_res']:.0%}")
+    if config.get("lesion_focus"):
+        parts.append(
+            f"a penalty ({config['lesion_focus']:g}×) on the share of the class activation map outside the expert "
+            "lesion mask (HAM10000's pictures), so the evidence comes from the lesion"
+        )
     if config.get("nevus_recall_floor"):
         parts.append(f"weighting and epoch chosen to keep validation nevus recall ≥ {config['nevus_recall_floor']:g}")
     schedule = "cosine learning-rate schedule"

@@ -229,6 +229,10 @@ def test_training_recipe_names_a_further_schedule_and_its_start() -> None:
     third = second | {"init_from": "trained_models/effnet_lite2_3col_v2", "layer_decay": 0.9, "field": 0.3}
     text = training_recipe(third)
     assert "another dermoscope's round field of view on 30%" in text
+    assert "lesion mask" not in text
+    assert "a penalty (2×) on the share of the class activation map outside the expert lesion mask" in (
+        training_recipe(third | {"lesion_focus": 2.0})
+    )
     assert text.endswith(
         "fine-tuned from effnet_lite2_3col_v2 (from block8_expand_conv up, each block 0.9× the rate of the one above)"
     )
