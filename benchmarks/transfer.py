@@ -2,7 +2,8 @@
 fine-tuned.
 
     python benchmarks/transfer.py [--data DIR] [--reference MODEL_DIR] [--hold-out isic2017 seed ...]
-                                  [--runs DIR] [--train] [--json PATH]
+                                  [--runs DIR] [--train] [--with "TRAIN OPTIONS"] [--split test|val]
+                                  [--json PATH]
 
 For each held-out collection, a model is fine-tuned from the ImageNet EfficientNet-Lite2
 with the shipped model's recipe (capture changes, saves at other JPEG qualities and
@@ -18,7 +19,11 @@ columns is what a collection that was never seen costs; it is the project's own
 estimate of a new clinic's camera (the shipped model also had a longer schedule, so
 part of the gap is the schedule).
 
-``--train`` runs the missing trainings first (``train --resume``, so a stopped run goes
+``--with`` adds training options to the recipe (a variant of it, measured against the
+recipe in another ``--runs`` folder); ``--split val`` measures the held-out collection's
+validation pictures instead (also never seen by the held-out model), to choose between
+recipes without reading the test split; it writes to ``results/collection_transfer_val.json``
+only. ``--train`` runs the missing trainings first (``train --resume``, so a stopped run goes
 on); each takes about a quarter of an hour on 2 CPU cores. The held-out models are kept
 in ``--runs`` (default: the cache folder), not shipped. Written beside the reference
 model as ``collection_transfer.json`` (the Evaluation page and the model card show it)
@@ -28,6 +33,7 @@ and to ``results/collection_transfer.json``. Needs the data set.
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 import time
@@ -61,10 +67,10 @@ def run_dir(runs: Path, collection: str) -> Path:
     return runs / f"without_{collection}"
 
 
-def train_without(collection: str, runs: Path, data: str | None) -> None:
-    """``train --leave-out collection`` with :data:`RECIPE`, resuming a stopped run."""
+def train_without(collection: str, runs: Path, data: str | None, recipe: list[str]) -> None:
+    """``train --leave-out collection`` with ``recipe``, resuming a stopped run."""
     out = run_dir(runs, collection)
-    command = [sys.executable, "-m", "skin_model", "train", *RECIPE, "--leave-out", collection, "--out", str(out)]
+    command = [sys.executable, "-m", "skin_model", "train", *recipe, "--leave-out", collection, "--out", str(out)]
     if data:
         command += ["--data", data]
     if (out / "checkpoint").is_dir():
@@ -115,21 +121,26 @@ def main() -> int:
         "--runs", type=Path, default=default_cache_dir() / "leave_one_out", help="the held-out models' folders"
     )
     parser.add_argument("--train", action="store_true", help="train the missing held-out models first")
-    parser.add_argument("--json", type=Path, default=ROOT / "results" / COLLECTION_TRANSFER_FILE)
+    parser.add_argument("--with", dest="extra", default="", help="training options added to the recipe")
+    parser.add_argument("--split", choices=("test", "val"), default="test")
+    parser.add_argument("--json", type=Path, help="default: results/collection_transfer[_val].json")
     args = parser.parse_args()
+    recipe = RECIPE + shlex.split(args.extra)
+    val_suffix = "_val" if args.split == "val" else ""
+    json_path = args.json or ROOT / "results" / COLLECTION_TRANSFER_FILE.replace(".json", f"{val_suffix}.json")
     started = time.perf_counter()
     if args.train:
         for collection in args.hold_out:
             if not (run_dir(args.runs, collection) / "manifest.json").is_file():
-                train_without(collection, args.runs, args.data)
+                train_without(collection, args.runs, args.data, recipe)
     manifest = build_manifest(resolve_data_dir(args.data), progress=False)
-    test = manifest.kept("test")
+    test = manifest.kept(args.split)
     reference = load_artifact(args.reference)
     in_collection = (reference, Predictor.from_artifact(reference))  # built once, for every collection
     report = {
         "reference": reference.name,
-        "recipe": " ".join(RECIPE),
-        "split": "test",
+        "recipe": " ".join(recipe),
+        "split": args.split,
         "read_as": f"both models with the reference's test-time views ({in_collection[1].views})"
         if in_collection[1].tta
         else "both models single view",
@@ -153,7 +164,7 @@ def main() -> int:
         report["collections"][collection] = row
         print_row(collection, row)
     report["seconds"] = round(time.perf_counter() - started, 1)
-    for path in (args.json, reference.path / COLLECTION_TRANSFER_FILE):
+    for path in [json_path] + ([] if args.split == "val" else [reference.path / COLLECTION_TRANSFER_FILE]):
         write_json(path, report)
         print(f"written: {path}")
     return 0
