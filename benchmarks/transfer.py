@@ -7,8 +7,9 @@ fine-tuned.
 
 For each held-out collection, a model is fine-tuned from the ImageNet EfficientNet-Lite2
 with the shipped model's recipe (capture changes, saves at other JPEG qualities and
-sizes, crops stretched by up to a third, class weighting, nevus floor) on a smaller
-schedule, on the *other two* collections only, and selected and given its referral
+sizes, crops stretched by up to a third, class weighting, nevus floor, the class evidence
+kept on the HAM10000 lesion masks) on a smaller schedule, on the *other two* collections
+only, and selected and given its referral
 threshold on their validation pictures (``train --leave-out``). It is then measured on
 the held-out collection's test pictures, beside the shipped model (which trained on all
 three) on the same pictures: balanced accuracy (over the classes the collection holds),
@@ -59,6 +60,7 @@ RECIPE = [
     "--epochs", "4", "--warmup-epochs", "1", "--patience", "4", "--lr", "2e-4",
     "--feature-views", "2", "--head-epochs", "30", "--class-weight-power", "0.5",
     "--camera", "0.8", "--resave", "0.5", "--aspect", "0.33", "--nevus-floor", "0.8", "--bootstrap", "200",
+    "--lesion-focus", "2.0",
 ]  # fmt: skip
 BOOTSTRAP = 1000
 
@@ -160,6 +162,7 @@ def main() -> int:
         models = {"in_collection": in_collection, "held_out": (held_out_model, held_out_predictor)}
         row = measure(models, x, y, collection)
         row["held_out_model_training_s"] = held_out_model.manifest.get("training_wall_time_s")
+        row["held_out_model_lesion_focus"] = held_out_model.manifest["training_config"].get("lesion_focus", 0.0)
         row["held_out_model_own_test"] = held_out_model.manifest["metrics_summary"].get("test")
         report["collections"][collection] = row
         print_row(collection, row)
