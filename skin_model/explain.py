@@ -28,7 +28,8 @@ METHODS = ("gradcam", "gradcam++", "scorecam", "layercam", "smoothgrad")
 # but mostly because pixel gradients follow contrast: with the network's top layers
 # re-drawn at random they still land on the lesion nearly as often, where Grad-CAM's
 # stop doing so (benchmarks/heatmap_lesion.py, its randomisation check). Grad-CAM shows
-# what this model pools, including the evidence it takes from around the lesion.
+# what the model pools, wherever that is; models trained with ``train --lesion-focus``
+# are taught to pool it from the lesion (skin_model.lesion_focus).
 DEFAULT_METHOD = "gradcam"
 # each method's name for people
 METHOD_LABELS = {
