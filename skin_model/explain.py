@@ -328,9 +328,12 @@ class Explainer:
         if method == "smoothgrad":
             result = tool(score, x, smooth_samples=smooth_samples or 20, smooth_noise=SMOOTHGRAD_NOISE)
         elif method == "scorecam":
-            result = tool(score, x, penultimate_layer=self.layer_name, max_N=max_n)
+            result = tool(score, x, penultimate_layer=self.layer_name, seek_penultimate_conv_layer=False, max_N=max_n)
         else:
-            result = tool(score, x, penultimate_layer=self.layer_name)
+            # without seek_penultimate_conv_layer=False, tf-keras-vis swaps a named layer that is
+            # not a convolution (EfficientNet's top_activation) for the convolution before it, and
+            # maps the pre-activation features: another tensor than the fast path's
+            result = tool(score, x, penultimate_layer=self.layer_name, seek_penultimate_conv_layer=False)
         return _normalise(np.asarray(result)[0]).astype(np.float32)
 
 

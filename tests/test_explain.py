@@ -102,6 +102,30 @@ def test_fast_path_matches_tf_keras_vis(explainer: Explainer) -> None:
         assert np.corrcoef(fast.ravel(), reference.ravel())[0, 1] >= 0.99
 
 
+def test_tf_keras_vis_maps_read_the_named_layer_even_when_it_is_not_a_convolution() -> None:
+    """EfficientNet's last spatial layer is an activation after the last convolution:
+    tf-keras-vis must map that layer (as the fast path does), not the convolution
+    before it, whose pre-activation features are another tensor."""
+    keras.utils.set_random_seed(5)
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(8, 3, strides=4, padding="same", name="top_conv")(x)
+    x = keras.layers.Activation("relu", name="top_activation")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(len(CLASS_NAMES), activation="softmax", name="probabilities")(x)
+    model = keras.Model(inputs, outputs)
+    model.get_layer("top_conv").set_weights(
+        [np.random.default_rng(1).normal(0, 1, (3, 3, 3, 8)).astype("float32"), np.full(8, -0.3, "float32")]
+    )
+    explainer = Explainer(model, SIZE)
+    assert explainer.layer_name == "top_activation"
+    images, labels, _ = planted_images(3, seed=6)
+    for image, label in zip(images, labels, strict=True):
+        fast = explainer.explain(image, "gradcam", target=int(label), fast=True)
+        reference = explainer.explain(image, "gradcam", target=int(label), fast=False)
+        assert np.corrcoef(fast.ravel(), reference.ravel())[0, 1] >= 0.99
+
+
 def test_fast_smoothgrad_is_repeatable_and_averages_noisy_gradients(explainer: Explainer) -> None:
     """The same picture always gets the same map (fixed noise seed), and the map is the
     blurred mean of the absolute gradients of the noisy copies, by hand."""
