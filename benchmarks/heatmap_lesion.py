@@ -160,7 +160,8 @@ def main() -> int:
     data_dir = resolve_data_dir(args.data)
     manifest = build_manifest(data_dir)
     evaluation = artifact.evaluation() or {}
-    rows, _, probs = stored_split_scores(manifest.table, evaluation, args.split, artifact.manifest.get("data_fingerprint"))
+    fingerprint = artifact.manifest.get("data_fingerprint")
+    rows, _, probs = stored_split_scores(manifest.table, evaluation, args.split, fingerprint)
     ham = np.flatnonzero((np.asarray(collections_of(rows)) == "ham10000") & rows["mask_path"].notna().to_numpy())
     rng = np.random.default_rng(args.seed)
     sample = np.sort(rng.choice(ham, min(args.images, len(ham)), replace=False))
@@ -199,7 +200,8 @@ def main() -> int:
             lambda image, target, m=method: randomised.explain(image, m, target=target),
             sample,
         )
-    report: dict = {"model": artifact.name, "split": args.split, "collection": "ham10000", "layer": explainer.layer_name}
+    report: dict = {"model": artifact.name, "split": args.split, "collection": "ham10000"}
+    report["layer"] = explainer.layer_name
     report["maps"], examples = {}, []
     for name, (explain, picked) in maps.items():
         found = run(name, explain, picked)

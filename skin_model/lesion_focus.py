@@ -1,9 +1,9 @@
 """Training that keeps the class evidence on the lesion (``train --lesion-focus W``).
 
-The shipped models pooled much of their evidence from the skin around the lesion: the
-Grad-CAM of the last convolutional block points inside the expert lesion mask for a
-third of HAM10000's pictures, and that surrounding skin carries the collection's
-camera, crop and compression. For a model whose head is global average pooling and a
+A model trained on the class labels alone can pool much of its evidence from the skin
+around the lesion (ours did: their Grad-CAM pointed inside the expert lesion mask for
+about a third of HAM10000's pictures), and that surrounding skin carries the
+collection's camera, crop and compression. For a model whose head is global average pooling and a
 dense layer, the class activation map of class c at each cell of the last feature grid
 is the features there times the head's weights for c (Zhou et al. 2016); it is
 Grad-CAM of that layer up to a positive factor. Its positive part outside the lesion,

@@ -119,7 +119,7 @@ def load_masks(rows: pd.DataFrame, size: int, cache_dir: Path | None = None, pro
         return np.load(cache)
     out = np.zeros((len(rows), size, size), np.uint8)
     for i, path in enumerate(tqdm(rows["mask_path"], desc=f"decoding {len(rows)} masks", disable=not progress)):
-        out[i] = np.asarray(load_image(path).image.convert("L").resize((size, size), resample=2))
+        out[i] = np.asarray(load_image(path).image.convert("L").resize((size, size), Image.Resampling.BILINEAR))
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, out)
     return out
@@ -373,6 +373,8 @@ def make_dataset(
 
     if masks is not None and not training:
         raise ValueError("lesion masks are for training datasets only")
+    if masks is not None and mixup_alpha:
+        raise ValueError("mixup and lesion masks do not go together (a mixed picture has no one lesion)")
 
     if resave > 0 and training:
         if resaved is None or resaved.shape != x.shape:
@@ -414,8 +416,6 @@ def make_dataset(
         ds = ds.map(lambda *e: (tf.cast(e[0], tf.float32), *e[1:]), num_parallel_calls=tf.data.AUTOTUNE)
     if len(parts) == 1:
         ds = ds.map(lambda *e: e[0])
-    if with_masks and mixup_alpha:
-        raise ValueError("mixup and lesion masks do not go together (a mixed picture has no one lesion)")
     ds = ds.batch(batch_size)
     if training and mixup_alpha:
         if len(parts) != 3:

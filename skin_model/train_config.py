@@ -142,9 +142,9 @@ class TrainConfig:
     )
     lesion_focus: float = option(
         0.0,
-        "models pooling a last feature grid: add W times the share of the true class's activation map that lies outside "
-        "the lesion mask (HAM10000's pictures) to the loss, so the evidence comes from the lesion and not "
-        "from the skin, rim and compression around it (0: off)",
+        "models pooling a last feature grid: add W times the share of the true class's activation map that "
+        "lies outside the lesion mask (HAM10000's pictures) to the loss, so the evidence comes from the "
+        "lesion and not from the skin, rim and compression around it (0: off)",
         metavar="W",
     )
     class_weight_power: float = option(
