@@ -49,12 +49,13 @@ st.markdown(
 
 st.header("Model")
 tc = mf.get("training_config", {})
+views = test_time_views_text(mf)
 st.markdown(
     f"- **{mf.get('name')}**: architecture `{mf.get('architecture')}`, {mf.get('parameters', 0):,} parameters, "
     f"input {mf.get('input_size')}×{mf.get('input_size')} RGB.\n"
     f"- Preprocessing: {mf.get('preprocessing', {}).get('resize')}; {mf.get('preprocessing', {}).get('input_range')}."
     + (f"\n- Geometry: {mf['preprocessing']['geometry']}." if mf.get("preprocessing", {}).get("geometry") else "")
-    + (f"\n- Test-time views: {test_time_views_text(mf)}" if test_time_views_text(mf) else "")
+    + (f"\n- Test-time views: {views}" if views else "")
     + f"\n- Trained in {mf.get('training_wall_time_s', 0) / 60:.1f} min on 2 CPU cores, {mf.get('epochs_run')} epochs "
     f"(best {mf.get('best_epoch')} by validation balanced accuracy); {training_recipe(tc)}.\n"
     f"- Malignant risk = summed probability of melanoma, basal cell carcinoma, squamous cell carcinoma and actinic "
