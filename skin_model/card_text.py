@@ -52,6 +52,7 @@ def training_recipe(config: dict[str, Any]) -> str:
         parts.append(
             f"a penalty ({config['lesion_focus']:g}×) on the share of the class activation map outside the expert "
             "lesion mask (HAM10000's pictures), so the evidence comes from the lesion"
+            + (f", except for {config['lesion_focus_exempt']}" if config.get("lesion_focus_exempt") else "")
         )
     if config.get("nevus_recall_floor"):
         parts.append(f"weighting and epoch chosen to keep validation nevus recall ≥ {config['nevus_recall_floor']:g}")

@@ -25,13 +25,17 @@ from .taps import FEATURE_LAYER
 HEAD_LAYER = "probabilities"
 
 
-def focus_masks(rows: pd.DataFrame, size: int, cache_dir=None, progress: bool = True) -> np.ndarray:
+def focus_masks(
+    rows: pd.DataFrame, size: int, cache_dir=None, progress: bool = True, exempt: tuple[str, ...] = ()
+) -> np.ndarray:
     """uint8 (n, size, size) lesion masks of manifest ``rows`` squashed like their
-    pictures; 255 everywhere for a picture without a mask (no constraint on it)."""
+    pictures; 255 everywhere (no constraint) for a picture without a mask and for the
+    pictures of the ``exempt`` classes, whose diagnosis may rightly read the skin around
+    the lesion (actinic keratosis sits on sun-damaged skin)."""
     out = np.full((len(rows), size, size), 255, np.uint8)
     if "mask_path" not in rows:
         return out
-    has_mask = rows["mask_path"].notna().to_numpy()
+    has_mask = rows["mask_path"].notna().to_numpy() & ~rows["final_label"].isin(exempt).to_numpy()
     if has_mask.any():
         out[has_mask] = load_masks(rows[has_mask].reset_index(drop=True), size, cache_dir, progress)
     return out

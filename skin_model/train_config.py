@@ -147,6 +147,12 @@ class TrainConfig:
         "lesion and not from the skin, rim and compression around it (0: off)",
         metavar="W",
     )
+    lesion_focus_exempt: str = option(
+        "",
+        "comma-separated classes whose pictures --lesion-focus leaves unconstrained, for diagnoses that read "
+        "the skin around the lesion (e.g. 'actinic keratosis'; default: none)",
+        metavar="CLASSES",
+    )
     class_weight_power: float = option(
         1.0, "class weights are inverse class frequency to the power P (1: fully balanced, 0: none)", metavar="P"
     )
@@ -232,6 +238,17 @@ def source_balanced_weights(
             cell = in_class & (collections == collection)
             weights[cell] = base[c] * in_class.sum() / (len(holders) * cell.sum())
     return weights
+
+
+def focus_exempt_classes(config: TrainConfig) -> tuple[str, ...]:
+    """The classes ``--lesion-focus-exempt`` names, each checked against the class list."""
+    names = tuple(name.strip() for name in config.lesion_focus_exempt.split(",") if name.strip())
+    unknown = [name for name in names if name not in CLASS_NAMES]
+    if unknown:
+        raise ValueError(f"--lesion-focus-exempt: unknown class(es) {', '.join(map(repr, unknown))}")
+    if names and not config.lesion_focus:
+        raise ValueError("--lesion-focus-exempt only applies with --lesion-focus")
+    return names
 
 
 def training_sample_weights(config: TrainConfig, y: np.ndarray, collections: np.ndarray) -> np.ndarray:

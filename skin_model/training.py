@@ -31,6 +31,7 @@ from .splits import HELD_OUT, leave_collection_out
 from .train_config import (  # noqa: F401  (re-exported: the training API's names)
     TrainConfig,
     class_weights,
+    focus_exempt_classes,
     source_balanced_weights,
     training_loss,
     training_sample_weights,
@@ -199,6 +200,7 @@ def _check_options(config: TrainConfig, strategy, resume: bool) -> None:
         raise ValueError("--lesion-focus trains in one process, without weight averaging (ema_momentum)")
     if config.lesion_focus and config.mixup_alpha:
         raise ValueError("--lesion-focus and mixup do not go together (a mixed picture has no one lesion)")
+    focus_exempt_classes(config)  # names every class it exempts, and only with --lesion-focus
     if config.weighting_search and config.arch not in FINETUNE_FROM:
         raise ValueError("the weighting search runs on the cached features of a pretrained backbone's warm-up")
 
@@ -357,7 +359,11 @@ def train(
         mixup_alpha=config.mixup_alpha,
         resaved=resaved,
         resave=config.resave,
-        masks=focus_masks(splits["train"], size, cache_dir, progress) if config.lesion_focus else None,
+        masks=(
+            focus_masks(splits["train"], size, cache_dir, progress, exempt=focus_exempt_classes(config))
+            if config.lesion_focus
+            else None
+        ),
         **augmentation_options(config),
     )
     del resaved  # the dataset holds its own copy

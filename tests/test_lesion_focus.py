@@ -117,11 +117,21 @@ def test_focus_masks_fill_pictures_without_a_mask(tmp_path: Path) -> None:
     mask = np.zeros((60, 80), np.uint8)
     mask[20:40, 20:60] = 255
     Image.fromarray(mask).save(tmp_path / "m.png")
-    rows = pd.DataFrame({"sha256": ["a", "b"], "mask_path": [None, str(tmp_path / "m.png")]})
+    rows = pd.DataFrame(
+        {
+            "sha256": ["a", "b", "c"],
+            "mask_path": [None, str(tmp_path / "m.png"), str(tmp_path / "m.png")],
+            "final_label": ["nevus", "melanoma", "actinic keratosis"],
+        }
+    )
     out = focus_masks(rows, 16, cache_dir=tmp_path / "cache", progress=False)
-    assert out.shape == (2, 16, 16)
+    assert out.shape == (3, 16, 16)
     assert (out[0] == 255).all()
     assert 0 < (out[1] > 127).mean() < 0.5
+    assert np.array_equal(out[2], out[1])
+    exempted = focus_masks(rows, 16, cache_dir=tmp_path / "cache", progress=False, exempt=("actinic keratosis",))
+    assert np.array_equal(exempted[:2], out[:2])
+    assert (exempted[2] == 255).all()  # the exempt class's picture is left unconstrained
 
 
 def test_train_with_lesion_focus_records_it(synthetic_manifest, tmp_path: Path) -> None:
@@ -136,3 +146,9 @@ def test_train_with_lesion_focus_records_it(synthetic_manifest, tmp_path: Path) 
     assert artifact.manifest["training_config"]["lesion_focus"] == 1.0
     with pytest.raises(ValueError, match="mixup"):
         train(TrainConfig(**common, lesion_focus=1.0, mixup_alpha=0.4), synthetic_manifest, tmp_path / "x")
+    with pytest.raises(ValueError, match="unknown class"):
+        train(
+            TrainConfig(**common, lesion_focus=1.0, lesion_focus_exempt="keratosis"), synthetic_manifest, tmp_path / "y"
+        )
+    with pytest.raises(ValueError, match="only applies"):
+        train(TrainConfig(**common, lesion_focus_exempt="actinic keratosis"), synthetic_manifest, tmp_path / "z")
