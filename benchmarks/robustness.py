@@ -5,8 +5,10 @@ to small changes of the picture, on held-out lesions.
 
 Each change of ``skin_model.robustness.PERTURBATIONS`` (JPEG re-compression, blur,
 exposure, white balance, half resolution, tighter framing, sensor noise, sharpening) is
-applied to every picture of the split as the model sees it, and the model's answer (as
-shipped: with its test-time augmentation) is read again. Printed and written beside the
+applied to every picture of the split as the model sees it, and the model's answer is
+read again, as the Diagnose page's stability check reads it (with a model answering
+through 8 test-time views, each changed copy through the first
+``skin_model.robustness.STABILITY_VIEWS`` of them). Printed and written beside the
 model as ``robustness.json`` (the app's model card shows it): per change, balanced
 accuracy, how often the top class flips, the mean change of the malignant risk and how
 often the referral decision flips. Needs the data set (``--data`` or ``$SKIN_DATA_DIR``).
@@ -21,11 +23,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from skin_model.analysis import stability_reader
 from skin_model.artifact import load_artifact, write_json
 from skin_model.inference import Predictor
 from skin_model.manifest import build_manifest
 from skin_model.pipeline import load_arrays
-from skin_model.robustness import REPORT_FILE, robustness_report, trained_on
+from skin_model.robustness import REPORT_FILE, STABILITY_VIEWS, robustness_report, trained_on
 from skin_model.sources import resolve_data_dir
 
 
@@ -44,7 +47,12 @@ def main() -> int:
     started = time.perf_counter()
     report = {"model": artifact.name, "split": args.split, "tta": predictor.tta}
     trained = trained_on(artifact.manifest.get("training_config", {}))
-    report |= robustness_report(predictor.predict_arrays, x, y, artifact.malignant_threshold, trained)
+    # the changed copies are read as the Diagnose page's stability check reads them
+    changed_reader = stability_reader(predictor)
+    report["changes_read_through_views"] = STABILITY_VIEWS if predictor.tta else 1
+    report |= robustness_report(
+        predictor.predict_arrays, x, y, artifact.malignant_threshold, trained, predict_changed=changed_reader
+    )
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(f"{artifact.name}, {args.split} ({report['images']} images): balanced accuracy {report['balanced_accuracy']}")
     print(f"{'change':40s} {'bal. acc':>8s} {'flips':>6s} {'risk Δ':>7s} {'referral flips':>14s}")

@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 from skin_model.artifact import default_model_dir, load_artifact, write_json  # noqa: E402
 from skin_model.evaluation import evaluate_predictions  # noqa: E402
-from skin_model.inference import centre_crop, dihedral_views, turns_and_centre_views  # noqa: E402
 from skin_model.manifest import build_manifest  # noqa: E402
 from skin_model.pipeline import default_cache_dir, load_arrays  # noqa: E402
 from skin_model.sources import resolve_data_dir  # noqa: E402
 from skin_model.splits import HELD_OUT, leave_collection_out  # noqa: E402
+from skin_model.test_time_views import centre_crop, dihedral_views, turns_and_centre_views  # noqa: E402
 
 VIEW_SETS = {
     "dihedral (flips and quarter turns)": dihedral_views,

@@ -6,6 +6,8 @@ drift apart."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +41,7 @@ from .images import LoadedImage
 from .inference import Diagnosis, diagnose
 from .lesion_measures import MEANINGS, LesionMeasures, measure_lesion
 from .model_files import EVALUATION_FILE
-from .robustness import COMPRESSION_REPORT_FILE, StabilityCheck, stability_check
+from .robustness import COMPRESSION_REPORT_FILE, STABILITY_VIEWS, StabilityCheck, stability_check
 from .robustness import REPORT_FILE as ROBUSTNESS_FILE
 from .segmentation import SegmentedLesion
 
@@ -226,12 +228,22 @@ def _differential(bundle: ModelBundle, result: Diagnosis) -> Finding | None:
     return prediction_set_finding(result.prediction_set, bundle.prediction_sets.coverage, report)
 
 
+def stability_reader(predictor) -> Callable[[np.ndarray], np.ndarray]:
+    """How the stability check reads the changed copies of a picture: through the first
+    :data:`~skin_model.robustness.STABILITY_VIEWS` test-time views of a model answering
+    with all 8; a predictor with one view (or an export, whose views are fixed) reads
+    them as it reads everything."""
+    if getattr(predictor, "tta", False) and hasattr(predictor, "predict_views"):
+        return functools.partial(predictor.predict_views, count=STABILITY_VIEWS)
+    return predictor.predict_arrays
+
+
 def check_stability(bundle: ModelBundle, analysis: PictureAnalysis) -> StabilityCheck | None:
     """The answer re-read on small changes of the photo (None for a picture that is not
     a lesion, where it means nothing)."""
     if analysis.result.out_of_distribution:
         return None
-    return stability_check(bundle.predictor.predict_arrays, analysis.result.model_input, analysis.result.probs)
+    return stability_check(stability_reader(bundle.predictor), analysis.result.model_input, analysis.result.probs)
 
 
 def printable_report(

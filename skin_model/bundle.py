@@ -20,6 +20,7 @@ from .inference import Predictor
 from .model_files import EVALUATION_FILE
 from .reliability import ReliabilityCheck
 from .risk_context import RiskContext
+from .robustness import STABILITY_VIEWS
 from .segmentation import Segmenter, default_segmenter_dir
 
 
@@ -99,7 +100,7 @@ def load_bundle(
     artifact = load_artifact(model)
     predictor = Predictor.from_artifact(artifact, tta=tta, explain=explain)
     if warm_up:
-        predictor.warm_up()
+        predictor.warm_up(view_counts=(STABILITY_VIEWS,) if predictor.tta else ())
     segmenter = Segmenter.load() if segment and default_segmenter_dir().is_dir() else None
     if segmenter is not None and warm_up:
         segmenter.warm_up()

@@ -199,7 +199,7 @@ def export_model(
     (:mod:`skin_model.int8_bias`; 0 leaves the biases as converted). Both int8 only."""
     import tempfile
 
-    from .inference import DEFAULT_TTA_VIEWS
+    from .test_time_views import DEFAULT_TTA_VIEWS
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")

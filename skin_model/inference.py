@@ -4,6 +4,7 @@ test-time augmentation, and file/folder prediction with a status per file."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,47 +15,7 @@ from .cases import CaseIndex, SimilarCase, majority
 from .classes import CLASS_NAMES, malignant_score
 from .conformal import PredictionSets
 from .pipeline import to_model_input
-
-
-def dihedral_views(x):
-    """The 8 flips/90-degree rotations of a batch (NHWC): dermoscopy has no 'up'."""
-    import tensorflow as tf
-
-    views = []
-    for k in range(4):
-        rotated = tf.image.rot90(x, k)
-        views += [rotated, tf.image.flip_left_right(rotated)]
-    return views
-
-
-CENTRE_SHARE = 0.8  # the side of the central crop in the quarter-turns-and-centre views
-
-
-def centre_crop(x, share: float = CENTRE_SHARE):
-    """The central ``share`` of each side of a batch (NHWC), stretched back to its size;
-    bilinear (ResizeBilinear, which TFLite runs too): antialiasing only matters when shrinking."""
-    import tensorflow as tf
-
-    size = x.shape[1]
-    margin = round(size * (1 - share) / 2)
-    return tf.image.resize(x[:, margin : size - margin, margin : size - margin, :], (size, size))
-
-
-def turns_and_centre_views(x):
-    """The 4 quarter turns of a batch (NHWC) and of its central 80 % (each side, stretched
-    back to the input size). Dermoscopy has no 'up', and the central crop reads the lesion
-    without the picture's rim (a dermoscope's dark round field, rulers, vignetting), which
-    differs from one camera to the next; view 0 is the picture itself."""
-    import tensorflow as tf
-
-    centre = centre_crop(x)
-    return [tf.image.rot90(x, k) for k in range(4)] + [tf.image.rot90(centre, k) for k in range(4)]
-
-
-# a model's test-time views, by the name its manifest gives them ("tta_views"); models that
-# do not name theirs were evaluated with the dihedral ones
-TTA_VIEWS = {"dihedral": dihedral_views, "turns_and_centre": turns_and_centre_views}
-DEFAULT_TTA_VIEWS = "dihedral"
+from .test_time_views import DEFAULT_TTA_VIEWS, TTA_VIEWS
 
 
 def keep_blas_single_threaded() -> None:
@@ -132,6 +93,7 @@ class Predictor:
         if views not in TTA_VIEWS:
             raise ValueError(f"unknown test-time views {views!r}: one of {', '.join(TTA_VIEWS)}")
         keep_blas_single_threaded()
+        self._lock = threading.Lock()
         self.model = model
         self.input_size = input_size
         self.tta = tta
@@ -158,6 +120,8 @@ class Predictor:
 
         self._forward_fn = forward
         self._forward = traced(forward, spec)
+        self._traced, self._make_views, self._spec = traced, make_views, spec
+        self._view_passes: dict[int, object] = {}
         self._forward_features = None
         if self.feature_layers:
             from .taps import feature_model
@@ -216,16 +180,19 @@ class Predictor:
         views = artifact.manifest.get("tta_views", DEFAULT_TTA_VIEWS)
         return cls(artifact.model, artifact.input_size, use_tta, layers, explain=explain, freeze=freeze, views=views)
 
-    def warm_up(self) -> None:
+    def warm_up(self, view_counts: tuple[int, ...] = ()) -> None:
         """Trace now every pass requests will use, rather than on the first request: the
-        diagnosis's pass (with the heat map or the features) and the plain pass that the
-        heat map's evidence check and the stability check call."""
+        diagnosis's pass (with the heat map or the features), the plain pass that the
+        heat map's evidence check calls, and :meth:`predict_views`'s pass for each of
+        ``view_counts`` (the stability check's)."""
         blank = np.zeros((1, self.input_size, self.input_size, 3), np.uint8)
         if self._forward_explained is not None:
             self.predict_explained(blank)
         elif self._forward_features is not None:
             self.predict_with_features(blank)
         self.predict_arrays(blank)
+        for count in view_counts:
+            self.predict_views(blank, count)
 
     def _chunks(self, x: np.ndarray, batch_size: int):
         """Float32 slices of ``x`` small enough for one call: with TTA each image becomes
@@ -238,6 +205,31 @@ class Predictor:
         if len(x) == 0:
             return np.zeros((0, len(CLASS_NAMES)), np.float32)
         return np.concatenate([self._forward(chunk).numpy() for chunk in self._chunks(x, batch_size)])
+
+    def predict_views(self, x: np.ndarray, count: int, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities averaged over the first ``count`` of the model's test-time
+        views (1: the picture itself), whether or not the predictor's own answer uses
+        them; for checks that re-read many changed copies of one picture at a fraction
+        of the 8-view cost. Each count's pass is traced on first use (see :meth:`warm_up`)."""
+        import tensorflow as tf
+
+        if not 1 <= count <= 8:
+            raise ValueError(f"a count of test-time views lies in 1-8, not {count}")
+        with self._lock:
+            if count not in self._view_passes:
+                model, make_views = self.model, self._make_views
+
+                def forward_views(x):
+                    probs = model(tf.concat(make_views(x)[:count], axis=0), training=False)
+                    return tf.reduce_mean(tf.reshape(probs, [count, tf.shape(x)[0], -1]), axis=0)
+
+                self._view_passes[count] = self._traced(forward_views, self._spec)
+        if len(x) == 0:
+            return np.zeros((0, len(CLASS_NAMES)), np.float32)
+        forward, step = self._view_passes[count], max(1, batch_size // count)
+        return np.concatenate(
+            [forward(np.asarray(x[i : i + step], np.float32)).numpy() for i in range(0, len(x), step)]
+        )
 
     def predict_with_features(
         self, x: np.ndarray, batch_size: int = 64

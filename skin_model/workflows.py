@@ -12,7 +12,7 @@ import numpy as np
 from . import artifact as artifact_io
 from .cases import CASES_FILE, CASES_LAYER, CASES_REPORT_FILE, SIMILAR_K, CaseIndex, agreement_report, majority
 from .evaluation import by_collection, calibration, evaluate_predictions, metrics_summary
-from .inference import DEFAULT_TTA_VIEWS, Predictor, reliability_advice
+from .inference import Predictor, reliability_advice
 from .pipeline import load_arrays
 from .reliability import (
     LESION_DETECTOR_QUANTILE,
@@ -27,6 +27,7 @@ from .reliability import (
 )
 from .sources import collections_of
 from .taps import feature_layers, forward_with_features
+from .test_time_views import DEFAULT_TTA_VIEWS
 
 
 def evaluate_artifact(

@@ -338,7 +338,7 @@ def test_answers_turned_on_no_pictures_has_no_step() -> None:
 def test_turns_and_centre_views_are_the_turns_of_the_picture_and_of_its_centre() -> None:
     import tensorflow as tf
 
-    from skin_model.inference import CENTRE_SHARE, turns_and_centre_views
+    from skin_model.test_time_views import CENTRE_SHARE, turns_and_centre_views
 
     x = np.random.default_rng(3).random((2, 20, 20, 3)).astype(np.float32)
     views = [v.numpy() for v in turns_and_centre_views(tf.constant(x))]
@@ -381,6 +381,6 @@ def test_a_model_is_run_with_the_views_its_manifest_names(tiny_model_dir: Path, 
 def _views(images: np.ndarray):
     import tensorflow as tf
 
-    from skin_model.inference import turns_and_centre_views
+    from skin_model.test_time_views import turns_and_centre_views
 
     return turns_and_centre_views(tf.constant(images, tf.float32))

@@ -29,7 +29,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "int8_bias",
     ),
     "data": ("sources", "splits", "manifest", "collections_audit", "audit", "pipeline", "labelled_pictures"),
-    "model": ("colour_constancy", "backbones", "models", "taps", "segmenter_model"),
+    "model": ("colour_constancy", "backbones", "models", "taps", "segmenter_model", "test_time_views"),
     "artifact": ("artifact",),
     "evaluate": ("evaluation", "subgroups", "robustness"),
     "explain | reliability": (

@@ -182,3 +182,45 @@ def test_compression_note_quotes_the_nearest_measured_quality() -> None:
     assert "quality 60" in compression_note(50, report)
     bare = compression_note(72, None)  # a model without the measurement: the fact, no figures
     assert "saved again" not in bare and bare.endswith("has not been measured. Weigh the class with care.")
+
+
+def test_stability_check_reads_its_changes_through_the_first_test_time_views(tiny_model_dir) -> None:
+    """``predict_views`` averages the first views of the model's own test-time set: all 8
+    give the 8-view answer, one gives the single-view answer, two the picture and its
+    first quarter turn; the stability check of an 8-view model reads its changes that way."""
+    import tensorflow as tf
+
+    from skin_model.analysis import stability_reader
+    from skin_model.artifact import load_artifact
+    from skin_model.inference import Predictor
+    from skin_model.robustness import STABILITY_VIEWS
+
+    artifact = load_artifact(tiny_model_dir)
+    size = artifact.input_size
+    x = np.stack([np.asarray(lesion_like(size, seed=s), np.uint8) for s in range(3)])
+    eight = Predictor.from_artifact(artifact, tta=True)
+    one = Predictor.from_artifact(artifact, tta=False)
+    np.testing.assert_allclose(eight.predict_views(x, 8), eight.predict_arrays(x), atol=1e-5)
+    np.testing.assert_allclose(eight.predict_views(x, 1), one.predict_arrays(x), atol=1e-5)
+    turned = tf.image.rot90(tf.constant(x, tf.float32)).numpy().astype(np.uint8)
+    pair = (one.predict_arrays(x) + one.predict_arrays(turned)) / 2
+    np.testing.assert_allclose(eight.predict_views(x, 2), pair, atol=1e-5)
+    assert eight.predict_views(x[:0], 2).shape == (0, len(CLASS_NAMES))
+    with pytest.raises(ValueError, match="1-8"):
+        eight.predict_views(x, 9)
+    changes = perturbed(x[0])
+    np.testing.assert_allclose(
+        stability_reader(eight)(changes), eight.predict_views(changes, STABILITY_VIEWS), atol=1e-6
+    )
+    np.testing.assert_allclose(stability_reader(one)(changes), one.predict_arrays(changes), atol=1e-6)
+
+
+def test_robustness_report_reads_the_changes_with_their_own_reader() -> None:
+    """The base answer comes from ``predict`` and every changed copy from ``predict_changed``."""
+    x = np.full((2, 32, 32, 3), 140, np.uint8)
+    y = np.array([MELANOMA, MELANOMA])
+    always_nevus = lambda batch: by_brightness(np.zeros_like(batch))  # noqa: E731
+    report = robustness_report(by_brightness, x, y, 0.5, predict_changed=always_nevus)
+    assert report["balanced_accuracy"] == 1.0
+    assert report["stable_share"] == 0.0 and report["accuracy_when_unstable"] == 1.0
+    assert all(change["top_class_flips"] == 1.0 for change in report["changes"].values())
