@@ -154,24 +154,27 @@ def robustness_report(
     threshold: float,
     trained: Sequence[str] = (),
     chunk: int = 16,
-    predict_changed: Callable[[np.ndarray], np.ndarray] | None = None,
+    predict_check: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> dict[str, object]:
     """Per change of :data:`PERTURBATIONS`, over model-size pictures ``x`` with labels
     ``y``: balanced accuracy, how often the top class flips, the mean absolute change of
     the malignant risk and how often the referral decision (risk >= ``threshold``)
-    flips; and how often the model is right on the pictures whose answer holds under
-    every change and on the others. ``trained``: the changes of kinds the model was
-    trained on (:func:`trained_on`), recorded with the figures. ``predict_changed``
-    reads the changed copies (default: ``predict``), as the page's check does."""
+    flips, each as ``predict`` (the model as it answers) reads the changed picture; and
+    what the per-picture stability check was worth: how often the answer is right on the
+    pictures whose answer it finds held under every change and on the others, with the
+    changed copies read by ``predict_check`` as the page's check reads them (default:
+    ``predict``). ``trained``: the changes of kinds the model was trained on
+    (:func:`trained_on`), recorded with the figures."""
     from sklearn.metrics import balanced_accuracy_score
 
-    predict_changed = predict_changed or predict
-    base, changed = [], []
+    base, changed, checked = [], [], []
     for start in range(0, len(x), chunk):
         batch = x[start : start + chunk]
         base.append(predict(batch))
         stacked = np.concatenate([perturbed(image) for image in batch])
-        changed.append(predict_changed(stacked).reshape(len(batch), len(PERTURBATIONS), -1))
+        changed.append(predict(stacked).reshape(len(batch), len(PERTURBATIONS), -1))
+        if predict_check is not None:
+            checked.append(predict_check(stacked).reshape(len(batch), len(PERTURBATIONS), -1))
     probs, variants = np.concatenate(base), np.concatenate(changed)
     top, risk = probs.argmax(axis=1), malignant_score(probs)
     report: dict[str, object] = {
@@ -190,7 +193,8 @@ def robustness_report(
             "mean_risk_change": round(float(np.abs(r - risk).mean()), 4),
             "referral_flips": round(float(((r >= threshold) != (risk >= threshold)).mean()), 4),
         }
-    stable = (variants.argmax(axis=2) == top[:, None]).all(axis=1)
+    check_reads = np.concatenate(checked) if checked else variants
+    stable = (check_reads.argmax(axis=2) == top[:, None]).all(axis=1)
     correct = top == y
     report["stable_share"] = round(float(stable.mean()), 4)
     report["accuracy_when_stable"] = round(float(correct[stable].mean()), 4) if stable.any() else None

@@ -215,12 +215,19 @@ def test_stability_check_reads_its_changes_through_the_first_test_time_views(tin
     np.testing.assert_allclose(stability_reader(one)(changes), one.predict_arrays(changes), atol=1e-6)
 
 
-def test_robustness_report_reads_the_changes_with_their_own_reader() -> None:
-    """The base answer comes from ``predict`` and every changed copy from ``predict_changed``."""
+def test_robustness_report_measures_the_check_with_its_own_reader() -> None:
+    """Every per-change figure comes from ``predict``; only the check's stable/unstable
+    split reads the changed copies with ``predict_check``."""
     x = np.full((2, 32, 32, 3), 140, np.uint8)
     y = np.array([MELANOMA, MELANOMA])
     always_nevus = lambda batch: by_brightness(np.zeros_like(batch))  # noqa: E731
-    report = robustness_report(by_brightness, x, y, 0.5, predict_changed=always_nevus)
-    assert report["balanced_accuracy"] == 1.0
+    report = robustness_report(by_brightness, x, y, 0.5, predict_check=always_nevus)
+    plain = robustness_report(by_brightness, x, y, 0.5)
+    assert report["changes"] == plain["changes"] and report["balanced_accuracy"] == 1.0
+    assert report["changes"]["20 % darker"]["top_class_flips"] == 1.0
+    assert report["changes"]["20 % brighter"]["top_class_flips"] == 0.0
+    assert plain["stable_share"] == 0.0  # darker flips it
     assert report["stable_share"] == 0.0 and report["accuracy_when_unstable"] == 1.0
-    assert all(change["top_class_flips"] == 1.0 for change in report["changes"].values())
+    steady = robustness_report(by_brightness, x, y, 0.5, predict_check=lambda b: by_brightness(np.full_like(b, 255)))
+    assert steady["stable_share"] == 1.0 and steady["accuracy_when_stable"] == 1.0
+    assert steady["changes"] == plain["changes"]
