@@ -102,8 +102,14 @@ def show_robustness(summary: dict[str, Any]) -> None:
         f"might (balanced accuracy unchanged: {report['balanced_accuracy']:.3f}), and the model asked again:"
     )
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    views = report.get("check_reads_views")
+    read = (
+        ""
+        if not views or not report.get("tta")
+        else f" (each changed copy read through {views} of the 8 test-time views)"
+    )
     st.caption(
-        f"The answer held under every change for {report['stable_share']:.0%} of the pictures; it was right on "
+        f"The answer held under every change{read} for {report['stable_share']:.0%} of the pictures; it was right on "
         f"{report['accuracy_when_stable']:.0%} of those and on {report['accuracy_when_unstable']:.0%} of the others. "
         "The Diagnose page runs the same check on every picture."
     )

@@ -167,6 +167,11 @@ def _folder_figures(artifact, x: np.ndarray, folder_images: int, tflite, repeats
         seconds = statistics.median(_timed(lambda: predict_files(plain, files, progress=False), 3))
         out["throughput_images_per_s"] = round(folder_images / seconds, 1)
         out["throughput_note"] = f"{folder_images} synthetic 180x180 JPEGs from disk, decoding included, no TTA"
+        # the same folder with the 8 test-time views every picture gets from `predict` by default
+        with_views = Predictor.from_artifact(artifact, tta=True)
+        with_views.predict_arrays(x)
+        seconds = _timed(lambda: predict_files(with_views, files, progress=False), 1)[0]
+        out["throughput_tta_images_per_s"] = round(folder_images / seconds, 1)
         out.update(_tflite_figures(artifact, tflite, Path(tmp), x, files, repeats))
     return out
 

@@ -328,6 +328,7 @@ def test_bench_reports_the_required_figures(tiny_model_dir: Path) -> None:
         "latency_ms_p50",
         "latency_ms_p95",
         "throughput_images_per_s",
+        "throughput_tta_images_per_s",
         "gradcam_ms_p50",
         "smoothgrad_ms_p50",
         "diagnosis_with_gradcam_ms_p50",
