@@ -37,8 +37,9 @@ from .explain import (
     lesion_mask_agreement,
     render_overlay,
 )
+from .export import ExportedPredictor
 from .images import LoadedImage
-from .inference import Diagnosis, diagnose
+from .inference import Diagnosis, Predictor, diagnose
 from .lesion_measures import MEANINGS, LesionMeasures, measure_lesion
 from .model_files import EVALUATION_FILE
 from .robustness import COMPRESSION_REPORT_FILE, STABILITY_VIEWS, StabilityCheck, stability_check
@@ -228,12 +229,12 @@ def _differential(bundle: ModelBundle, result: Diagnosis) -> Finding | None:
     return prediction_set_finding(result.prediction_set, bundle.prediction_sets.coverage, report)
 
 
-def stability_reader(predictor) -> Callable[[np.ndarray], np.ndarray]:
+def stability_reader(predictor: Predictor | ExportedPredictor) -> Callable[[np.ndarray], np.ndarray]:
     """How the stability check reads the changed copies of a picture: through the first
     :data:`~skin_model.robustness.STABILITY_VIEWS` test-time views of a model answering
     with all 8; a predictor with one view (or an export, whose views are fixed) reads
     them as it reads everything."""
-    if getattr(predictor, "tta", False) and hasattr(predictor, "predict_views"):
+    if isinstance(predictor, Predictor) and predictor.tta:
         return functools.partial(predictor.predict_views, count=STABILITY_VIEWS)
     return predictor.predict_arrays
 

@@ -167,7 +167,8 @@ def _folder_figures(artifact, x: np.ndarray, folder_images: int, tflite, repeats
         seconds = statistics.median(_timed(lambda: predict_files(plain, files, progress=False), 3))
         out["throughput_images_per_s"] = round(folder_images / seconds, 1)
         out["throughput_note"] = f"{folder_images} synthetic 180x180 JPEGs from disk, decoding included, no TTA"
-        # the same folder with the 8 test-time views every picture gets from `predict` by default
+        # the same folder through the 8 test-time views (what `predict` runs for a model
+        # evaluated with them, as the shipped one is, or with --tta)
         with_views = Predictor.from_artifact(artifact, tta=True)
         with_views.predict_arrays(x)
         seconds = _timed(lambda: predict_files(with_views, files, progress=False), 1)[0]

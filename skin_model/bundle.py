@@ -20,7 +20,6 @@ from .inference import Predictor
 from .model_files import EVALUATION_FILE
 from .reliability import ReliabilityCheck
 from .risk_context import RiskContext
-from .robustness import STABILITY_VIEWS
 from .segmentation import Segmenter, default_segmenter_dir
 
 
@@ -100,7 +99,7 @@ def load_bundle(
     artifact = load_artifact(model)
     predictor = Predictor.from_artifact(artifact, tta=tta, explain=explain)
     if warm_up:
-        predictor.warm_up(view_counts=(STABILITY_VIEWS,) if predictor.tta else ())
+        predictor.warm_up()
     segmenter = Segmenter.load() if segment and default_segmenter_dir().is_dir() else None
     if segmenter is not None and warm_up:
         segmenter.warm_up()

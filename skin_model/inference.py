@@ -15,6 +15,7 @@ from .cases import CaseIndex, SimilarCase, majority
 from .classes import CLASS_NAMES, malignant_score
 from .conformal import PredictionSets
 from .pipeline import to_model_input
+from .robustness import STABILITY_VIEWS
 from .test_time_views import DEFAULT_TTA_VIEWS, TTA_VIEWS
 
 
@@ -180,19 +181,19 @@ class Predictor:
         views = artifact.manifest.get("tta_views", DEFAULT_TTA_VIEWS)
         return cls(artifact.model, artifact.input_size, use_tta, layers, explain=explain, freeze=freeze, views=views)
 
-    def warm_up(self, view_counts: tuple[int, ...] = ()) -> None:
+    def warm_up(self) -> None:
         """Trace now every pass requests will use, rather than on the first request: the
         diagnosis's pass (with the heat map or the features), the plain pass that the
-        heat map's evidence check calls, and :meth:`predict_views`'s pass for each of
-        ``view_counts`` (the stability check's)."""
+        heat map's evidence check calls, and, with TTA, the fewer-view pass that the
+        stability check reads its changed copies with (:data:`STABILITY_VIEWS`)."""
         blank = np.zeros((1, self.input_size, self.input_size, 3), np.uint8)
         if self._forward_explained is not None:
             self.predict_explained(blank)
         elif self._forward_features is not None:
             self.predict_with_features(blank)
         self.predict_arrays(blank)
-        for count in view_counts:
-            self.predict_views(blank, count)
+        if self.tta:
+            self.predict_views(blank, STABILITY_VIEWS)
 
     def _chunks(self, x: np.ndarray, batch_size: int):
         """Float32 slices of ``x`` small enough for one call: with TTA each image becomes
