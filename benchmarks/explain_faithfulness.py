@@ -77,7 +77,7 @@ def main() -> int:
         image = x[i].astype(np.float32)
         target = int(np.argmax(predictor.predict_arrays(image[None])[0]))
         fill = blurred(image, radius)
-        rankings = {method: explainer.explain(image, method, target=target, max_n=10) for method in args.methods}
+        rankings = {method: explainer.explain(image, method, target=target) for method in args.methods}
         rankings["random map"] = random_smooth_map(size, rng)
         rankings["inverted map"] = 1 - rankings[args.methods[0]]
         for name, ranking in rankings.items():

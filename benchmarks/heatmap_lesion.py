@@ -188,7 +188,7 @@ def main() -> int:
     for method in args.methods:
         label = {"gradcam": "Grad-CAM (tf-keras-vis)", "smoothgrad": "SmoothGrad (tf-keras-vis, 20 samples)"}
         maps[label.get(method, METHOD_LABELS[method])] = (
-            lambda image, target, m=method: explainer.explain(image, m, target=target, fast=False, max_n=10),
+            lambda image, target, m=method: explainer.explain(image, m, target=target, fast=False),
             sample,
         )
     earlier = earlier_stage(explainer.model, explainer.layer_name)

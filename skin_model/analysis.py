@@ -32,6 +32,7 @@ from .explain import (
     DEFAULT_METHOD,
     MALIGNANT_TARGET,
     METHOD_LABELS,
+    SCORECAM_CHANNELS,
     EvidenceCheck,
     evidence_check,
     lesion_mask_agreement,
@@ -154,7 +155,7 @@ def analyse_picture(
     method: str = DEFAULT_METHOD,
     target: int | str | None = None,
     smooth_samples: int | None = None,
-    max_n: int | None = 10,
+    max_n: int | None = SCORECAM_CHANNELS,
     diagnosis: Diagnosis | None = None,
 ) -> PictureAnalysis:
     """Diagnose ``loaded`` and explain ``target`` (None: the predicted class; a class

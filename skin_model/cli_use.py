@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .classes import CLASS_NAMES
 from .cli_flags import add_model_flag
-from .explain import DEFAULT_METHOD, METHODS
+from .explain import DEFAULT_METHOD, METHODS, SCORECAM_CHANNELS
 from .paths import AUDIT_DIR
 
 
@@ -278,7 +278,12 @@ def add_use_commands(sub) -> None:
         metavar="NAME",
         help="class name to explain, or 'malignant' (default: the predicted class)",
     )
-    explain.add_argument("--max-n", type=int, default=10, help="Score-CAM channels kept (Faster-Score-CAM); 0 = all")
+    explain.add_argument(
+        "--max-n",
+        type=int,
+        default=SCORECAM_CHANNELS,
+        help=f"Score-CAM channels kept (Faster Score-CAM; default {SCORECAM_CHANNELS}); 0 = all",
+    )
     explain.add_argument("--opacity", type=float, default=0.45)
     explain.add_argument("--output", "-o", default="overlay.png")
     explain.add_argument("--raw", metavar="NPY", help="also save the raw heat map (.npy)")

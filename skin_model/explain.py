@@ -42,6 +42,13 @@ METHOD_LABELS = {
 MALIGNANT_TARGET = "malignant"
 SMOOTHGRAD_NOISE = 0.2  # noise standard deviation as a share of the pixel range (tf-keras-vis's smooth_noise)
 SMOOTHGRAD_SAMPLES = 8  # noisy copies of the fast SmoothGrad
+# Faster Score-CAM's channels (tf-keras-vis's max_N): the layer's channels with the most
+# varied activations, each masking the picture for one more forward pass. Ten, the
+# library's example, left most of the map to channels that do not see the lesion: on 60
+# validation pictures of HAM10000 its hottest point fell inside the expert mask for 0.32
+# of them, against 0.83 with 32 channels, 0.85 with 64 or 96 at twice and four times the
+# time (benchmarks/heatmap_lesion.py compares the methods on the test split).
+SCORECAM_CHANNELS = 32
 
 
 def smoothing_sigma(size: int) -> float:
@@ -307,14 +314,14 @@ class Explainer:
         method: str = "gradcam",
         target: int | str = 0,
         fast: bool = True,
-        max_n: int | None = 10,
+        max_n: int | None = SCORECAM_CHANNELS,
         smooth_samples: int | None = None,
     ) -> np.ndarray:
         """A heat map in [0, 1] of shape (input_size, input_size) for one image given as
         a (size, size, 3) array of 0-255 pixels. ``fast`` uses the traced GradientTape
         paths for Grad-CAM and SmoothGrad (``smooth_samples`` noisy copies, default
         :data:`SMOOTHGRAD_SAMPLES`; tf-keras-vis's SmoothGrad defaults to 20); ``max_n``
-        makes Score-CAM the faster variant (None = all channels)."""
+        makes Score-CAM the faster variant (None = all channels; see :data:`SCORECAM_CHANNELS`)."""
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
         target = self.target_index(target)

@@ -329,3 +329,28 @@ def test_lesion_mask_agreement_by_hand() -> None:
     assert found == {"heat_inside_lesion": 0.6, "lesion_share": 0.25, "hottest_point_inside": True}
     heat[3, 3] = 5.0
     assert not lesion_mask_agreement(heat, Image.fromarray(mask, "L"))["hottest_point_inside"]
+
+
+def test_score_cam_keeps_the_measured_number_of_channels(explainer: Explainer, monkeypatch) -> None:
+    """Score-CAM keeps :data:`SCORECAM_CHANNELS` channels unless told otherwise, from the
+    explainer and from ``explain``'s default."""
+    import argparse
+
+    from skin_model.cli_use import add_use_commands
+    from skin_model.explain import SCORECAM_CHANNELS
+
+    seen: list[object] = []
+    real = explainer._tool("scorecam")
+
+    def recording(score, x, **options):
+        seen.append(options["max_N"])
+        return real(score, x, **options)
+
+    monkeypatch.setitem(explainer._tools, "scorecam", recording)
+    image = np.full((explainer.input_size, explainer.input_size, 3), 120, np.float32)
+    explainer.explain(image, "scorecam", target=0)
+    explainer.explain(image, "scorecam", target=0, max_n=4)
+    assert seen == [SCORECAM_CHANNELS, 4]
+    parser = argparse.ArgumentParser()
+    add_use_commands(parser.add_subparsers(dest="command"))
+    assert parser.parse_args(["explain", "x.jpg", "--output", "o.png"]).max_n == SCORECAM_CHANNELS
