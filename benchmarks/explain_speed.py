@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from skin_model.artifact import load_artifact
-from skin_model.explain import Explainer
+from skin_model.explain import SCORECAM_CHANNELS, Explainer
 from skin_model.inference import Predictor
 
 CASES = [
@@ -24,7 +24,7 @@ CASES = [
     ("gradcam", False, None),
     ("gradcam++", False, None),
     ("layercam", False, None),
-    ("scorecam", False, 10),
+    ("scorecam", False, SCORECAM_CHANNELS),
     ("smoothgrad", False, None),
 ]
 
