@@ -335,7 +335,10 @@ class Explainer:
         if method == "smoothgrad":
             result = tool(score, x, smooth_samples=smooth_samples or 20, smooth_noise=SMOOTHGRAD_NOISE)
         elif method == "scorecam":
-            result = tool(score, x, penultimate_layer=self.layer_name, seek_penultimate_conv_layer=False, max_N=max_n)
+            # a smaller network's layer may hold fewer channels than asked for: keep them all
+            channels = int(self.model.get_layer(self.layer_name).output.shape[-1])
+            keep = None if max_n is None else min(max_n, channels)
+            result = tool(score, x, penultimate_layer=self.layer_name, seek_penultimate_conv_layer=False, max_N=keep)
         else:
             # without seek_penultimate_conv_layer=False, tf-keras-vis swaps a named layer that is
             # not a convolution (EfficientNet's top_activation) for the convolution before it, and
