@@ -11,7 +11,8 @@ shipped: with its test-time augmentation) is read again; the per-picture check's
 Diagnose page's check reads the changed copies (``robustness.STABILITY_VIEWS``).
 Printed and written beside the model as ``robustness.json`` (the app's model card shows
 it): per change, balanced accuracy, how often the top class flips, the mean change of
-the malignant risk and how often the referral decision flips. Needs the data set (``--data`` or ``$SKIN_DATA_DIR``).
+the malignant risk and how often the referral decision flips. Needs the data set
+(``--data`` or ``$SKIN_DATA_DIR``).
 """
 
 from __future__ import annotations

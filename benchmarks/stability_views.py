@@ -7,9 +7,9 @@ The Diagnose page's stability check re-reads the answer on the nine small change
 pictures through the model, more than everything else the page computes for a picture.
 This benchmark reads every change of every validation picture once through all 8 views
 and scores designs that use the first 1, 2, 4 or 8 of them (the picture itself first,
-then the model's other test-time views in their order), each against the answer the page shows (the
-8-view answer) and, for 1 view, also against the unchanged picture's own single-view
-answer. A check is worth what it says about the shown answer: how well the number of
+then the model's other test-time views in their order), each against the answer the
+page shows (the 8-view answer) and, for 1 view, also against the unchanged picture's
+own single-view answer. A check is worth what it says about the shown answer: how well the number of
 changes under which the answer held separates right from wrong answers (AUC), and how
 often the answer is right when the check calls it stable and when it does not. Plus how
 often each design agrees with the 8-view one, and its cost (model pictures per check).
