@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skin_model.analysis import stability_reader
+from skin_model.analysis import stability_reader, stability_views
 from skin_model.artifact import load_artifact, write_json
 from skin_model.inference import Predictor
 from skin_model.manifest import build_manifest
 from skin_model.pipeline import load_arrays
-from skin_model.robustness import REPORT_FILE, STABILITY_VIEWS, robustness_report, trained_on
+from skin_model.robustness import REPORT_FILE, robustness_report, trained_on
 from skin_model.sources import resolve_data_dir
 
 
@@ -50,7 +50,7 @@ def main() -> int:
     trained = trained_on(artifact.manifest.get("training_config", {}))
     # the per-picture check's worth is measured with the changed copies read as the
     # Diagnose page's check reads them (one view each for a model answering with 8)
-    report["check_reads_views"] = STABILITY_VIEWS if predictor.tta else 1
+    report["check_reads_views"] = stability_views(predictor) or 1
     report |= robustness_report(
         predictor.predict_arrays,
         x,

@@ -230,14 +230,18 @@ def _differential(bundle: ModelBundle, result: Diagnosis) -> Finding | None:
     return prediction_set_finding(result.prediction_set, bundle.prediction_sets.coverage, report)
 
 
+def stability_views(predictor: Predictor | ExportedPredictor) -> int | None:
+    """How many test-time views the stability check reads each changed copy through:
+    :data:`~skin_model.robustness.STABILITY_VIEWS` for a model answering with all 8;
+    None for a predictor with one view or an export (whose views are fixed), which reads
+    the copies as it reads everything."""
+    return STABILITY_VIEWS if isinstance(predictor, Predictor) and predictor.tta else None
+
+
 def stability_reader(predictor: Predictor | ExportedPredictor) -> Callable[[np.ndarray], np.ndarray]:
-    """How the stability check reads the changed copies of a picture: through the first
-    :data:`~skin_model.robustness.STABILITY_VIEWS` test-time views of a model answering
-    with all 8; a predictor with one view (or an export, whose views are fixed) reads
-    them as it reads everything."""
-    if isinstance(predictor, Predictor) and predictor.tta:
-        return functools.partial(predictor.predict_views, count=STABILITY_VIEWS)
-    return predictor.predict_arrays
+    """How the stability check reads the changed copies of a picture (see :func:`stability_views`)."""
+    views = stability_views(predictor)
+    return predictor.predict_arrays if views is None else functools.partial(predictor.predict_views, count=views)
 
 
 def check_stability(bundle: ModelBundle, analysis: PictureAnalysis) -> StabilityCheck | None:
