@@ -1,18 +1,11 @@
-"""Streamlit entry point: `streamlit run app.py`."""
+"""Streamlit entry point: `streamlit run app.py`.
+
+The server serves the pages of ``app_navigation.py`` and, from the moment it starts,
+loads the model on a background thread, so the first user's first picture does not
+wait for the model to be read and traced (see ``skin_model.preload``)."""
 
 import streamlit as st
 
-from app_pages.common import keep_tensorflow_state_between_reruns
+from app_pages.server import load_model_at_server_start
 
-keep_tensorflow_state_between_reruns()
-st.set_page_config(page_title="Skin lesion decision support (demo)", page_icon=":material/biotech:", layout="wide")
-
-pages = [
-    st.Page("app_pages/diagnose.py", title="Diagnose", icon=":material/biotech:", default=True),
-    st.Page("app_pages/follow_up.py", title="Follow-up", icon=":material/compare:"),
-    st.Page("app_pages/evaluation.py", title="Evaluation", icon=":material/analytics:"),
-    st.Page("app_pages/your_pictures.py", title="Your pictures", icon=":material/fact_check:"),
-    st.Page("app_pages/dataset.py", title="Dataset", icon=":material/dataset:"),
-    st.Page("app_pages/model_card.py", title="Model card", icon=":material/description:"),
-]
-st.navigation(pages).run()
+app = st.App("app_navigation.py", lifespan=load_model_at_server_start)

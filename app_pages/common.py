@@ -19,7 +19,8 @@ import pandas as pd
 import streamlit as st
 
 from skin_model import artifact as artifact_io
-from skin_model.bundle import ModelBundle, load_bundle
+from skin_model import preload
+from skin_model.bundle import ModelBundle
 from skin_model.case_report import DISCLAIMER as REPORT_DISCLAIMER
 from skin_model.cases import CASES_REPORT_FILE
 from skin_model.conformal import (
@@ -93,11 +94,12 @@ def show_disclaimer() -> None:
 def load_model_bundle(model_dir: str | None = None) -> ModelBundle:
     """The verified model with its predictor, explainer, reliability check and
     similar-case index, loaded once per server process and shared by all sessions (none
-    of them holds per-user state)."""
+    of them holds per-user state). The default model's load starts with the server
+    (``app.py``); this waits for it."""
     # the predictor's traced pass also yields the reliability check's inputs and the
     # Grad-CAM map; the explainer serves the other methods (traced when first asked for).
     # Not frozen: a few ms less per upload would cost more start-up time and memory.
-    bundle = load_bundle(model_dir, explain=True, warm_up=True, segment=True)
+    bundle = preload.app_bundle(model_dir)
     # TensorFlow and the model are ~450k long-lived Python objects; Streamlit runs a
     # full gc.collect after every script run, which scanned them all on every rerun.
     # Freezing moves everything alive now out of the collector's sight.

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture
 def app(monkeypatch: pytest.MonkeyPatch) -> AppTest:
     monkeypatch.delenv("SKIN_DATA_DIR", raising=False)  # the app must work without any data set
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(ROOT / "app_navigation.py"), default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, at.exception
     return at

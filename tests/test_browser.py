@@ -110,9 +110,9 @@ def test_upload_flow_in_a_real_browser(server_url: str, tmp_path: Path) -> None:
 
 def test_a_page_link_opened_first_on_a_fresh_server_gets_the_apps_navigation() -> None:
     """Streamlit starts in its old multipage mode when a `pages/` folder sits beside
-    app.py: a bookmark opened first after a restart then ran the page alone, centred,
-    with every file of the folder listed as a page. The pages live in `app_pages/`, so
-    `st.navigation` in app.py is the only navigation there is."""
+    the app's script: a bookmark opened first after a restart then ran the page alone,
+    centred, with every file of the folder listed as a page. The pages live in
+    `app_pages/`, so `st.navigation` in app_navigation.py is the only navigation there is."""
     with running_app() as (url, _), playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -125,7 +125,7 @@ def test_a_page_link_opened_first_on_a_fresh_server_gets_the_apps_navigation() -
         assert titles == ["Diagnose", "Follow-up", "Evaluation", "Your pictures", "Dataset", "Model card"]
         assert "common" not in nav
         assert page.url.endswith("/model_card")
-        # app.py's wide layout: the page's text runs wider than Streamlit's centred 736 px column
+        # app_navigation.py's wide layout: the page's text runs wider than Streamlit's centred 736 px column
         block = page.locator('[data-testid="stMainBlockContainer"]').bounding_box()
         assert block["width"] > 900
         browser.close()

@@ -44,7 +44,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     "predict": ("inference", "file_predictions", "lesion_files"),
     "report": ("case_report", "risk_context", "follow_up", "lesion_change", "card_text"),
-    "serve": ("export", "export_parity", "bundle", "model_queue"),
+    "serve": ("export", "export_parity", "bundle", "preload", "model_queue"),
     "train | workflows": (
         "train_config",
         "finetune",
