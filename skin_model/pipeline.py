@@ -257,8 +257,23 @@ def augment(
     the result is ``(image, mask)``. The draws are those of the picture alone."""
     import tensorflow as tf
 
-    size = tf.shape(image)[0]
     seeds = tf.random.split(seed_pair, 8)
+    image, mask = _random_geometry(image, mask, seeds, zoom, aspect)
+    image = _capture_changes(image, seeds[7], low_res=low_res, field=field, camera=camera, jpeg=jpeg, light=light)
+    image = image / 255.0
+    image = tf.image.stateless_random_brightness(image, jitter, seeds[5])
+    image = tf.image.stateless_random_contrast(image, 1 - 2 * jitter, 1 + 2 * jitter, seeds[6])
+    image = tf.image.stateless_random_saturation(image, 1 - 2 * jitter, 1 + 2 * jitter, seeds[7])
+    image = tf.clip_by_value(image, 0.0, 1.0) * 255.0
+    return image if mask is None else (image, mask)
+
+
+def _random_geometry(image, mask, seeds, zoom: float, aspect: float):
+    """The flips, quarter turn and stretched crop of :func:`augment`, resized back to the
+    square input; the mask (or None) takes exactly the picture's."""
+    import tensorflow as tf
+
+    size = tf.shape(image)[0]
     if mask is not None:
         image = tf.concat([image, mask], axis=-1)
     image = tf.image.stateless_random_flip_left_right(image, seeds[0])
@@ -268,11 +283,20 @@ def augment(
     crop_shape = _random_crop_shape(size, seeds, zoom, aspect, 3 if mask is None else 4)
     image = tf.image.stateless_random_crop(image, crop_shape, seeds[4])
     image = tf.image.resize(image, tf.stack([size, size]))
-    if mask is not None:
-        image, mask = tf.reshape(image[..., :3], [size, size, 3]), tf.reshape(image[..., 3:], [size, size, 1])
+    if mask is None:
+        return image, None
+    return tf.reshape(image[..., :3], [size, size, 3]), tf.reshape(image[..., 3:], [size, size, 1])
+
+
+def _capture_changes(image, last_seed, low_res: float, field: float, camera: float, jpeg: float, light: float):
+    """The capture changes of :func:`augment`, each with its probability. Every option
+    draws from seeds of its own, split off ``last_seed``, so switching one on leaves
+    the draws of the others (and of a run without any) as they were."""
+    import tensorflow as tf
+
+    size = tf.shape(image)[0]
     if low_res > 0:
-        # seeds derived from the last one: the eight above stay as they were without this option
-        pick, side_seed = tf.unstack(tf.random.split(seeds[7], 2))
+        pick, side_seed = tf.unstack(tf.random.split(last_seed, 2))
         side = tf.cast(tf.cast(size, tf.float32) * tf.random.stateless_uniform([], side_seed, 0.6, 1.0), tf.int32)
         smaller = tf.stack([side, side])
         image = _sometimes(
@@ -282,38 +306,23 @@ def augment(
             lambda x: tf.image.resize(tf.image.resize(x, smaller, antialias=True), tf.stack([size, size])),
         )
     if field > 0:
-        # seeds derived from the last one, apart from those of every other option
-        pick, *field_seeds = tf.unstack(tf.random.split(seeds[7], 20)[15:20])
+        pick, *field_seeds = tf.unstack(tf.random.split(last_seed, 20)[15:20])
         image = _sometimes(image, field, pick, lambda x: dermoscope_field(x, field_seeds))
     if camera > 0:
-        # seeds derived from the last one, apart from those of low_res
-        pick, *degrade_seeds = tf.unstack(tf.random.split(seeds[7], 8)[3:8])
+        pick, *degrade_seeds = tf.unstack(tf.random.split(last_seed, 8)[3:8])
         image = _sometimes(image, camera, pick, lambda x: camera_degrade(x, degrade_seeds))
     if jpeg > 0:
-        # seeds derived from the last one, apart from those of low_res and camera
-        pick, quality_seed = tf.unstack(tf.random.split(seeds[7], 10)[8:10])
-        image = _sometimes(
-            image,
-            jpeg,
-            pick,
-            lambda x: (
-                tf.image.stateless_random_jpeg_quality(
-                    tf.clip_by_value(x, 0.0, 255.0) / 255.0, *JPEG_QUALITY, seed=quality_seed
-                )
-                * 255.0
-            ),
-        )
-        image = tf.reshape(image, [size, size, 3])
+        pick, quality_seed = tf.unstack(tf.random.split(last_seed, 10)[8:10])
+
+        def recompress(x):
+            unit = tf.clip_by_value(x, 0.0, 255.0) / 255.0
+            return tf.image.stateless_random_jpeg_quality(unit, *JPEG_QUALITY, seed=quality_seed) * 255.0
+
+        image = tf.reshape(_sometimes(image, jpeg, pick, recompress), [size, size, 3])
     if light > 0:
-        # seeds derived from the last one, apart from those of low_res, camera and jpeg
-        pick, *light_seeds = tf.unstack(tf.random.split(seeds[7], 13)[10:13])
+        pick, *light_seeds = tf.unstack(tf.random.split(last_seed, 13)[10:13])
         image = _sometimes(image, light, pick, lambda x: light_change(x, light_seeds))
-    image = image / 255.0
-    image = tf.image.stateless_random_brightness(image, jitter, seeds[5])
-    image = tf.image.stateless_random_contrast(image, 1 - 2 * jitter, 1 + 2 * jitter, seeds[6])
-    image = tf.image.stateless_random_saturation(image, 1 - 2 * jitter, 1 + 2 * jitter, seeds[7])
-    image = tf.clip_by_value(image, 0.0, 1.0) * 255.0
-    return image if mask is None else (image, mask)
+    return image
 
 
 def mixup_batch(images, labels, weights, seed_pair, alpha: float):
@@ -334,6 +343,26 @@ def mixup_batch(images, labels, weights, seed_pair, alpha: float):
         return share * t + (1 - share) * tf.reverse(t, [0])
 
     return mix(images), mix(labels), mix(weights), lam
+
+
+def _element_augmenter(seed: int, resave: float, with_masks: bool, options: dict):
+    """The training map of :func:`make_dataset`: one element (picture or its saved-again
+    copy, mask, label, weight) and its index in, the augmented element out, seeded by
+    the run's seed and the index so a run is reproducible."""
+    import tensorflow as tf
+
+    def augment_element(elem, idx):
+        seed_pair = tf.stack([tf.constant(seed, tf.int64), idx])
+        image = elem[0]
+        if resave > 0:
+            # a seed pair of its own (offset), so the augmentation's draws stay those of a run without it
+            pick = tf.random.stateless_uniform([], seed_pair + tf.constant([0, 1 << 40], tf.int64)) < resave
+            image = image[tf.cast(pick, tf.int32)]
+        mask = tf.cast(elem[1], tf.float32) / 255.0 if with_masks else None
+        out = augment(tf.cast(image, tf.float32), seed_pair, mask=mask, **options)
+        return (out, *elem[2:]) if with_masks else (out, *elem[1:])
+
+    return augment_element
 
 
 def make_dataset(
@@ -389,29 +418,8 @@ def make_dataset(
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         counter = tf.data.Dataset.counter()
         ds = tf.data.Dataset.zip((ds, counter))
-
-        def _aug(elem, idx):
-            seed_pair = tf.stack([tf.constant(seed, tf.int64), idx])
-            image = elem[0]
-            if resave > 0:
-                # a seed pair of its own (offset), so the augmentation's draws stay those of a run without it
-                pick = tf.random.stateless_uniform([], seed_pair + tf.constant([0, 1 << 40], tf.int64)) < resave
-                image = image[tf.cast(pick, tf.int32)]
-            out = augment(
-                tf.cast(image, tf.float32),
-                seed_pair,
-                zoom=zoom,
-                low_res=low_res,
-                camera=camera,
-                jpeg=jpeg,
-                light=light,
-                aspect=aspect,
-                field=field,
-                mask=tf.cast(elem[1], tf.float32) / 255.0 if with_masks else None,
-            )
-            return (out, *elem[2:]) if with_masks else (out, *elem[1:])
-
-        ds = ds.map(_aug, num_parallel_calls=tf.data.AUTOTUNE)
+        options = dict(zoom=zoom, low_res=low_res, camera=camera, jpeg=jpeg, light=light, aspect=aspect, field=field)
+        ds = ds.map(_element_augmenter(seed, resave, with_masks, options), num_parallel_calls=tf.data.AUTOTUNE)
     else:
         ds = ds.map(lambda *e: (tf.cast(e[0], tf.float32), *e[1:]), num_parallel_calls=tf.data.AUTOTUNE)
     if len(parts) == 1:

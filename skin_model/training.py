@@ -172,10 +172,15 @@ def _compile(model, config: TrainConfig, strategy, steps: int, y_train: np.ndarr
 
 
 def _initial_model(config: TrainConfig, size: int):
-    """The saved model ``config.init_from`` names (checksums verified), to fine-tune
-    further: a second schedule from a model that had stopped improving under the first.
-    Its batch norms are folded into the convolutions, which is what frozen batch norms
-    compute, so it trains as the unfolded model would with ``train_batch_norm`` off."""
+    """A new model of the run's architecture or, when ``config.init_from`` names one, that
+    saved model (checksums verified), to fine-tune further: a second schedule from a model
+    that had stopped improving under the first. Its batch norms are folded into the
+    convolutions, which is what frozen batch norms compute, so it trains as the unfolded
+    model would with ``train_batch_norm`` off."""
+    if not config.init_from:
+        return build_model(
+            config.arch, size, stochastic_depth=config.stochastic_depth, colour_constancy=config.colour_constancy
+        )
     artifact = artifact_io.load_artifact(config.init_from)
     found = (artifact.manifest.get("architecture"), artifact.input_size)
     if found != (config.arch, size):
@@ -315,23 +320,14 @@ def train(
         checkpoint = TrainingCheckpoint(out_dir, asdict(config), resume)
         if checkpoint.resumed:
             print(f"  resuming the interrupted run in {checkpoint.dir}")
-    splits = {name: manifest.kept(name) for name in ("train", "val", "test")}
-    splits["train"] = training_subset(splits["train"], config.train_fraction, config.seed)
-    if config.leave_out:
-        splits = leave_collection_out(splits, config.leave_out)
+    splits = _training_splits(config, manifest)
     arrays = {name: load_arrays(rows, size, cache_dir, progress) for name, rows in splits.items() if len(rows)}
     x_train, y_train = arrays["train"]
     x_val, y_val = arrays.get("val", arrays["train"])
     collections = collections_of(splits["train"])
 
     with strategy.scope():
-        model = (
-            _initial_model(config, size)
-            if config.init_from
-            else build_model(
-                config.arch, size, stochastic_depth=config.stochastic_depth, colour_constancy=config.colour_constancy
-            )
-        )
+        model = _initial_model(config, size)
     started = time.perf_counter()
     x_val_resaved = (
         load_arrays(splits["val"], size, cache_dir, progress, resaved_seed=config.seed + 1)[0]
@@ -345,28 +341,7 @@ def train(
         # the starting model was not trained to keep its evidence on the lesion: scored
         # on validation alone it would be kept over every focused epoch that costs a little
         initial = None
-    sample_weights = training_sample_weights(config, y_train, collections).astype(np.float32)
-    resaved = (
-        load_arrays(splits["train"], size, cache_dir, progress, resaved_seed=config.seed)[0] if config.resave else None
-    )
-    train_ds = make_dataset(
-        x_train,
-        np.eye(len(CLASS_NAMES), dtype=np.float32)[y_train],
-        config.batch_size,
-        training=True,
-        seed=config.seed,
-        sample_weights=sample_weights,
-        mixup_alpha=config.mixup_alpha,
-        resaved=resaved,
-        resave=config.resave,
-        masks=(
-            focus_masks(splits["train"], size, cache_dir, progress, exempt=focus_exempt_classes(config))
-            if config.lesion_focus
-            else None
-        ),
-        **augmentation_options(config),
-    )
-    del resaved  # the dataset holds its own copy
+    train_ds = _training_dataset(config, splits["train"], x_train, y_train, collections, cache_dir, progress)
     fit_model = lesion_focus_trainer(model, config.lesion_focus) if config.lesion_focus else model
     steps = int(np.ceil(len(x_train) / config.batch_size))
     _compile(fit_model, config, strategy, steps, y_train, classifier=model)
@@ -392,16 +367,64 @@ def train(
         "best_val_balanced_accuracy": _best_val_balanced_accuracy(selector, history, model, size, x_val, y_val),
         "malignant_threshold": threshold,  # unrounded: see threshold_for_sensitivity
     }
-    if search:
-        manifest_out["class_weighting_search"] = search
-    if config.init_from:  # its batch norms were folded before this run
-        manifest_out["batch_norms_folded"] = artifact_io.read_manifest(Path(config.init_from)).get(
-            "batch_norms_folded", 0
-        )
+    manifest_out |= _search_and_folding_record(config, search)
     _save(model, out_dir, manifest_out, {"model": out_dir.name} | evaluation, history, keep_weights)
     if checkpoint:
         checkpoint.finish()
     return artifact_io.read_manifest(out_dir)
+
+
+def _training_splits(config: TrainConfig, manifest: Manifest) -> dict[str, pd.DataFrame]:
+    """The manifest's kept pictures by split, the training split cut to the run's
+    fraction and, for a leave-one-collection-out run, without the left-out collection."""
+    splits = {name: manifest.kept(name) for name in ("train", "val", "test")}
+    splits["train"] = training_subset(splits["train"], config.train_fraction, config.seed)
+    return leave_collection_out(splits, config.leave_out) if config.leave_out else splits
+
+
+def _training_dataset(
+    config: TrainConfig,
+    train_rows: pd.DataFrame,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    collections: np.ndarray,
+    cache_dir: Path | None,
+    progress: bool,
+) -> Any:
+    """The shuffled, augmented training stream: pictures with their class weights, the
+    saved-again copies and the lesion masks where the run asks for them."""
+    size = config.resolved_input_size()
+    sample_weights = training_sample_weights(config, y_train, collections).astype(np.float32)
+    resaved = load_arrays(train_rows, size, cache_dir, progress, resaved_seed=config.seed)[0] if config.resave else None
+    masks = (
+        focus_masks(train_rows, size, cache_dir, progress, exempt=focus_exempt_classes(config))
+        if config.lesion_focus
+        else None
+    )
+    return make_dataset(
+        x_train,
+        np.eye(len(CLASS_NAMES), dtype=np.float32)[y_train],
+        config.batch_size,
+        training=True,
+        seed=config.seed,
+        sample_weights=sample_weights,
+        mixup_alpha=config.mixup_alpha,
+        resaved=resaved,
+        resave=config.resave,
+        masks=masks,
+        **augmentation_options(config),
+    )
+
+
+def _search_and_folding_record(config: TrainConfig, search: dict[str, Any] | None) -> dict[str, Any]:
+    """The manifest's record of the class-weighting search (when the run made one) and
+    of the batch norms a starting model had folded before this run."""
+    record: dict[str, Any] = {}
+    if search:
+        record["class_weighting_search"] = search
+    if config.init_from:
+        record["batch_norms_folded"] = artifact_io.read_manifest(Path(config.init_from)).get("batch_norms_folded", 0)
+    return record
 
 
 def _manifest_record(
