@@ -138,7 +138,7 @@ def top_layers_randomised(model, layers: int, seed: int = 1):
     return copy
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="model folder (default: the default model)")
     parser.add_argument("--data", help="data folder (default: $SKIN_DATA_DIR)")
@@ -155,31 +155,23 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--shown", default="gradcam", help="the method whose example pictures are stored")
     parser.add_argument("--randomised-layers", type=int, default=12, help="top layers re-drawn for the check")
-    args = parser.parse_args()
-    artifact = load_artifact(args.model)
-    data_dir = resolve_data_dir(args.data)
-    manifest = build_manifest(data_dir)
-    evaluation = artifact.evaluation() or {}
-    fingerprint = artifact.manifest.get("data_fingerprint")
-    rows, _, probs = stored_split_scores(manifest.table, evaluation, args.split, fingerprint)
-    ham = np.flatnonzero((np.asarray(collections_of(rows)) == "ham10000") & rows["mask_path"].notna().to_numpy())
+    return parser.parse_args()
+
+
+def pick_pictures(ham: np.ndarray, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """(the sample for the slower maps, the fast map's pictures). The fast set holds the
+    sample, so the methods can also be compared picture for picture."""
     rng = np.random.default_rng(args.seed)
     sample = np.sort(rng.choice(ham, min(args.images, len(ham)), replace=False))
-    # the fast set holds the sample, so the methods can also be compared picture for picture
     rest = np.setdiff1d(ham, sample)
     extra = len(rest) if not args.fast_images else max(0, min(args.fast_images - len(sample), len(rest)))
-    fast_set = np.sort(np.concatenate([sample, rng.choice(rest, extra, replace=False)]))
-    x, _ = load_arrays(rows, artifact.input_size)
-    masks = {int(i): load_image(rows["mask_path"].iloc[i]).image for i in fast_set}
-    explainer = Explainer(artifact.model, artifact.input_size)
+    return sample, np.sort(np.concatenate([sample, rng.choice(rest, extra, replace=False)]))
 
-    def run(name: str, explain: Callable[[np.ndarray, int], np.ndarray], picked: np.ndarray) -> list[dict]:
-        found = []
-        for i in tqdm(picked, desc=name):
-            heat = explain(x[i].astype(np.float32), int(np.argmax(probs[i])))
-            found.append(lesion_mask_agreement(heat, masks[int(i)]) | {"row": int(i)})
-        return found
 
+def maps_to_measure(
+    artifact, explainer: Explainer, args: argparse.Namespace, sample: np.ndarray, fast_set: np.ndarray
+) -> dict[str, tuple[Callable, np.ndarray]]:
+    """Every map measured, by its label: (how it explains a picture for a class, its pictures)."""
     fast = lambda image, target: explainer.explain(image, "gradcam", target=target)  # noqa: E731
     maps: dict[str, tuple[Callable, np.ndarray]] = {
         METHOD_LABELS["gradcam"]: (fast, fast_set),
@@ -200,10 +192,44 @@ def main() -> int:
             lambda image, target, m=method: randomised.explain(image, m, target=target),
             sample,
         )
+    return maps
+
+
+def print_summary(name: str, s: dict) -> None:
+    print(
+        f"{name:40} {s['pictures']:5} pictures  pointing {s['pointing_game']:.2f} "
+        f"({s['pointing_game_95ci'][0]:.2f}-{s['pointing_game_95ci'][1]:.2f})  heat inside "
+        f"{s['heat_inside_lesion']:.2f} "
+        f"({s['heat_inside_lesion_95ci'][0]:.2f}-{s['heat_inside_lesion_95ci'][1]:.2f})"
+        f"  lesion share {s['lesion_share']:.2f}"
+    )
+
+
+def main() -> int:
+    args = parse_args()
+    artifact = load_artifact(args.model)
+    data_dir = resolve_data_dir(args.data)
+    manifest = build_manifest(data_dir)
+    evaluation = artifact.evaluation() or {}
+    fingerprint = artifact.manifest.get("data_fingerprint")
+    rows, _, probs = stored_split_scores(manifest.table, evaluation, args.split, fingerprint)
+    ham = np.flatnonzero((np.asarray(collections_of(rows)) == "ham10000") & rows["mask_path"].notna().to_numpy())
+    sample, fast_set = pick_pictures(ham, args)
+    x, _ = load_arrays(rows, artifact.input_size)
+    masks = {int(i): load_image(rows["mask_path"].iloc[i]).image for i in fast_set}
+    explainer = Explainer(artifact.model, artifact.input_size)
+
+    def run(name: str, explain: Callable[[np.ndarray, int], np.ndarray], picked: np.ndarray) -> list[dict]:
+        found = []
+        for i in tqdm(picked, desc=name):
+            heat = explain(x[i].astype(np.float32), int(np.argmax(probs[i])))
+            found.append(lesion_mask_agreement(heat, masks[int(i)]) | {"row": int(i)})
+        return found
+
     report: dict = {"model": artifact.name, "split": args.split, "collection": "ham10000"}
     report["layer"] = explainer.layer_name
     report["maps"], examples = {}, []
-    for name, (explain, picked) in maps.items():
+    for name, (explain, picked) in maps_to_measure(artifact, explainer, args, sample, fast_set).items():
         found = run(name, explain, picked)
         report["maps"][name] = summarise(found, args.seed)
         if picked is fast_set:
@@ -211,14 +237,7 @@ def main() -> int:
             report["maps"][name + ", the sample's pictures"] = summarise(in_sample, args.seed)
         if name == METHOD_LABELS[args.shown]:
             examples = found[:: max(1, len(found) // 6)][:6]
-        s = report["maps"][name]
-        print(
-            f"{name:40} {s['pictures']:5} pictures  pointing {s['pointing_game']:.2f} "
-            f"({s['pointing_game_95ci'][0]:.2f}-{s['pointing_game_95ci'][1]:.2f})  heat inside "
-            f"{s['heat_inside_lesion']:.2f} "
-            f"({s['heat_inside_lesion_95ci'][0]:.2f}-{s['heat_inside_lesion_95ci'][1]:.2f})"
-            f"  lesion share {s['lesion_share']:.2f}"
-        )
+        print_summary(name, report["maps"][name])
     report["examples"] = [
         {
             "picture": Path(rows["path"].iloc[f["row"]]).relative_to(data_dir).as_posix(),
@@ -227,11 +246,11 @@ def main() -> int:
         | {k: v for k, v in f.items() if k != "row"}
         for f in examples
     ]
-    if args.split == "val":
-        write_json(ROOT / "results" / "heatmap_lesion_val.json", report)
-        return 0
-    for folder in (artifact.path, ROOT / "results"):
-        write_json(folder / HEATMAP_LESION_FILE, report)
+    written = [ROOT / "results" / "heatmap_lesion_val.json"]
+    if args.split == "test":
+        written = [artifact.path / HEATMAP_LESION_FILE, ROOT / "results" / HEATMAP_LESION_FILE]
+    for path in written:
+        write_json(path, report)
     return 0
 
 

@@ -263,6 +263,11 @@ def add_use_commands(sub) -> None:
     validate.add_argument("--quiet", action="store_true", help="no progress bars")
     validate.set_defaults(func=cmd_validate)
 
+    _add_explain_command(sub)
+
+
+def _add_explain_command(sub) -> None:
+    """``explain``: one picture's heat map, with its checks and, given a mask, its share inside the lesion."""
     explain = sub.add_parser(
         "explain",
         help="heat map of the evidence for a class, as an overlay PNG",
