@@ -12,10 +12,8 @@ from skin_model import preload
 @asynccontextmanager
 async def load_model_at_server_start(app: Any) -> AsyncIterator[None]:
     """The server's lifespan: start loading the default model on a background thread
-    (the server answers its first pages meanwhile); nothing to undo at shutdown, the
-    loading thread is a daemon."""
-    from app_pages.common import keep_tensorflow_state_between_reruns
-
-    keep_tensorflow_state_between_reruns()
+    and return at once, so the server answers its first pages meanwhile (nothing else
+    is imported here: every import before the thread starts delays the model). Nothing
+    to undo at shutdown; the loading thread is a daemon."""
     preload.start()
     yield
