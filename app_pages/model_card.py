@@ -23,7 +23,8 @@ from app_pages.trust_sections import (
     show_referral_transfer,
     show_reliability,
 )
-from skin_model.card_text import test_time_views_text, training_data_text, training_recipe
+from skin_model.artifact import earlier_schedules
+from skin_model.card_text import test_time_views_text, training_data_text, training_recipe, training_time_text
 from skin_model.case_report import split_title
 from skin_model.classes import CLASS_NAMES, plain_name
 from skin_model.robustness import COMPRESSION_NOTE_BELOW
@@ -56,8 +57,7 @@ st.markdown(
     f"- Preprocessing: {mf.get('preprocessing', {}).get('resize')}; {mf.get('preprocessing', {}).get('input_range')}."
     + (f"\n- Geometry: {mf['preprocessing']['geometry']}." if mf.get("preprocessing", {}).get("geometry") else "")
     + (f"\n- Test-time views: {views}" if views else "")
-    + f"\n- Trained in {mf.get('training_wall_time_s', 0) / 60:.1f} min on 2 CPU cores, {mf.get('epochs_run')} epochs "
-    f"(best {mf.get('best_epoch')} by validation balanced accuracy); {training_recipe(tc)}.\n"
+    + f"\n- {training_time_text(mf, earlier_schedules(mf))}; {training_recipe(tc)}.\n"
     f"- Malignant risk = summed probability of melanoma, basal cell carcinoma, squamous cell carcinoma and actinic "
     f"keratosis; referral threshold **{mf.get('malignant_threshold', 0):.3f}**, {mf.get('malignant_threshold_rule')}.\n"
     f"- Data fingerprint `{mf.get('data_fingerprint', '')[:16]}…`; "

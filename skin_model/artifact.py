@@ -212,6 +212,24 @@ def store_folded(model_dir: str | Path) -> int:
     return manifest["batch_norms_folded"]
 
 
+def earlier_schedules(manifest: dict[str, Any], models_dir: Path = TRAINED_MODELS_DIR) -> list[dict[str, Any]]:
+    """The manifests of the runs a model continued (``train --init-from``), nearest
+    first: what it cost to train is its own run plus all of these. A starting model is
+    looked up where its manifest named it, else by its folder name in ``models_dir``;
+    the walk stops at one that cannot be found (its time is then unknown)."""
+    found: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    start = (manifest.get("training_config") or {}).get("init_from")
+    while start and start not in seen:
+        seen.add(start)
+        folder = next((d for d in (Path(start), models_dir / Path(start).name) if (d / MANIFEST_FILE).is_file()), None)
+        if folder is None:
+            break
+        found.append(read_manifest(folder))
+        start = (found[-1].get("training_config") or {}).get("init_from")
+    return found
+
+
 def default_model_dir(models_dir: Path = TRAINED_MODELS_DIR) -> Path:
     """The folder named by ``trained_models/default.json``."""
     pointer = models_dir / DEFAULT_POINTER

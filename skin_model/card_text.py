@@ -73,6 +73,23 @@ TTA_VIEW_WORDS = {
 }
 
 
+def training_time_text(manifest: dict[str, Any], earlier: list[dict[str, Any]]) -> str:
+    """How long the model took to train on 2 CPU cores. A model fine-tuned from another
+    (``earlier``: the manifests of the runs it continued, nearest first) cost its own
+    run and every run before it, so the sentence gives both."""
+    own = manifest.get("training_wall_time_s", 0) / 60
+    text = (
+        f"Trained in {own:.1f} min on 2 CPU cores, {manifest.get('epochs_run')} epochs "
+        f"(best {manifest.get('best_epoch')} by validation balanced accuracy)"
+    )
+    if not earlier:
+        return text
+    total = own + sum(m.get("training_wall_time_s", 0) for m in earlier) / 60
+    names = ", ".join(str(m.get("name")) for m in earlier)
+    runs = "run" if len(earlier) == 1 else "runs"
+    return f"{text}, continuing {len(earlier)} earlier {runs} ({names}): {total:.1f} min of training in all"
+
+
 def test_time_views_text(manifest: dict[str, Any]) -> str | None:
     """How the model reads a picture at test time, in words (None for a single view)."""
     if not manifest.get("tta"):

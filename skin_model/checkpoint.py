@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import numpy as np
 
 CHECKPOINT_DIR = "checkpoint"
 CONFIG_FILE = "config.json"
+ELAPSED_FILE = "elapsed.json"
 # settings a resumed run may change: it may be given more epochs, or more patience,
 # than the interrupted one had (the schedule then stretches from where it stood)
 EXTENSIBLE = frozenset({"epochs", "patience"})
@@ -50,6 +52,26 @@ class TrainingCheckpoint:
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.write_json(CONFIG_FILE, config)
+        saved = self.read_json(ELAPSED_FILE) if self.resumed else None
+        self.elapsed_before = float(saved["seconds"]) if saved else 0.0
+        self._clock_started: float | None = None
+
+    def start_clock(self) -> None:
+        """Training time counts from now in this process, on top of what the processes
+        before it had saved (see :meth:`save_elapsed`)."""
+        self._clock_started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, over every process of the run: the ones before
+        this one up to their last saved step, and this one since :meth:`start_clock`.
+        Work a stopped process lost after its last saved step is done again, and counted
+        then."""
+        since = 0.0 if self._clock_started is None else time.perf_counter() - self._clock_started
+        return self.elapsed_before + since
+
+    def save_elapsed(self) -> None:
+        """Record the training time so far with a completed step (the warm-up, an epoch)."""
+        self.write_json(ELAPSED_FILE, {"seconds": self.elapsed()})
 
     @property
     def fit_dir(self) -> Path:

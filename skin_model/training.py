@@ -112,6 +112,7 @@ def _balanced_accuracy_callback(
             if checkpoint:
                 state = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "history": self.history}
                 checkpoint.write_json("selector.json", state)
+                checkpoint.save_elapsed()
 
         def on_train_begin(self, logs: dict | None = None) -> None:
             if self.wait >= patience:  # a resumed run that had already stopped early
@@ -329,6 +330,8 @@ def train(
     with strategy.scope():
         model = _initial_model(config, size)
     started = time.perf_counter()
+    if checkpoint:
+        checkpoint.start_clock()
     x_val_resaved = (
         load_arrays(splits["val"], size, cache_dir, progress, resaved_seed=config.seed + 1)[0]
         if config.resave and "val" in splits and len(splits["val"])
@@ -337,6 +340,8 @@ def train(
     initial, search = _starting_point(
         model, config, (x_train, y_train, x_val, y_val, x_val_resaved), collections, progress, checkpoint
     )
+    if checkpoint:
+        checkpoint.save_elapsed()
     if config.lesion_focus:
         # the starting model was not trained to keep its evidence on the lesion: scored
         # on validation alone it would be kept over every focused epoch that costs a little
@@ -358,7 +363,7 @@ def train(
     history = _fit(fit_model, config, strategy, train_ds, selector, checkpoint, progress)
     if selector.best_epoch < 0 and initial is not None:
         print("  fine-tuning never beat the warmed-up head: keeping the head-only model")
-    wall = time.perf_counter() - started
+    wall = checkpoint.elapsed() if checkpoint else time.perf_counter() - started  # every process of a resumed run
     evaluation, threshold = _evaluate(model, config, size, arrays, splits)
     manifest_out = _manifest_record(
         config, manifest, out_dir, model, splits, collections, checkpoint, strategy, selector, history, evaluation

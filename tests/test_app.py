@@ -791,6 +791,20 @@ def test_the_pages_shared_module_leaves_tensorflow_for_the_model_load() -> None:
     assert result.stdout.strip() == "[]"
 
 
+def test_model_card_counts_the_training_time_of_every_run_the_model_continued(app: AppTest) -> None:
+    from skin_model.artifact import default_model_dir, earlier_schedules, read_manifest
+
+    manifest = read_manifest(default_model_dir())
+    earlier = earlier_schedules(manifest)
+    total = sum(m["training_wall_time_s"] for m in [manifest, *earlier]) / 60
+    app.switch_page("app_pages/model_card.py").run()
+    assert not app.exception, app.exception
+    if earlier:  # the shipped model continued earlier schedules: their time is on the card
+        assert f"continuing {len(earlier)} earlier run" in _texts(app)
+        assert f"{total:.1f} min of training in all" in _texts(app)
+    assert f"Trained in {manifest['training_wall_time_s'] / 60:.1f} min on 2 CPU cores" in _texts(app)
+
+
 def test_model_card_says_how_many_pictures_trained_and_judged_the_model(app: AppTest) -> None:
     import json
 

@@ -238,6 +238,36 @@ def test_training_recipe_names_a_further_schedule_and_its_start() -> None:
     )
 
 
+def test_a_model_fine_tuned_from_others_says_what_its_whole_chain_cost(tmp_path) -> None:
+    """The card's training time counts the runs a model continued: found where its
+    manifest named them or by folder name among the models, up to one that is missing."""
+    import json
+
+    from skin_model.artifact import earlier_schedules
+    from skin_model.card_text import training_time_text
+    from skin_model.classes import CLASS_NAMES
+
+    def model(name: str, minutes: float, init_from: str | None) -> dict:
+        manifest = {"name": name, "class_names": list(CLASS_NAMES), "input_size": 32, "weights_sha256": "x"}
+        manifest |= {"malignant_threshold": 0.1, "training_wall_time_s": minutes * 60, "epochs_run": 2}
+        manifest |= {"best_epoch": 2, "training_config": {"init_from": init_from}}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps(manifest))
+        return manifest
+
+    model("first", 50.0, None)
+    model("second", 30.0, "elsewhere/first")  # moved: found by its folder name among the models
+    third = model("third", 20.0, str(tmp_path / "second"))
+    earlier = earlier_schedules(third, models_dir=tmp_path)
+    assert [m["name"] for m in earlier] == ["second", "first"]
+    text = training_time_text(third, earlier)
+    assert text.startswith("Trained in 20.0 min on 2 CPU cores, 2 epochs (best 2 by validation balanced accuracy)")
+    assert text.endswith("continuing 2 earlier runs (second, first): 100.0 min of training in all")
+    assert training_time_text(third, []).endswith("(best 2 by validation balanced accuracy)")
+    lost = model("fourth", 10.0, "trained_models/gone")
+    assert earlier_schedules(lost, models_dir=tmp_path) == []  # the chain's time is then unknown, not guessed
+
+
 def test_test_time_views_are_said_in_words() -> None:
     from skin_model.card_text import test_time_views_text
 

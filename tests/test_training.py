@@ -690,6 +690,27 @@ def test_training_subset_keeps_whole_groups_and_each_class_share(synthetic_manif
 
 
 @pytest.mark.slow
+def test_training_time_adds_up_over_the_processes_of_a_resumed_run(tmp_path: Path, monkeypatch) -> None:
+    """A run stopped and resumed reports the time of both processes: the first up to its
+    last saved step (the work it lost after that is done, and counted, again)."""
+    import skin_model.checkpoint as checkpoint_module
+
+    clock = [100.0]
+    monkeypatch.setattr(checkpoint_module.time, "perf_counter", lambda: clock[0])
+    first = checkpoint_module.TrainingCheckpoint(tmp_path, {"epochs": 8}, resume=False)
+    first.start_clock()
+    clock[0] = 160.0
+    first.save_elapsed()  # an epoch ended after 60 s
+    clock[0] = 190.0  # stopped 30 s into the next epoch
+    again = checkpoint_module.TrainingCheckpoint(tmp_path, {"epochs": 8}, resume=True)
+    again.start_clock()
+    clock[0] = 230.0
+    assert again.elapsed() == 100.0  # 60 s before the stop + 40 s since the resume
+    fresh = checkpoint_module.TrainingCheckpoint(tmp_path, {"epochs": 8}, resume=False)
+    fresh.start_clock()
+    assert fresh.elapsed() == 0.0
+
+
 def test_train_resume_goes_on_after_an_interruption(synthetic_manifest, tmp_path: Path, monkeypatch) -> None:
     """A pretrained run stopped after its first fine-tuning epoch goes on with
     ``resume=True`` at the second: the warm-up is not redone, the history holds both
@@ -718,12 +739,14 @@ def test_train_resume_goes_on_after_an_interruption(synthetic_manifest, tmp_path
     with pytest.raises(RuntimeError, match="power cut"):
         train(TrainConfig(**config), synthetic_manifest, out, cache_dir=cache, progress=False)
     assert (out / "checkpoint" / "head_features.npz").is_file()
+    before_stop = json.loads((out / "checkpoint" / "elapsed.json").read_text())["seconds"]
     monkeypatch.setattr(training_module, "_balanced_accuracy_callback", real_callback)
     extracted = []
     monkeypatch.setattr(warmup_module, "_features", lambda *a, **k: extracted.append(1))  # must not be needed
     manifest = train(TrainConfig(**config), synthetic_manifest, out, cache_dir=cache, progress=False, resume=True)
     assert extracted == []
     assert manifest["resumed"] and manifest["epochs_run"] == 2
+    assert manifest["training_wall_time_s"] >= round(before_stop, 1) > 0  # the first process's time counts
     assert len(pd.read_csv(out / "history.csv")) == 2
     assert not (out / "checkpoint").exists()
 
