@@ -216,7 +216,8 @@ def earlier_schedules(manifest: dict[str, Any], models_dir: Path = TRAINED_MODEL
     """The manifests of the runs a model continued (``train --init-from``), nearest
     first: what it cost to train is its own run plus all of these. A starting model is
     looked up where its manifest named it, else by its folder name in ``models_dir``;
-    the walk stops at one that cannot be found (its time is then unknown)."""
+    the walk stops at one that cannot be found or read (its time is then unknown; the
+    card that asks must not fail for it)."""
     found: list[dict[str, Any]] = []
     seen: set[str] = set()
     start = (manifest.get("training_config") or {}).get("init_from")
@@ -225,7 +226,10 @@ def earlier_schedules(manifest: dict[str, Any], models_dir: Path = TRAINED_MODEL
         folder = next((d for d in (Path(start), models_dir / Path(start).name) if (d / MANIFEST_FILE).is_file()), None)
         if folder is None:
             break
-        found.append(read_manifest(folder))
+        try:
+            found.append(read_manifest(folder))
+        except ArtifactError:
+            break
         start = (found[-1].get("training_config") or {}).get("init_from")
     return found
 

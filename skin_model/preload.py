@@ -54,6 +54,8 @@ def start(model_dir: str | Path | None = None) -> Future:
         if future is None:
             future = Future()
             _loads[key] = future
+            # a daemon thread, not a ThreadPoolExecutor, whose workers the interpreter joins at
+            # exit: a server stopped while the model loads would wait for the load to finish
             thread = threading.Thread(target=_load_into, args=(future, key), name="model-preload", daemon=True)
             thread.start()
         return future

@@ -266,6 +266,8 @@ def test_a_model_fine_tuned_from_others_says_what_its_whole_chain_cost(tmp_path)
     assert training_time_text(third, []).endswith("(best 2 by validation balanced accuracy)")
     lost = model("fourth", 10.0, "trained_models/gone")
     assert earlier_schedules(lost, models_dir=tmp_path) == []  # the chain's time is then unknown, not guessed
+    (tmp_path / "first" / "manifest.json").write_text("{not json")
+    assert [m["name"] for m in earlier_schedules(third, models_dir=tmp_path)] == ["second"]  # unreadable: stops
 
 
 def test_test_time_views_are_said_in_words() -> None:
