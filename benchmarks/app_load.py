@@ -12,8 +12,8 @@ stability check that follows the answer is on the page too, sessions that got
 no answer in ``--timeout`` seconds, and exceptions shown by the app or thrown in the
 page. The first round starts right after the server is healthy (or ``--first-after``
 seconds later, as a first user who comes once the server has been up a while), so its
-first result also says how long the first picture after a server start takes. A matrix-product reference from the
-same run says what kind of day the machine had. Needs Debian's chromium and playwright
+first result also says how long the first picture after a server start takes. A
+matrix-product reference from the same run says what kind of day the machine had. Needs Debian's chromium and playwright
 (requirements-dev.txt).
 """
 
@@ -172,7 +172,7 @@ def main() -> int:
         figures["rounds"] = asyncio.run(run_rounds(url, args.sessions, args.timeout, Path(tmp), real))
         first = next(iter(figures["rounds"].values()))
         if first["answered"]:
-            # the first round starts right after the server: its slowest session bounds the first result
+            # the first round starts when the server is healthy (+ --first-after): its slowest session bounds it
             figures["first_result_after_server_start_s"] = round(
                 healthy_s + args.first_after + first["page_ready_s_p95"] + first["result_s_p95"], 2
             )
