@@ -13,8 +13,8 @@ no answer in ``--timeout`` seconds, and exceptions shown by the app or thrown in
 page. The first round starts right after the server is healthy (or ``--first-after``
 seconds later, as a first user who comes once the server has been up a while), so its
 first result also says how long the first picture after a server start takes. A
-matrix-product reference from the same run says what kind of day the machine had. Needs Debian's chromium and playwright
-(requirements-dev.txt).
+matrix-product reference from the same run says what kind of day the machine had. Needs
+Debian's chromium and playwright (requirements-dev.txt).
 """
 
 from __future__ import annotations
