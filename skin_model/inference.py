@@ -115,14 +115,22 @@ class Predictor:
         def forward(x):
             return average(model(views(x), training=False), tf.shape(x)[0])
 
+        def forward_views(x, count):
+            # the model reads the first ``count`` of the 8 views (the views themselves are
+            # cheap flips and turns): one traced pass for every count, the 8-view answer's too
+            n = tf.shape(x)[0]
+            probs = model(tf.concat(make_views(x), axis=0)[: count * n], training=False)
+            return tf.reduce_mean(tf.reshape(probs, [count, n, -1]), axis=0)
+
         def traced(fn, *signature):
-            function = tf.function(fn, input_signature=list(signature))
+            # the passes hold no Python control flow on tensors: AutoGraph's rewriting of
+            # them would only add to the server's start-up
+            function = tf.function(fn, input_signature=list(signature), autograph=False)
             return FrozenOnFirstCall(function) if freeze else function
 
         self._forward_fn = forward
-        self._forward = traced(forward, spec)
-        self._traced, self._make_views, self._spec = traced, make_views, spec
-        self._view_passes: dict[int, object] = {}
+        self._forward_views = traced(forward_views, spec, tf.TensorSpec([], tf.int32))
+        self._forward = (lambda x: self._forward_views(x, np.int32(8))) if tta else traced(forward, spec)
         self._forward_features = None
         if self.feature_layers:
             from .taps import feature_model
@@ -184,7 +192,7 @@ class Predictor:
     def warm_up(self) -> None:
         """Trace now every pass requests will use, rather than on the first request: the
         diagnosis's pass (with the heat map or the features), the plain pass that the
-        heat map's evidence check calls, and, with TTA, the fewer-view pass that the
+        heat map's evidence check calls, which with TTA is also the fewer-view pass the
         stability check reads its changed copies with (:data:`STABILITY_VIEWS`)."""
         blank = np.zeros((1, self.input_size, self.input_size, 3), np.uint8)
         if self._forward_explained is not None:
@@ -192,7 +200,7 @@ class Predictor:
         elif self._forward_features is not None:
             self.predict_with_features(blank)
         self.predict_arrays(blank)
-        if self.tta:
+        if self.tta:  # traced by now: this only runs it once at the stability check's size
             self.predict_views(blank, STABILITY_VIEWS)
 
     def _chunks(self, x: np.ndarray, batch_size: int):
@@ -211,26 +219,15 @@ class Predictor:
         """Class probabilities averaged over the first ``count`` of the model's test-time
         views (1: the picture itself), whether or not the predictor's own answer uses
         them; for checks that re-read many changed copies of one picture at a fraction
-        of the 8-view cost. Each count's pass is traced on first use (see :meth:`warm_up`)."""
-        import tensorflow as tf
-
+        of the 8-view cost. Every count runs the one traced pass that, with TTA, gives
+        :meth:`predict_arrays` its 8-view answer (traced on first use, see :meth:`warm_up`)."""
         if not 1 <= count <= 8:
             raise ValueError(f"a count of test-time views lies in 1-8, not {count}")
-        with self._lock:
-            if count not in self._view_passes:
-                model, make_views = self.model, self._make_views
-
-                def forward_views(x):
-                    probs = model(tf.concat(make_views(x)[:count], axis=0), training=False)
-                    return tf.reduce_mean(tf.reshape(probs, [count, tf.shape(x)[0], -1]), axis=0)
-
-                self._view_passes[count] = self._traced(forward_views, self._spec)
         if len(x) == 0:
             return np.zeros((0, len(CLASS_NAMES)), np.float32)
-        forward, step = self._view_passes[count], max(1, batch_size // count)
-        return np.concatenate(
-            [forward(np.asarray(x[i : i + step], np.float32)).numpy() for i in range(0, len(x), step)]
-        )
+        step, views = max(1, batch_size // count), np.int32(count)
+        chunks = (np.asarray(x[i : i + step], np.float32) for i in range(0, len(x), step))
+        return np.concatenate([self._forward_views(chunk, views).numpy() for chunk in chunks])
 
     def predict_with_features(
         self, x: np.ndarray, batch_size: int = 64
