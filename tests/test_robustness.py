@@ -213,6 +213,8 @@ def test_stability_check_reads_its_changes_through_the_first_test_time_views(tin
         stability_reader(eight)(changes), eight.predict_views(changes, STABILITY_VIEWS), atol=1e-6
     )
     np.testing.assert_allclose(stability_reader(one)(changes), one.predict_arrays(changes), atol=1e-6)
+    # every count of views and the 8-view answer run one traced pass: a server traces it once at start
+    assert eight._forward_views.experimental_get_tracing_count() == 1
 
 
 def test_robustness_report_measures_the_check_with_its_own_reader() -> None:
