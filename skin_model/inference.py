@@ -4,7 +4,6 @@ test-time augmentation, and file/folder prediction with a status per file."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +13,7 @@ from .artifact import ModelArtifact
 from .cases import CaseIndex, SimilarCase, majority
 from .classes import CLASS_NAMES, malignant_score
 from .conformal import PredictionSets
+from .passes import FrozenOnFirstCall, explained_forward
 from .pipeline import to_model_input
 from .robustness import STABILITY_VIEWS
 from .test_time_views import DEFAULT_TTA_VIEWS, TTA_VIEWS
@@ -28,40 +28,6 @@ def keep_blas_single_threaded() -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1, user_api="blas")
-
-
-class FrozenOnFirstCall:
-    """A traced function whose variables become constants of its graph on its first
-    call, for a model whose weights no longer change (a loaded artifact). TensorFlow
-    then skips a variable read per weight and lets oneDNN prepare the weights once, so
-    single images run faster. It costs time to freeze and memory per pass, so it pays
-    only for a long-running server answering one image at a time (batches gain nothing;
-    ``bench`` prints both). Thread-safe; returns what the traced
-    function returns."""
-
-    def __init__(self, function) -> None:
-        import threading
-
-        self._function, self._frozen, self._outputs, self._lock = function, None, None, threading.Lock()
-
-    def _freeze(self) -> None:
-        # TensorFlow's own freezing (the tool behind its frozen-graph exports); not in
-        # the public namespace, so it is imported where it is used
-        from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-        concrete = self._function.get_concrete_function()
-        self._outputs = concrete.structured_outputs
-        self._frozen = convert_variables_to_constants_v2(concrete)
-
-    def __call__(self, *args):
-        import tensorflow as tf
-
-        if self._frozen is None:
-            with self._lock:
-                if self._frozen is None:
-                    self._freeze()
-        flat = self._frozen(*(tf.convert_to_tensor(arg) for arg in args))
-        return tf.nest.pack_sequence_as(self._outputs, list(flat))
 
 
 class Predictor:
@@ -94,7 +60,6 @@ class Predictor:
         if views not in TTA_VIEWS:
             raise ValueError(f"unknown test-time views {views!r}: one of {', '.join(TTA_VIEWS)}")
         keep_blas_single_threaded()
-        self._lock = threading.Lock()
         self.model = model
         self.input_size = input_size
         self.tta = tta
@@ -143,25 +108,11 @@ class Predictor:
                 return (average(probs, n), probs[:n], *(f[:n] for f in features))
 
             self._forward_features = traced(forward_features, spec)
-        self._forward_explained = None
-        if explain:
-            from .explain import PREDICTED_CODE, explained_forward_model, gradcam_from_tape, target_scores
-
-            diagnose_model = explained_forward_model(model, self.feature_layers)
-
-            def forward_explained(x, target):
-                n = tf.shape(x)[0]
-                with tf.GradientTape() as tape:
-                    logits, maps, *features = diagnose_model(views(x), training=False)
-                    probs = tf.nn.softmax(logits, axis=-1)
-                    mean = average(probs, n)
-                    predicted = tf.argmax(mean, axis=1, output_type=tf.int32)
-                    chosen = tf.where(target == PREDICTED_CODE, predicted, tf.fill([n], target))
-                    value = tf.gather(target_scores(logits[:n]), chosen, axis=1, batch_dims=1)
-                cams = gradcam_from_tape(tape, value, maps)[:n]
-                return (mean, probs[:n], cams, *(f[:n] for f in features))
-
-            self._forward_explained = traced(forward_explained, spec, tf.TensorSpec([], tf.int32))
+        self._forward_explained = (
+            traced(explained_forward(model, self.feature_layers, views, average), spec, tf.TensorSpec([], tf.int32))
+            if explain
+            else None
+        )
 
     @property
     def explains(self) -> bool:

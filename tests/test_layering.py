@@ -42,7 +42,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "conformal",
         "transfer",
     ),
-    "predict": ("inference", "file_predictions", "lesion_files"),
+    "predict": ("passes", "inference", "file_predictions", "lesion_files"),
     "report": ("case_report", "risk_context", "follow_up", "lesion_change", "card_text"),
     "serve": ("export", "export_parity", "bundle", "preload", "model_queue"),
     "train | workflows": (

@@ -252,14 +252,15 @@ def test_frozen_passes_are_frozen_once_and_live_passes_follow_the_weights(calibr
 
     import keras
 
-    from skin_model.inference import FrozenOnFirstCall, Predictor
+    from skin_model.inference import Predictor
+    from skin_model.passes import FrozenOnFirstCall
 
     artifact = load_artifact(calibrated_dir)  # a private copy of the model: its weights change below
     layers = artifact.manifest["ood_layers"]
     frozen = Predictor.from_artifact(artifact, tta=True, explain=True, freeze=True)
     views = artifact.manifest["tta_views"]
     live = Predictor(artifact.model, artifact.input_size, tta=True, feature_layers=layers, explain=True, views=views)
-    assert not isinstance(Predictor.from_artifact(artifact)._forward, FrozenOnFirstCall)
+    assert not isinstance(Predictor.from_artifact(artifact, tta=True)._forward_views, FrozenOnFirstCall)
     size = artifact.input_size
     x = np.random.default_rng(2).integers(0, 256, (8, size, size, 3)).astype(np.uint8)
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -273,7 +274,9 @@ def test_frozen_passes_are_frozen_once_and_live_passes_follow_the_weights(calibr
         assert len(flat_ours) == len(flat_theirs) >= 3
         for a, b in zip(flat_ours, flat_theirs, strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    assert isinstance(frozen._forward, FrozenOnFirstCall) and not isinstance(live._forward, FrozenOnFirstCall)
+    # with TTA the answer runs the views pass (every count of views)
+    assert isinstance(frozen._forward_views, FrozenOnFirstCall)
+    assert not isinstance(live._forward_views, FrozenOnFirstCall)
 
     before = frozen.predict_arrays(x)
     head = [layer for layer in artifact.model.layers if isinstance(layer, keras.layers.Dense)][-1]
