@@ -101,3 +101,21 @@ def leave_collection_out(splits: dict[str, pd.DataFrame], collection: str) -> di
     keep = {name: rows[collections_of(rows) != collection] for name, rows in splits.items()}
     held = pd.concat([rows[collections_of(rows) == collection] for name, rows in splits.items() if name != "train"])
     return keep | {HELD_OUT: held}
+
+
+def training_subset(rows: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """About ``fraction`` of each class's training pictures, taken as whole groups (a
+    lesion's or a duplicate's pictures stay together), in a seeded random order; the rows
+    keep their order. A class keeps at least one group."""
+    if fraction >= 1:
+        return rows
+    if not 0 < fraction < 1:
+        raise ValueError(f"the training fraction must lie in (0, 1], not {fraction}")
+    rng = np.random.default_rng(seed)
+    keep: list[str] = []
+    for _, members in rows.groupby("final_label", sort=True):
+        sizes = members.groupby("group_id", sort=True).size()
+        order = sizes.index.to_numpy()[rng.permutation(len(sizes))]
+        taken = np.cumsum(sizes.loc[order].to_numpy())
+        keep += order[: max(1, int(np.searchsorted(taken, fraction * len(members))) + 1)].tolist()
+    return rows[rows["group_id"].isin(keep)]

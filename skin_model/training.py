@@ -27,7 +27,7 @@ from .manifest import Manifest
 from .models import FINETUNE_FROM, build_model
 from .pipeline import GEOMETRY_RULE, RESIZE_METHOD, load_arrays, make_dataset
 from .sources import collections_of
-from .splits import HELD_OUT, leave_collection_out
+from .splits import HELD_OUT, leave_collection_out, training_subset
 from .train_config import (  # noqa: F401  (re-exported: the training API's names)
     TrainConfig,
     class_weights,
@@ -123,24 +123,6 @@ def _balanced_accuracy_callback(
                 self.model.set_weights(self.best_weights)
 
     return BestOnValBalancedAccuracy()
-
-
-def training_subset(rows: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
-    """About ``fraction`` of each class's training pictures, taken as whole groups (a
-    lesion's or a duplicate's pictures stay together), in a seeded random order; the rows
-    keep their order. A class keeps at least one group."""
-    if fraction >= 1:
-        return rows
-    if not 0 < fraction < 1:
-        raise ValueError(f"the training fraction must lie in (0, 1], not {fraction}")
-    rng = np.random.default_rng(seed)
-    keep: list[str] = []
-    for _, members in rows.groupby("final_label", sort=True):
-        sizes = members.groupby("group_id", sort=True).size()
-        order = sizes.index.to_numpy()[rng.permutation(len(sizes))]
-        taken = np.cumsum(sizes.loc[order].to_numpy())
-        keep += order[: max(1, int(np.searchsorted(taken, fraction * len(members))) + 1)].tolist()
-    return rows[rows["group_id"].isin(keep)]
 
 
 def _compile(model, config: TrainConfig, strategy, steps: int, y_train: np.ndarray, classifier=None) -> None:
@@ -316,11 +298,7 @@ def train(
     size = config.resolved_input_size()
     if config.arch in FINETUNE_FROM:
         config.unfreeze_from = config.unfreeze_from or FINETUNE_FROM[config.arch]
-    checkpoint = None
-    if config.arch in FINETUNE_FROM and not is_multi_worker(strategy) and config.ema_momentum is None:
-        checkpoint = TrainingCheckpoint(out_dir, asdict(config), resume)
-        if checkpoint.resumed:
-            print(f"  resuming the interrupted run in {checkpoint.dir}")
+    checkpoint = _checkpoint(config, strategy, out_dir, resume)
     splits = _training_splits(config, manifest)
     arrays = {name: load_arrays(rows, size, cache_dir, progress) for name, rows in splits.items() if len(rows)}
     x_train, y_train = arrays["train"]
@@ -377,6 +355,17 @@ def train(
     if checkpoint:
         checkpoint.finish()
     return artifact_io.read_manifest(out_dir)
+
+
+def _checkpoint(config: TrainConfig, strategy, out_dir: Path, resume: bool) -> TrainingCheckpoint | None:
+    """The run's resumable state, for the runs ``--resume`` supports (a pretrained
+    backbone, one process, no weight averaging); None for the others."""
+    if config.arch not in FINETUNE_FROM or is_multi_worker(strategy) or config.ema_momentum is not None:
+        return None
+    checkpoint = TrainingCheckpoint(out_dir, asdict(config), resume)
+    if checkpoint.resumed:
+        print(f"  resuming the interrupted run in {checkpoint.dir}")
+    return checkpoint
 
 
 def _training_splits(config: TrainConfig, manifest: Manifest) -> dict[str, pd.DataFrame]:

@@ -672,7 +672,7 @@ def test_explain_cli_notes_a_heavily_compressed_jpeg(tiny_model_dir: Path, tmp_p
 
 
 def test_training_subset_keeps_whole_groups_and_each_class_share(synthetic_manifest) -> None:
-    from skin_model.training import training_subset
+    from skin_model.splits import training_subset
 
     rows = synthetic_manifest.kept("train")
     half = training_subset(rows, 0.5, seed=3)
