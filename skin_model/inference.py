@@ -151,7 +151,7 @@ class Predictor:
         elif self._forward_features is not None:
             self.predict_with_features(blank)
         self.predict_arrays(blank)
-        if self.tta:  # traced by now: this only runs it once at the stability check's size
+        if self.tta:  # traced by now; one run at the stability check's batch size prepares its kernels
             self.predict_views(blank, STABILITY_VIEWS)
 
     def _chunks(self, x: np.ndarray, batch_size: int):
