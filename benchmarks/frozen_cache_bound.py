@@ -34,15 +34,22 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from skin_model.artifact import write_json  # noqa: E402
+from skin_model.artifact import default_model_dir, read_manifest, write_json  # noqa: E402
 from skin_model.bench import machine_gflops  # noqa: E402
+from skin_model.classes import CLASS_NAMES  # noqa: E402
 from skin_model.finetune import freeze_for_finetuning  # noqa: E402
 from skin_model.models import build_model  # noqa: E402
 from skin_model.pipeline import make_dataset  # noqa: E402
 
 BATCH = 32
-# the shipped recipe's capture changes and crops (training config of the default model)
-AUGMENTATION = {"zoom": 0.15, "camera": 0.8, "aspect": 0.33}
+AUGMENTATION_KEYS = ("zoom", "low_res", "camera", "jpeg", "light", "aspect", "field")
+
+
+def shipped_augmentation() -> dict[str, float]:
+    """The default model's capture changes and crops, as ``make_dataset`` takes them
+    (read from its manifest, so the timing follows the recipe that ships)."""
+    config = read_manifest(default_model_dir())["training_config"]
+    return {key: float(config.get(key) or 0.0) for key in AUGMENTATION_KEYS}
 
 
 def parse_args() -> argparse.Namespace:
@@ -81,6 +88,7 @@ def split_at(model, first_trainable: str):
 
 
 def compiled(model):
+    """``model`` compiled for timing its training step (the optimizer and loss of a run)."""
     import keras
 
     model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss="categorical_crossentropy")
@@ -91,13 +99,13 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     """Per-picture milliseconds of each part of an epoch, with and without the cache."""
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (args.pictures, args.size, args.size, 3), dtype=np.uint8)
-    y = np.eye(9, dtype=np.float32)[rng.integers(0, 9, args.pictures)]
+    y = np.eye(len(CLASS_NAMES), dtype=np.float32)[rng.integers(0, len(CLASS_NAMES), args.pictures)]
     model = build_model(args.arch, args.size)
     freeze_for_finetuning(model, args.unfreeze_from)
     bottom, top = split_at(model, args.unfreeze_from)
     xf = x.astype(np.float32)
     cached = bottom.predict(xf, batch_size=BATCH, verbose=0)
-    augmented = make_dataset(x, y, BATCH, training=True, seed=0, **AUGMENTATION)
+    augmented = make_dataset(x, y, BATCH, training=True, seed=0, **shipped_augmentation())
     compiled(model)
     compiled(top)
     n = args.pictures
@@ -136,7 +144,7 @@ def main() -> int:
     figures = epochs_in_budget(ms, args)
     out = {
         "machine_gflops_start": reference_start,
-        "setup": {k: v for k, v in vars(args).items() if k != "json"} | {"augmentation": AUGMENTATION},
+        "setup": {k: v for k, v in vars(args).items() if k != "json"} | {"augmentation": shipped_augmentation()},
         "ms_per_picture": ms,
         **figures,
         "machine_gflops_end": machine_gflops(),
